@@ -1,0 +1,124 @@
+//! The compiled, runnable definition: every reference resolved, scripts compiled, settings typed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::calendar::Calendar;
+use crate::duration::Duration;
+use crate::kind::{ActionSpec, ParamValue, Step};
+use crate::script::{Sandbox, Script};
+
+/// A checked workflow, ready to run. Immutable; shared behind `Arc`.
+#[derive(Debug)]
+pub struct Definition {
+    /// `unit/id`.
+    pub key: String,
+    pub unit: String,
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub is_abstract: bool,
+    /// Content hash (hex SHA-256) of the effective definition and every file it uses.
+    pub hash: String,
+    pub params: IndexMap<String, ParamValue>,
+    /// Param values as the JSON map scripts and steps see.
+    pub params_json: Map<String, Value>,
+    pub roles: IndexMap<String, String>,
+    pub steps: Vec<StepDef>,
+    pub(crate) index: HashMap<String, usize>,
+    pub start: usize,
+    pub calendar: Arc<Calendar>,
+    pub sandbox: Arc<Sandbox>,
+    /// The effective definition as JSON, after layering: what runs and what tools show.
+    pub effective: Value,
+    /// The files this version was built from (path -> text), enough to rebuild it.
+    pub sources: BTreeMap<String, String>,
+    /// `unit/id` of the workflows this one extends, nearest first.
+    pub extends: Vec<String>,
+}
+
+/// One compiled step.
+#[derive(Debug)]
+pub struct StepDef {
+    pub id: String,
+    pub kind: String,
+    pub title: Option<String>,
+    pub behaviour: Arc<dyn Step>,
+    pub next: Option<String>,
+    pub on: IndexMap<String, String>,
+    pub guard: Option<Script>,
+    pub deadline: Option<DeadlineDef>,
+    pub roles: Vec<String>,
+    pub actors: IndexMap<String, Vec<String>>,
+    pub actions: Vec<ActionSpec>,
+    /// The file the step is written in.
+    pub file: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadlineDef {
+    pub after: Option<Duration>,
+    pub compute: Option<Script>,
+    pub outcome: String,
+    pub remind_before: Vec<Duration>,
+}
+
+impl StepDef {
+    /// The step an outcome leads to.
+    pub fn target(&self, outcome: &str) -> Option<&str> {
+        self.on
+            .get(outcome)
+            .or(self.next.as_ref())
+            .map(String::as_str)
+    }
+
+    /// Roles allowed to perform `action` here.
+    pub fn allowed_roles(&self, action: &str) -> &[String] {
+        self.actors
+            .get(action)
+            .map_or(self.roles.as_slice(), Vec::as_slice)
+    }
+
+    pub fn action(&self, name: &str) -> Option<&ActionSpec> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+impl Definition {
+    pub fn step(&self, id: &str) -> Option<&StepDef> {
+        self.index.get(id).map(|&i| &self.steps[i])
+    }
+
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// A short summary for listings.
+    pub fn summary(&self) -> DefinitionSummary {
+        DefinitionSummary {
+            key: self.key.clone(),
+            unit: self.unit.clone(),
+            id: self.id.clone(),
+            title: self.title.clone(),
+            hash: self.hash.clone(),
+            is_abstract: self.is_abstract,
+            steps: self.steps.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DefinitionSummary {
+    pub key: String,
+    pub unit: String,
+    pub id: String,
+    pub title: String,
+    pub hash: String,
+    #[serde(rename = "abstract")]
+    pub is_abstract: bool,
+    pub steps: usize,
+}

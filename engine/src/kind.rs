@@ -1,0 +1,915 @@
+//! The plugin interface: a step kind validates its settings at check time and decides, at run
+//! time, what happens on entry, on an action and on a timer.
+//!
+//! Invariants a step kind must keep (see ARCHITECTURE.md):
+//! - `compile` reports every problem through [`CompileCx`] and never panics on bad settings;
+//! - run-time hooks are deterministic functions of their inputs (data, state, params, the
+//!   action and `now`): no clock reads, no I/O, no randomness; side effects on the outside
+//!   world are requested as [`Notice`]s, which the engine delivers after the commit;
+//! - a refused action returns [`StepError::Refused`] and must leave `cx` unchanged in meaning
+//!   (the engine discards all changes of a refused or failed hook anyway).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use toml::Spanned;
+use toml::de::DeValue;
+
+use crate::calendar::Calendar;
+use crate::diag::{Code, Diagnostics, Origin};
+use crate::duration::Duration;
+use crate::files::{FileSet, resolve_reference};
+use crate::script::{Sandbox, Script, ScriptError, ScriptOrigin};
+
+/// A step kind, provided by a plugin. Registered by name in a [`Registry`].
+pub trait StepKind: Send + Sync + 'static {
+    /// The name used as `kind = "..."` in workflow files.
+    fn name(&self) -> &str;
+    /// One line for documentation and `yishi kinds`.
+    fn summary(&self) -> &str;
+    /// JSON Schema of the kind's settings (the step keys beyond the common ones).
+    fn settings_schema(&self) -> schemars::Schema;
+    /// Validates and compiles the settings of one step. Problems go to `cx`; `None` when the
+    /// settings are unusable.
+    fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>>;
+}
+
+/// The compiled behaviour of one step.
+pub trait Step: Send + Sync + fmt::Debug {
+    /// Outcomes this step can finish with (each must lead somewhere).
+    fn outcomes(&self) -> Vec<String>;
+    /// Actions this step accepts while active.
+    fn actions(&self) -> Vec<ActionSpec> {
+        Vec::new()
+    }
+    /// Steps this step names in its settings (branches of a split), for reference and graph checks.
+    fn targets(&self) -> Vec<(String, Option<Range<usize>>)> {
+        Vec::new()
+    }
+    /// How the runtime treats the step: an ordinary task, or a control-flow construct.
+    fn control(&self) -> Control<'_> {
+        Control::Task
+    }
+    /// Called when a token enters the step.
+    fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError>;
+    /// Called for an action the step declared, after role and payload checks.
+    fn on_action(&self, cx: &mut StepCx<'_>, action: &ActionInput<'_>) -> Result<Flow, StepError> {
+        let _ = (cx, action);
+        Err(StepError::refused("this step accepts no actions"))
+    }
+    /// Called when a timer of the step fires. `deadline` is the step's own deadline; other
+    /// names are timers the step set itself.
+    fn on_timer(&self, cx: &mut StepCx<'_>, timer: &str) -> Result<Flow, StepError> {
+        if timer == DEADLINE_TIMER {
+            Ok(Flow::Done(cx.deadline_outcome.to_owned()))
+        } else {
+            Ok(Flow::Wait)
+        }
+    }
+}
+
+/// The name of the timer for a step's `deadline`.
+pub const DEADLINE_TIMER: &str = "deadline";
+
+/// What a hook decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Stay in the step and wait for actions or timers.
+    Wait,
+    /// Leave the step with this outcome.
+    Done(String),
+}
+
+/// Control-flow constructs the runtime handles itself.
+#[derive(Debug)]
+pub enum Control<'a> {
+    Task,
+    /// Ends the branch; `terminate` ends the whole case (cancelling other branches).
+    End {
+        terminate: bool,
+        outcome: Option<&'a str>,
+    },
+    /// Opens branches that the named join synchronises.
+    Split(&'a Split),
+    /// Waits for branches of the split that names it.
+    Join(&'a JoinSpec),
+}
+
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub mode: SplitMode,
+    pub join: String,
+    pub join_span: Option<Range<usize>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SplitMode {
+    /// Parallel split: every branch (WCP-2).
+    All(Vec<String>),
+    /// Multi-choice: the branches whose condition holds (WCP-6).
+    Some(Vec<(String, Script)>),
+    /// One branch per item of a list computed at run time (WCP-14); the item is bound as `item`.
+    Each { items: Script, body: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinSpec {
+    pub wait: JoinWait,
+    /// Cancel the branches still running when the join fires (WCP-34 cancelling partial join).
+    pub cancel_rest: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JoinWait {
+    /// Every branch that was started (synchronisation and synchronising merge, WCP-3/7).
+    All,
+    /// The first N branches (partial join, WCP-30).
+    Count(u32),
+    /// A share of the branches started, rounded up (quorum of branches).
+    Share(f64),
+}
+
+/// An action a step accepts.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActionSpec {
+    pub name: String,
+    pub summary: String,
+    pub fields: Vec<Field>,
+}
+
+impl ActionSpec {
+    pub fn new(name: &str, summary: &str) -> Self {
+        ActionSpec {
+            name: name.into(),
+            summary: summary.into(),
+            fields: Vec::new(),
+        }
+    }
+    pub fn field(mut self, name: &str, ty: FieldType, required: bool, summary: &str) -> Self {
+        self.fields.push(Field {
+            name: name.into(),
+            ty,
+            required,
+            summary: summary.into(),
+        });
+        self
+    }
+}
+
+/// A payload field of an action.
+#[derive(Clone, Debug, Serialize)]
+pub struct Field {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    pub required: bool,
+    pub summary: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "values")]
+pub enum FieldType {
+    String,
+    Int,
+    Number,
+    Bool,
+    /// One of these strings.
+    OneOf(Vec<String>),
+    /// A list of strings.
+    Strings,
+    /// A JSON object.
+    Object,
+    /// Any JSON value.
+    Any,
+}
+
+impl FieldType {
+    fn accepts(&self, v: &Value) -> bool {
+        match self {
+            FieldType::String => v.is_string(),
+            FieldType::Int => v.is_i64() || v.is_u64(),
+            FieldType::Number => v.is_number(),
+            FieldType::Bool => v.is_boolean(),
+            FieldType::OneOf(vals) => v.as_str().is_some_and(|s| vals.iter().any(|x| x == s)),
+            FieldType::Strings => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            FieldType::Object => v.is_object(),
+            FieldType::Any => true,
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            FieldType::String => "a string".into(),
+            FieldType::Int => "a whole number".into(),
+            FieldType::Number => "a number".into(),
+            FieldType::Bool => "true or false".into(),
+            FieldType::OneOf(v) => format!(
+                "one of {}",
+                v.iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            FieldType::Strings => "a list of strings".into(),
+            FieldType::Object => "an object".into(),
+            FieldType::Any => "any value".into(),
+        }
+    }
+}
+
+/// Largest accepted string in a payload field.
+pub const MAX_FIELD_CHARS: usize = 20_000;
+
+impl ActionSpec {
+    /// Checks a payload against the declared fields: unknown fields, missing required fields
+    /// and wrong types are refused, naming the field.
+    pub fn validate(&self, payload: &Map<String, Value>) -> Result<(), StepError> {
+        for (k, v) in payload {
+            let Some(f) = self.fields.iter().find(|f| &f.name == k) else {
+                let hint =
+                    crate::diag::did_you_mean(k, self.fields.iter().map(|f| f.name.as_str()));
+                let known = self
+                    .fields
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(StepError::Refused {
+                    message: format!(
+                        "unknown field `{k}` for action `{}`{}",
+                        self.name,
+                        hint.map(|h| format!("; {h}"))
+                            .unwrap_or_else(|| format!(" (fields: {known})"))
+                    ),
+                    field: Some(k.clone()),
+                });
+            };
+            if !f.ty.accepts(v) && !(v.is_null() && !f.required) {
+                return Err(StepError::Refused {
+                    message: format!("field `{k}` must be {}", f.ty.describe()),
+                    field: Some(k.clone()),
+                });
+            }
+            if let Some(s) = v.as_str()
+                && s.chars().count() > MAX_FIELD_CHARS
+            {
+                return Err(StepError::Refused {
+                    message: format!("field `{k}` is longer than {MAX_FIELD_CHARS} characters"),
+                    field: Some(k.clone()),
+                });
+            }
+        }
+        for f in &self.fields {
+            if f.required && payload.get(&f.name).is_none_or(Value::is_null) {
+                return Err(StepError::Refused {
+                    message: format!("field `{}` is required for action `{}`", f.name, self.name),
+                    field: Some(f.name.clone()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Who acts. `roles` are the roles of the workflow this person holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub id: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// An action as a step sees it.
+#[derive(Debug)]
+pub struct ActionInput<'a> {
+    pub name: &'a str,
+    pub payload: &'a Map<String, Value>,
+    /// Who entered the action (a token holder, e.g. a grid worker).
+    pub actor: &'a Actor,
+    /// On whose behalf (a resident whose paper vote the grid worker enters); `actor` otherwise.
+    pub subject: &'a Actor,
+}
+
+/// Why a hook did not go through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The action is refused; nothing changes. `field` names the payload field at fault.
+    #[error("{message}")]
+    Refused {
+        message: String,
+        field: Option<String>,
+    },
+    /// A script of the step failed.
+    #[error("{0}")]
+    Script(ScriptError),
+    /// The step's own logic failed in a way the workflow author must fix.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StepError {
+    pub fn refused(message: impl Into<String>) -> Self {
+        StepError::Refused {
+            message: message.into(),
+            field: None,
+        }
+    }
+    pub fn refused_field(field: &str, message: impl Into<String>) -> Self {
+        StepError::Refused {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+}
+
+impl From<ScriptError> for StepError {
+    fn from(e: ScriptError) -> Self {
+        StepError::Script(e)
+    }
+}
+
+/// A message for people or systems outside the case (delivered after the commit).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    /// What happened, e.g. `reminder`, `escalated`, `vote_opened`.
+    pub topic: String,
+    /// Roles or ids it is for.
+    pub to: Vec<String>,
+    pub message: String,
+    /// Webhook URL, when the notify step has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub body: Value,
+}
+
+/// A timer change requested by a step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TimerOp {
+    Set { name: String, due_at: i64 },
+    Clear { name: String },
+}
+
+/// What a run-time hook may read and change.
+pub struct StepCx<'a> {
+    pub step_id: &'a str,
+    /// Now, Unix milliseconds (from the engine's clock; never read the system clock).
+    pub now: i64,
+    /// The instance's data document. Change it through [`StepCx::set`].
+    pub data: &'a Map<String, Value>,
+    /// Top-level data keys changed by this hook.
+    pub changes: Map<String, Value>,
+    /// The step's own state for this token (votes cast, attendance, ...).
+    pub state: Value,
+    pub params: &'a Map<String, Value>,
+    pub sandbox: &'a Sandbox,
+    pub calendar: &'a Calendar,
+    /// The current item of a for-each branch.
+    pub item: Option<&'a Value>,
+    /// How many times this step has been entered in this case, including now.
+    pub visits: u32,
+    pub deadline_outcome: &'a str,
+    pub timers: Vec<TimerOp>,
+    pub notices: Vec<Notice>,
+    /// The instance id (for notices and links).
+    pub instance_id: i64,
+}
+
+impl StepCx<'_> {
+    /// Sets top-level data key `key`.
+    pub fn set(&mut self, key: &str, value: Value) {
+        self.changes.insert(key.to_owned(), value);
+    }
+    /// Reads a top-level data key, seeing this hook's own changes.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.changes.get(key).or_else(|| self.data.get(key))
+    }
+    pub fn set_timer(&mut self, name: &str, due_at: i64) {
+        self.timers.push(TimerOp::Set {
+            name: name.into(),
+            due_at,
+        });
+    }
+    pub fn clear_timer(&mut self, name: &str) {
+        self.timers.push(TimerOp::Clear { name: name.into() });
+    }
+    pub fn notify(&mut self, notice: Notice) {
+        self.notices.push(notice);
+    }
+    /// The instant `d` after now, by this workflow's calendar.
+    pub fn after(&self, d: Duration) -> i64 {
+        self.calendar.add(self.now, d)
+    }
+    /// The data document with this hook's changes applied, as a Rhai map.
+    pub fn data_dynamic(&self) -> rhai::Dynamic {
+        let mut m = self.data.clone();
+        for (k, v) in &self.changes {
+            m.insert(k.clone(), v.clone());
+        }
+        crate::script::to_dynamic(&Value::Object(m))
+    }
+    /// The standard variables a script sees: `data`, `params`, `now`, `visits`, `item`.
+    pub fn script_vars(&self) -> Vec<(&'static str, rhai::Dynamic)> {
+        vec![
+            ("data", self.data_dynamic()),
+            (
+                "params",
+                crate::script::to_dynamic(&Value::Object(self.params.clone())),
+            ),
+            ("now", rhai::Dynamic::from_int(self.now)),
+            ("visits", rhai::Dynamic::from_int(i64::from(self.visits))),
+            (
+                "item",
+                self.item
+                    .map_or(rhai::Dynamic::UNIT, crate::script::to_dynamic),
+            ),
+        ]
+    }
+    /// Evaluates `script` with the standard variables.
+    pub fn eval(&self, script: &Script) -> Result<rhai::Dynamic, ScriptError> {
+        self.sandbox
+            .eval(script, self.script_vars())
+            .map(|(v, _)| v)
+    }
+    /// Evaluates a condition; anything but a boolean is an error naming the script.
+    pub fn eval_bool(&self, script: &Script) -> Result<bool, ScriptError> {
+        let v = self.eval(script)?;
+        v.as_bool()
+            .map_err(|_| ScriptError::wrong_result(script, "true or false", &v))
+    }
+}
+
+/// The variables every workflow script may use.
+pub const SCRIPT_VARS: &[&str] = &["data", "params", "now", "visits", "item"];
+
+/// The settings of one step: the step table's keys beyond the common ones, with spans.
+pub struct Settings<'a> {
+    pub table: Spanned<DeValue<'a>>,
+}
+
+impl<'a> Settings<'a> {
+    pub fn span(&self) -> Range<usize> {
+        self.table.span()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.table.get_ref().as_table().is_none_or(|t| t.is_empty())
+    }
+}
+
+/// A resolved param: its type and value.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ParamValue {
+    #[serde(rename = "type")]
+    pub ty: crate::model::ParamType,
+    pub value: Value,
+}
+
+/// What a step kind may use while compiling its settings.
+pub struct CompileCx<'a> {
+    pub step_id: &'a str,
+    /// The file the step is written in, and its text.
+    pub file: &'a str,
+    pub text: &'a str,
+    pub files: &'a FileSet,
+    pub sandbox: &'a Sandbox,
+    pub params: &'a IndexMap<String, ParamValue>,
+    pub roles: &'a IndexMap<String, String>,
+    pub diags: &'a mut Diagnostics,
+    /// Files read while compiling (they become part of the version).
+    pub used_files: &'a mut BTreeSet<String>,
+    /// Parsed list files, cached by path.
+    pub lists: &'a mut BTreeMap<String, Arc<Value>>,
+    /// The outcomes named in the step's `on` table.
+    pub outcomes_in_on: Vec<String>,
+    /// Whether the step has a `deadline`.
+    pub has_deadline: bool,
+}
+
+impl CompileCx<'_> {
+    fn origin(&self, span: Option<Range<usize>>) -> Origin {
+        Origin::new(self.file, span)
+    }
+
+    /// Reports a problem with the step's settings at `span`.
+    pub fn error(
+        &mut self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let origin = self.origin(span);
+        self.diags
+            .push(Code::BadSettings, &origin, Some(self.text), message, hint);
+    }
+
+    pub fn error_code(
+        &mut self,
+        code: Code,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let origin = self.origin(span);
+        self.diags
+            .push(code, &origin, Some(self.text), message, hint);
+    }
+
+    /// Deserializes typed settings; reports unknown keys (with hints) and type errors.
+    pub fn settings<T: DeserializeOwned + schemars::JsonSchema>(
+        &mut self,
+        settings: Settings<'_>,
+        kind: &str,
+    ) -> Option<T> {
+        let schema = schemars::schema_for!(T);
+        let known: Vec<String> = schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut table = settings.table;
+        if let DeValue::Table(t) = table.get_mut() {
+            let unknown: Vec<_> = t
+                .keys()
+                .filter(|k| !known.iter().any(|n| n == k.get_ref().as_ref()))
+                .cloned()
+                .collect();
+            for k in unknown {
+                let hint = crate::diag::did_you_mean(
+                    k.get_ref(),
+                    known
+                        .iter()
+                        .map(String::as_str)
+                        .chain(crate::check::step_keys().iter().map(String::as_str)),
+                )
+                .or_else(|| {
+                    if known.is_empty() {
+                        Some(format!("step kind `{kind}` takes no settings"))
+                    } else {
+                        Some(format!("settings of `{kind}`: {}", known.join(", ")))
+                    }
+                });
+                self.error_code(
+                    Code::UnknownKey,
+                    Some(k.span()),
+                    format!("unknown key `{}` for a step of kind `{kind}`", k.get_ref()),
+                    hint,
+                );
+                t.remove(&k);
+            }
+        }
+        match T::deserialize(toml::de::ValueDeserializer::from(table.clone())) {
+            // Unknown keys were reported above; the rest is still checked.
+            Ok(v) => Some(v),
+            Err(e) => {
+                let span = e.span().or(Some(table.span()));
+                let code = if e.message().starts_with("missing field") {
+                    Code::MissingKey
+                } else {
+                    Code::WrongType
+                };
+                self.error_code(
+                    code,
+                    span,
+                    format!(
+                        "in the settings of step `{}`: {}",
+                        self.step_id,
+                        e.message().trim()
+                    ),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// Where the script text at `span` starts, for mapping script positions into the file.
+    pub fn script_origin(&self, span: &Range<usize>) -> ScriptOrigin {
+        let raw = &self.text[span.start.min(self.text.len())..span.end.min(self.text.len())];
+        let mut skip = 0;
+        for q in ["\"\"\"", "'''", "\"", "'"] {
+            if raw.starts_with(q) {
+                skip = q.len();
+                if q.len() == 3 && raw[skip..].starts_with('\n') {
+                    skip += 1;
+                } else if q.len() == 3 && raw[skip..].starts_with("\r\n") {
+                    skip += 2;
+                }
+                break;
+            }
+        }
+        let (line, column) = crate::diag::line_col(self.text, span.start + skip);
+        ScriptOrigin {
+            file: self.file.to_owned(),
+            line,
+            column,
+        }
+    }
+
+    /// Compiles an inline script written at `text.span()` in this step's file. `extra` names
+    /// variables the script may use beyond [`SCRIPT_VARS`].
+    pub fn script(&mut self, text: &Spanned<String>, extra: &[&str]) -> Option<Script> {
+        let origin = self.script_origin(&text.span());
+        let names: Vec<&str> = SCRIPT_VARS.iter().chain(extra).copied().collect();
+        match self.sandbox.compile(text.get_ref(), origin, &names) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let (file, line, col) = e.position.clone().unwrap_or((self.file.to_owned(), 0, 0));
+                self.diags.push_at(
+                    Code::ScriptSyntax,
+                    &file,
+                    line,
+                    col,
+                    format!("script error: {}", e.message),
+                    script_hint(&e.message, &names),
+                );
+                None
+            }
+        }
+    }
+
+    /// Compiles a script file referenced (relative to this step's file) at `path.span()`.
+    pub fn script_file(&mut self, path: &Spanned<String>, names: &[&str]) -> Option<Script> {
+        let key = self.reference(path)?;
+        let text = self.files.get(&key)?.to_owned();
+        let origin = ScriptOrigin {
+            file: key.clone(),
+            line: 1,
+            column: 1,
+        };
+        match self.sandbox.compile(&text, origin, names) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let (file, line, col) = e.position.clone().unwrap_or((key, 0, 0));
+                self.diags.push_at(
+                    Code::ScriptSyntax,
+                    &file,
+                    line,
+                    col,
+                    format!("script error: {}", e.message),
+                    script_hint(&e.message, names),
+                );
+                None
+            }
+        }
+    }
+
+    /// Resolves a file reference and checks that the file exists and stays inside the folder.
+    pub fn reference(&mut self, path: &Spanned<String>) -> Option<String> {
+        let dir = crate::files::parent_dir(self.file);
+        match resolve_reference(dir, path.get_ref()) {
+            Err(e) => {
+                self.error_code(
+                    Code::EscapingPath,
+                    Some(path.span()),
+                    e.to_string(),
+                    Some("keep lists and scripts inside the workflows folder".into()),
+                );
+                None
+            }
+            Ok(key) => {
+                if let Some(why) = self.files.why_unreadable(&key) {
+                    self.error_code(
+                        Code::MissingFile,
+                        Some(path.span()),
+                        format!("`{}` cannot be read: {why}", path.get_ref()),
+                        None,
+                    );
+                    None
+                } else if self.files.get(&key).is_none() {
+                    let hint = crate::diag::did_you_mean(&key, self.files.paths())
+                        .map(|h| h.replace(&format!("{}/", dir), ""));
+                    self.error_code(
+                        Code::MissingFile,
+                        Some(path.span()),
+                        format!(
+                            "file `{}` does not exist (looked for `{key}`)",
+                            path.get_ref()
+                        ),
+                        hint,
+                    );
+                    None
+                } else {
+                    self.used_files.insert(key.clone());
+                    Some(key)
+                }
+            }
+        }
+    }
+
+    /// Loads a list data file (TOML) referenced at `path.span()`, as JSON.
+    pub fn list(&mut self, path: &Spanned<String>) -> Option<Arc<Value>> {
+        let key = self.reference(path)?;
+        if let Some(v) = self.lists.get(&key) {
+            return Some(v.clone());
+        }
+        let text = self.files.get(&key)?;
+        match toml::from_str::<toml::Table>(text) {
+            Ok(t) => {
+                let v = Arc::new(toml_to_json(&toml::Value::Table(t)));
+                self.lists.insert(key, v.clone());
+                Some(v)
+            }
+            Err(e) => {
+                let origin = Origin::new(key.clone(), e.span());
+                let text = self.files.get(&key).map(str::to_owned);
+                self.diags.push(
+                    Code::TomlSyntax,
+                    &origin,
+                    text.as_deref(),
+                    format!("list file is not valid TOML: {}", e.message().trim()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// Resolves a number written either literally or as the name of a param.
+    pub fn number(&mut self, v: &Spanned<NumberOrParam>) -> Option<f64> {
+        match v.get_ref() {
+            NumberOrParam::Number(n) => Some(*n),
+            NumberOrParam::Param(name) => match self.params.get(name) {
+                Some(p) if p.value.is_number() => p.value.as_f64(),
+                Some(p) => {
+                    self.error_code(
+                        Code::BadParam,
+                        Some(v.span()),
+                        format!(
+                            "param `{name}` is a {}, but a number is needed here",
+                            p.ty.as_str()
+                        ),
+                        None,
+                    );
+                    None
+                }
+                None => {
+                    let hint =
+                        crate::diag::did_you_mean(name, self.params.keys().map(String::as_str));
+                    self.error_code(
+                        Code::BadParam,
+                        Some(v.span()),
+                        format!("`{name}` is neither a number nor a declared param"),
+                        hint,
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// Resolves a duration written literally or as the name of a duration param.
+    pub fn duration(&mut self, v: &Spanned<String>) -> Option<Duration> {
+        resolve_duration(v.get_ref(), self.params)
+            .map_err(|(code, msg, hint)| self.error_code(code, Some(v.span()), msg, hint))
+            .ok()
+    }
+
+    /// Checks that `role` is declared by the workflow.
+    pub fn role(&mut self, role: &Spanned<String>) -> bool {
+        if role.get_ref() == "*" || self.roles.contains_key(role.get_ref()) {
+            return true;
+        }
+        let hint = crate::diag::did_you_mean(role.get_ref(), self.roles.keys().map(String::as_str));
+        self.error_code(
+            Code::UnknownRole,
+            Some(role.span()),
+            format!("role `{}` is not declared in [roles]", role.get_ref()),
+            hint,
+        );
+        false
+    }
+}
+
+fn script_hint(message: &str, names: &[&str]) -> Option<String> {
+    if message.contains("Variable not found") {
+        Some(format!("scripts here can use: {}", names.join(", ")))
+    } else {
+        None
+    }
+}
+
+/// Resolves a duration literal or duration param name.
+pub fn resolve_duration(
+    text: &str,
+    params: &IndexMap<String, ParamValue>,
+) -> Result<Duration, (Code, String, Option<String>)> {
+    if let Some(p) = params.get(text) {
+        if p.ty != crate::model::ParamType::Duration {
+            return Err((
+                Code::BadParam,
+                format!(
+                    "param `{text}` is a {}, but a duration is needed here",
+                    p.ty.as_str()
+                ),
+                None,
+            ));
+        }
+        return Duration::parse(p.value.as_str().unwrap_or_default())
+            .map_err(|e| (Code::BadDuration, e.to_string(), None));
+    }
+    Duration::parse(text).map_err(|e| {
+        let hint = crate::diag::did_you_mean(text, params.keys().map(String::as_str));
+        (Code::BadDuration, e.to_string(), hint)
+    })
+}
+
+/// A number written literally, or the name of a param that holds it.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum NumberOrParam {
+    Number(f64),
+    Param(String),
+}
+
+/// TOML to JSON (dates become strings).
+pub fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// A spanned TOML tree to JSON.
+pub fn devalue_to_json(v: &DeValue<'_>) -> Value {
+    match v {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Integer(i) => i
+            .as_str()
+            .replace('_', "")
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(i.as_str().to_owned())),
+        DeValue::Float(f) => f
+            .as_str()
+            .replace('_', "")
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(d) => Value::String(d.to_string()),
+        DeValue::Array(a) => Value::Array(a.iter().map(|x| devalue_to_json(x.get_ref())).collect()),
+        DeValue::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.get_ref().to_string(), devalue_to_json(v.get_ref())))
+                .collect(),
+        ),
+    }
+}
+
+/// The plain list of step kinds the engine knows. No link-time magic: whoever builds the
+/// engine registers each kind by hand.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: IndexMap<String, Arc<dyn StepKind>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// A registry with the engine's own control-flow kinds.
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::default();
+        for k in crate::builtin::kinds() {
+            r.register(k);
+        }
+        r
+    }
+
+    /// Adds a kind; a later kind of the same name replaces an earlier one.
+    pub fn register(&mut self, kind: Arc<dyn StepKind>) {
+        self.kinds.insert(kind.name().to_owned(), kind);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn StepKind>> {
+        self.kinds.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.kinds.keys().map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn StepKind>> {
+        self.kinds.values()
+    }
+}

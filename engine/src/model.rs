@@ -1,0 +1,197 @@
+//! The authored model: workflow files as admins write them, before any checking.
+//!
+//! These types are the single source of the file format: the loader deserializes them, and
+//! the JSON Schema that editors use is generated from them (see [`crate::schema`]).
+//! Step kinds add their own settings as further keys of a step table.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// The top level of a workflow file (`workflows/<unit>/<name>.toml`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowHeader {
+    /// Identifier of the workflow within its unit (letters, digits, `_`, `-`).
+    pub id: String,
+    /// Human title, e.g. `居民提案 (resident proposal)`.
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `unit/workflow` of a workflow this one extends, e.g. `pingcheng/proposal`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub extends: Option<Spanned<String>>,
+    /// A template meant to be extended: it is checked, but no case can start on it.
+    #[serde(default, rename = "abstract")]
+    pub is_abstract: bool,
+    /// The first step (default: the first step listed).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub start: Option<Spanned<String>>,
+    /// A working-day calendar file, relative to this file.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub calendar: Option<Spanned<String>>,
+    /// Named policy values (quorum, deadlines, thresholds) admins tune without touching steps.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, ParamDecl>")]
+    pub params: IndexMap<Spanned<String>, Spanned<ParamDecl>>,
+    /// Roles that may act in this workflow, with a description each.
+    #[serde(default)]
+    pub roles: IndexMap<String, String>,
+}
+
+/// The whole workflow file, for the JSON Schema: the header plus the steps.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct WorkflowFile {
+    #[serde(flatten)]
+    pub header: WorkflowHeader,
+    /// The steps. A step with the id of an inherited step replaces it.
+    pub steps: Vec<StepSchema>,
+}
+
+/// The type of a param.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    /// A whole number.
+    Int,
+    /// Any number.
+    Number,
+    /// A share between 0 and 1 (e.g. a quorum of 0.5).
+    Share,
+    Bool,
+    String,
+    /// A duration such as `7d`, `48h` or `5wd` (working days).
+    Duration,
+    /// A list of strings.
+    List,
+}
+
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::Int => "int",
+            ParamType::Number => "number",
+            ParamType::Share => "share",
+            ParamType::Bool => "bool",
+            ParamType::String => "string",
+            ParamType::Duration => "duration",
+            ParamType::List => "list",
+        }
+    }
+}
+
+/// A param: its type (required where it is first declared) and value.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParamDecl {
+    #[serde(default, rename = "type")]
+    pub ty: Option<ParamType>,
+    /// The value. An extending workflow may set only this.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub value: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Smallest allowed value (numbers).
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Largest allowed value (numbers).
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// The keys every step has, whatever its kind. Further keys are the kind's settings.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepCommon {
+    /// Identifier of the step, unique in the workflow.
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// The step kind, provided by a plugin (`vote`, `meeting`, ...) or the engine (`choice`, `end`, ...).
+    #[schemars(with = "String")]
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Roles that may perform any action of this step (`"*"`: anyone).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub roles: Option<Vec<Spanned<String>>>,
+    /// Roles per action, overriding `roles` for that action: `actors = { close = ["staff"] }`.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Vec<String>>")]
+    pub actors: IndexMap<Spanned<String>, Vec<Spanned<String>>>,
+    /// The step after this one, for every outcome not listed in `on`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub next: Option<Spanned<String>>,
+    /// The step after this one per outcome: `on = { passed = "review", failed = "revise" }`.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, String>")]
+    pub on: IndexMap<Spanned<String>, Spanned<String>>,
+    /// A Rhai condition evaluated on entry; when false the step is skipped with outcome `skipped`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub guard: Option<Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "Option<DeadlineDecl>")]
+    pub deadline: Option<Spanned<DeadlineDecl>>,
+    /// Layering: insert this new step before an inherited step; transitions that led to that
+    /// step lead here, and this step's default `next` is that step.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub insert_before: Option<Spanned<String>>,
+}
+
+/// The schema of a step: the common keys plus any kind-specific settings.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct StepSchema {
+    #[serde(flatten)]
+    pub common: StepCommon,
+    /// Settings of the step kind.
+    #[serde(flatten)]
+    #[schemars(with = "IndexMap<String, serde_json::Value>")]
+    pub settings: IndexMap<String, serde_json::Value>,
+}
+
+/// A deadline on a step: when it passes, the step kind decides what happens (by default the
+/// step finishes with `outcome`). Together with the step's actions this is a deferred choice.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineDecl {
+    /// A duration (`7d`, `48h`, `5wd`) or the name of a duration param.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub after: Option<Spanned<String>>,
+    /// A Rhai script returning a duration string, computed on entry (instead of `after`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub compute: Option<Spanned<String>>,
+    /// The outcome when the deadline passes (default `expired`).
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Reminders before the deadline, e.g. `["1d"]`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub remind_before: Vec<Spanned<String>>,
+}
+
+/// A unit's own file (`unit.toml`): what the folder is in the hierarchy
+/// district (区) > street (街道) > community (社区).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitFile {
+    /// Display name, e.g. `柳航里社区 (Liuhangli community)`.
+    pub name: String,
+    /// `district`, `street`, `community`, `grid` ...
+    #[serde(default)]
+    pub level: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}

@@ -1,0 +1,1138 @@
+//! Instance transitions as pure functions: (definition, state, input, now) -> events.
+//!
+//! Every change of state is an [`Event`] applied the moment it is emitted, so the state of an
+//! instance is always exactly the fold of its events ([`replay`]). Nothing here reads a clock,
+//! touches storage or performs I/O; the service commits what a transition returns.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::definition::{Definition, StepDef};
+use crate::duration::Duration;
+use crate::kind::{
+    ActionInput, Actor, Control, DEADLINE_TIMER, Flow, JoinWait, Notice, SplitMode, StepCx,
+    StepError, TimerOp,
+};
+use crate::script::ScriptError;
+
+/// Where a case stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    Completed,
+    Cancelled,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Completed => "completed",
+            Status::Cancelled => "cancelled",
+            Status::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "active" => Status::Active,
+            "completed" => Status::Completed,
+            "cancelled" => Status::Cancelled,
+            "failed" => Status::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A position in the workflow: one active step of a case (several after a split).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: u32,
+    pub step: String,
+    /// Open splits this token is inside, innermost last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
+    /// The step kind's own state (votes cast, attendance ...).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub state: Value,
+    pub entered_at: i64,
+}
+
+/// An open split: how many branches started and how many reached the join.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scope {
+    pub id: u32,
+    pub split: String,
+    pub join: String,
+    pub expected: u32,
+    pub arrived: u32,
+    pub fired: bool,
+    /// The scopes of the token that opened the split (restored after the join).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outer: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
+}
+
+/// The whole state of a case. Always equal to the fold of its events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceState {
+    pub status: Status,
+    #[serde(default)]
+    pub outcome: Option<String>,
+    pub tokens: Vec<Token>,
+    #[serde(default)]
+    pub scopes: Vec<Scope>,
+    pub data: Map<String, Value>,
+    #[serde(default)]
+    pub visits: BTreeMap<String, u32>,
+    pub next_token: u32,
+    pub next_scope: u32,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Default for InstanceState {
+    fn default() -> Self {
+        InstanceState {
+            status: Status::Active,
+            outcome: None,
+            tokens: Vec::new(),
+            scopes: Vec::new(),
+            data: Map::new(),
+            visits: BTreeMap::new(),
+            next_token: 1,
+            next_scope: 1,
+            error: None,
+        }
+    }
+}
+
+impl InstanceState {
+    /// Ids of the active steps, in token order.
+    pub fn active_steps(&self) -> Vec<&str> {
+        self.tokens.iter().map(|t| t.step.as_str()).collect()
+    }
+    pub fn token(&self, id: u32) -> Option<&Token> {
+        self.tokens.iter().find(|t| t.id == id)
+    }
+}
+
+/// One entry of a case's history. Cause events (`action`, `timer_fired`, `refused`) change
+/// nothing by themselves; effect events change the state as [`apply`] says.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Started {
+        workflow: String,
+        version: String,
+        data: Map<String, Value>,
+    },
+    Action {
+        action: String,
+        step: String,
+        token: u32,
+        actor: Actor,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_behalf_of: Option<Actor>,
+        payload: Map<String, Value>,
+    },
+    Refused {
+        action: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<String>,
+        actor: Actor,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_behalf_of: Option<Actor>,
+        reason: String,
+    },
+    TimerFired {
+        timer: String,
+        step: String,
+        token: u32,
+    },
+    Entered {
+        token: u32,
+        step: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scopes: Vec<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<Value>,
+    },
+    Left {
+        token: u32,
+        step: String,
+        outcome: String,
+    },
+    StepState {
+        token: u32,
+        state: Value,
+    },
+    DataChanged {
+        changes: Map<String, Value>,
+    },
+    ScopeOpened {
+        scope: Scope,
+    },
+    ScopeArrived {
+        scope: u32,
+        token: u32,
+    },
+    ScopeShrunk {
+        scope: u32,
+    },
+    ScopeClosed {
+        scope: u32,
+    },
+    TokenCancelled {
+        token: u32,
+        step: String,
+        reason: String,
+    },
+    Notified {
+        notice: Notice,
+    },
+    Completed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<String>,
+    },
+    Cancelled {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
+    Migrated {
+        from: String,
+        to: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        steps: BTreeMap<String, String>,
+    },
+}
+
+impl Event {
+    /// The event's type name as stored.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Started { .. } => "started",
+            Event::Action { .. } => "action",
+            Event::Refused { .. } => "refused",
+            Event::TimerFired { .. } => "timer_fired",
+            Event::Entered { .. } => "entered",
+            Event::Left { .. } => "left",
+            Event::StepState { .. } => "step_state",
+            Event::DataChanged { .. } => "data_changed",
+            Event::ScopeOpened { .. } => "scope_opened",
+            Event::ScopeArrived { .. } => "scope_arrived",
+            Event::ScopeShrunk { .. } => "scope_shrunk",
+            Event::ScopeClosed { .. } => "scope_closed",
+            Event::TokenCancelled { .. } => "token_cancelled",
+            Event::Notified { .. } => "notified",
+            Event::Completed { .. } => "completed",
+            Event::Cancelled { .. } => "cancelled",
+            Event::Failed { .. } => "failed",
+            Event::Migrated { .. } => "migrated",
+        }
+    }
+}
+
+/// Applies one event to a state. The only place where state changes.
+pub fn apply(s: &mut InstanceState, e: &Event) {
+    match e {
+        Event::Started { data, .. } => {
+            *s = InstanceState {
+                data: data.clone(),
+                ..InstanceState::default()
+            };
+        }
+        Event::Action { .. }
+        | Event::Refused { .. }
+        | Event::TimerFired { .. }
+        | Event::Notified { .. } => {}
+        Event::Entered {
+            token,
+            step,
+            scopes,
+            item,
+        } => {
+            s.tokens.push(Token {
+                id: *token,
+                step: step.clone(),
+                scopes: scopes.clone(),
+                item: item.clone(),
+                state: Value::Null,
+                entered_at: 0,
+            });
+            s.next_token = s.next_token.max(token + 1);
+            *s.visits.entry(step.clone()).or_default() += 1;
+        }
+        Event::Left { token, .. } | Event::TokenCancelled { token, .. } => {
+            s.tokens.retain(|t| t.id != *token)
+        }
+        Event::StepState { token, state } => {
+            if let Some(t) = s.tokens.iter_mut().find(|t| t.id == *token) {
+                t.state = state.clone();
+            }
+        }
+        Event::DataChanged { changes } => {
+            for (k, v) in changes {
+                if v.is_null() {
+                    s.data.remove(k);
+                } else {
+                    s.data.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Event::ScopeOpened { scope } => {
+            s.next_scope = s.next_scope.max(scope.id + 1);
+            s.scopes.push(scope.clone());
+        }
+        Event::ScopeArrived { scope, .. } => {
+            if let Some(sc) = s.scopes.iter_mut().find(|x| x.id == *scope) {
+                sc.arrived += 1;
+            }
+        }
+        Event::ScopeShrunk { scope } => {
+            if let Some(sc) = s.scopes.iter_mut().find(|x| x.id == *scope) {
+                sc.expected = sc.expected.saturating_sub(1);
+            }
+        }
+        Event::ScopeClosed { scope } => {
+            if let Some(sc) = s.scopes.iter_mut().find(|x| x.id == *scope) {
+                sc.fired = true;
+            }
+            // A closed scope with no token inside it is forgotten.
+            let live: Vec<u32> = s
+                .tokens
+                .iter()
+                .flat_map(|t| t.scopes.iter().copied())
+                .collect();
+            s.scopes.retain(|x| !x.fired || live.contains(&x.id));
+        }
+        Event::Completed { outcome } => {
+            s.status = Status::Completed;
+            s.outcome = outcome.clone();
+            s.tokens.clear();
+            s.scopes.clear();
+        }
+        Event::Cancelled { reason } => {
+            s.status = Status::Cancelled;
+            s.outcome = Some(reason.clone());
+            s.tokens.clear();
+            s.scopes.clear();
+        }
+        Event::Failed { error } => {
+            s.status = Status::Failed;
+            s.error = Some(error.clone());
+        }
+        Event::Migrated { steps, .. } => {
+            for t in &mut s.tokens {
+                if let Some(to) = steps.get(&t.step) {
+                    t.step = to.clone();
+                }
+            }
+        }
+    }
+}
+
+/// Rebuilds a state from its events (with the entry times the store recorded).
+pub fn replay<'a>(events: impl IntoIterator<Item = (&'a Event, i64)>) -> InstanceState {
+    let mut s = InstanceState::default();
+    for (e, at) in events {
+        apply(&mut s, e);
+        if let Event::Entered { token, .. } = e
+            && let Some(t) = s.tokens.iter_mut().find(|t| t.id == *token)
+        {
+            t.entered_at = at;
+        }
+    }
+    s
+}
+
+/// A timer change to store with a transition.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TimerChange {
+    Set {
+        token: u32,
+        step: String,
+        name: String,
+        due_at: i64,
+    },
+    Clear {
+        token: u32,
+        name: String,
+    },
+    /// Every timer of a token (it left its step).
+    ClearToken {
+        token: u32,
+    },
+    /// Every timer of the instance (it closed).
+    ClearAll,
+}
+
+/// What a transition produced: the new state, the events that lead to it, timer changes and
+/// notices to deliver after the commit.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub state: InstanceState,
+    pub events: Vec<Event>,
+    pub timers: Vec<TimerChange>,
+    pub notices: Vec<Notice>,
+}
+
+/// Why a transition did not happen. Nothing of it is kept.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunError {
+    #[error("the case is {0}; it accepts no more actions")]
+    Closed(&'static str),
+    #[error("{0}")]
+    NoSuchStep(String),
+    #[error("{message}")]
+    Forbidden { message: String },
+    #[error("{message}")]
+    Refused {
+        message: String,
+        field: Option<String>,
+    },
+    #[error("script failed in step `{step}`: {error}")]
+    Script { step: String, error: ScriptError },
+    #[error("step `{step}` failed: {message}")]
+    Step { step: String, message: String },
+    #[error(
+        "the workflow ran more than {0} steps without waiting; it probably loops without a stop"
+    )]
+    Runaway(usize),
+}
+
+/// The most steps one transition may pass through before it is treated as a runaway loop.
+pub const MAX_STEPS_PER_TRANSITION: usize = 10_000;
+
+struct Run<'a> {
+    def: &'a Definition,
+    state: InstanceState,
+    events: Vec<Event>,
+    timers: Vec<TimerChange>,
+    notices: Vec<Notice>,
+    now: i64,
+    instance_id: i64,
+    queue: std::collections::VecDeque<(String, Vec<u32>, Option<Value>)>,
+    steps_run: usize,
+}
+
+impl<'a> Run<'a> {
+    fn new(def: &'a Definition, state: InstanceState, now: i64, instance_id: i64) -> Self {
+        Run {
+            def,
+            state,
+            events: Vec::new(),
+            timers: Vec::new(),
+            notices: Vec::new(),
+            now,
+            instance_id,
+            queue: Default::default(),
+            steps_run: 0,
+        }
+    }
+
+    fn emit(&mut self, e: Event) {
+        apply(&mut self.state, &e);
+        if let Event::Entered { token, .. } = &e
+            && let Some(t) = self.state.tokens.iter_mut().find(|t| t.id == *token)
+        {
+            t.entered_at = self.now;
+        }
+        self.events.push(e);
+    }
+
+    fn finish(self) -> Transition {
+        Transition {
+            state: self.state,
+            events: self.events,
+            timers: self.timers,
+            notices: self.notices,
+        }
+    }
+
+    fn step(&self, id: &str) -> Result<&'a StepDef, RunError> {
+        self.def.step(id).ok_or_else(|| {
+            RunError::NoSuchStep(format!(
+                "step `{id}` does not exist in this version of the workflow"
+            ))
+        })
+    }
+
+    /// Runs queued entries until every token waits or the case ends.
+    fn drain(&mut self) -> Result<(), RunError> {
+        while let Some((step, scopes, item)) = self.queue.pop_front() {
+            if self.state.status != Status::Active {
+                self.queue.clear();
+                break;
+            }
+            self.steps_run += 1;
+            if self.steps_run > MAX_STEPS_PER_TRANSITION {
+                return Err(RunError::Runaway(MAX_STEPS_PER_TRANSITION));
+            }
+            self.enter(&step, scopes, item)?;
+        }
+        Ok(())
+    }
+
+    fn enter(
+        &mut self,
+        step_id: &str,
+        scopes: Vec<u32>,
+        item: Option<Value>,
+    ) -> Result<(), RunError> {
+        let step = self.step(step_id)?;
+        let token = self.state.next_token;
+        self.emit(Event::Entered {
+            token,
+            step: step_id.to_owned(),
+            scopes: scopes.clone(),
+            item: item.clone(),
+        });
+        match step.behaviour.control() {
+            Control::End { terminate, outcome } => {
+                self.emit(Event::Left {
+                    token,
+                    step: step_id.to_owned(),
+                    outcome: "end".into(),
+                });
+                if terminate {
+                    for t in self.state.tokens.clone() {
+                        self.emit(Event::TokenCancelled {
+                            token: t.id,
+                            step: t.step.clone(),
+                            reason: format!("case terminated at `{step_id}`"),
+                        });
+                    }
+                }
+                if self.state.tokens.is_empty() {
+                    self.emit(Event::Completed {
+                        outcome: outcome.map(str::to_owned),
+                    });
+                    self.timers.push(TimerChange::ClearAll);
+                }
+                Ok(())
+            }
+            Control::Join(spec) => {
+                let spec = spec.clone();
+                let Some(&scope_id) = scopes.last() else {
+                    return Err(RunError::Step {
+                        step: step_id.into(),
+                        message: "a token reached this join without passing its split".into(),
+                    });
+                };
+                self.emit(Event::ScopeArrived {
+                    scope: scope_id,
+                    token,
+                });
+                self.emit(Event::Left {
+                    token,
+                    step: step_id.to_owned(),
+                    outcome: "arrived".into(),
+                });
+                self.try_fire_join(scope_id, spec.wait, spec.cancel_rest)
+            }
+            Control::Split(split) => {
+                let split = split.clone();
+                let mut cx = self.cx(step, token, item.as_ref());
+                let branches: Vec<(String, Option<Value>)> = match &split.mode {
+                    SplitMode::All(b) => b.iter().map(|x| (x.clone(), item.clone())).collect(),
+                    SplitMode::Some(b) => {
+                        let mut out = Vec::new();
+                        for (to, cond) in b {
+                            if cx.eval_bool(cond).map_err(|e| script_err(step_id, e))? {
+                                out.push((to.clone(), item.clone()));
+                            }
+                        }
+                        out
+                    }
+                    SplitMode::Each { items, body } => {
+                        let v = cx.eval(items).map_err(|e| script_err(step_id, e))?;
+                        let list = crate::script::from_dynamic(&v);
+                        let Value::Array(list) = list else {
+                            return Err(script_err(
+                                step_id,
+                                ScriptError::wrong_result(items, "an array", &v),
+                            ));
+                        };
+                        list.into_iter().map(|x| (body.clone(), Some(x))).collect()
+                    }
+                };
+                cx.changes.clear();
+                let scope_id = self.state.next_scope;
+                self.emit(Event::Left {
+                    token,
+                    step: step_id.to_owned(),
+                    outcome: "split".into(),
+                });
+                self.emit(Event::ScopeOpened {
+                    scope: Scope {
+                        id: scope_id,
+                        split: step_id.to_owned(),
+                        join: split.join.clone(),
+                        expected: branches.len() as u32,
+                        arrived: 0,
+                        fired: false,
+                        outer: scopes.clone(),
+                        item: item.clone(),
+                    },
+                });
+                if branches.is_empty() {
+                    let join = self.step(&split.join)?;
+                    let (wait, cancel) = match join.behaviour.control() {
+                        Control::Join(j) => (j.wait, j.cancel_rest),
+                        _ => (JoinWait::All, false),
+                    };
+                    return self.try_fire_join(scope_id, wait, cancel);
+                }
+                for (to, it) in branches {
+                    let mut sc = scopes.clone();
+                    sc.push(scope_id);
+                    self.queue.push_back((to, sc, it));
+                }
+                Ok(())
+            }
+            Control::Task => {
+                if let Some(guard) = &step.guard {
+                    let cx = self.cx(step, token, item.as_ref());
+                    if !cx.eval_bool(guard).map_err(|e| script_err(step_id, e))? {
+                        return self.leave(token, "skipped");
+                    }
+                }
+                let mut cx = self.cx(step, token, item.as_ref());
+                let flow = step
+                    .behaviour
+                    .on_enter(&mut cx)
+                    .map_err(|e| step_err(step_id, e))?;
+                let effects = Effects::take(cx);
+                self.absorb(token, step, effects);
+                match flow {
+                    Flow::Done(outcome) => self.leave(token, &outcome),
+                    Flow::Wait => self.arm_deadline(token, step, item.as_ref()),
+                }
+            }
+        }
+    }
+
+    fn try_fire_join(
+        &mut self,
+        scope_id: u32,
+        wait: JoinWait,
+        cancel_rest: bool,
+    ) -> Result<(), RunError> {
+        let Some(scope) = self.state.scopes.iter().find(|s| s.id == scope_id).cloned() else {
+            return Ok(());
+        };
+        if scope.fired {
+            return Ok(()); // late branch of a partial join: absorbed
+        }
+        let needed = match wait {
+            JoinWait::All => scope.expected,
+            JoinWait::Count(n) => n.min(scope.expected),
+            JoinWait::Share(f) => {
+                ((f * f64::from(scope.expected)).ceil() as u32).min(scope.expected)
+            }
+        };
+        if scope.arrived < needed {
+            return Ok(());
+        }
+        self.emit(Event::ScopeClosed { scope: scope_id });
+        if cancel_rest {
+            for t in self.state.tokens.clone() {
+                if t.scopes.contains(&scope_id) {
+                    self.emit(Event::TokenCancelled {
+                        token: t.id,
+                        step: t.step.clone(),
+                        reason: format!("join `{}` fired", scope.join),
+                    });
+                    self.timers.push(TimerChange::ClearToken { token: t.id });
+                }
+            }
+        }
+        let join = self.step(&scope.join)?;
+        let Some(next) = join.target("joined") else {
+            return Err(RunError::Step {
+                step: scope.join.clone(),
+                message: "the join has no `next`".into(),
+            });
+        };
+        self.queue
+            .push_back((next.to_owned(), scope.outer.clone(), scope.item.clone()));
+        Ok(())
+    }
+
+    fn cx(&self, step: &'a StepDef, token: u32, item: Option<&'a Value>) -> StepCx<'_> {
+        let tok = self.state.token(token);
+        StepCx {
+            step_id: &step.id,
+            now: self.now,
+            data: &self.state.data,
+            changes: Map::new(),
+            state: tok.map(|t| t.state.clone()).unwrap_or(Value::Null),
+            params: &self.def.params_json,
+            sandbox: &self.def.sandbox,
+            calendar: &self.def.calendar,
+            item,
+            visits: self.state.visits.get(&step.id).copied().unwrap_or(0),
+            deadline_outcome: step
+                .deadline
+                .as_ref()
+                .map_or("expired", |d| d.outcome.as_str()),
+            timers: Vec::new(),
+            notices: Vec::new(),
+            instance_id: self.instance_id,
+        }
+    }
+
+    fn absorb(&mut self, token: u32, step: &StepDef, fx: Effects) {
+        if !fx.changes.is_empty() {
+            self.emit(Event::DataChanged {
+                changes: fx.changes,
+            });
+        }
+        let old = self
+            .state
+            .token(token)
+            .map(|t| t.state.clone())
+            .unwrap_or(Value::Null);
+        if fx.state != old {
+            self.emit(Event::StepState {
+                token,
+                state: fx.state,
+            });
+        }
+        for t in fx.timers {
+            self.timers.push(match t {
+                TimerOp::Set { name, due_at } => TimerChange::Set {
+                    token,
+                    step: step.id.clone(),
+                    name,
+                    due_at: due_at.max(self.now),
+                },
+                TimerOp::Clear { name } => TimerChange::Clear { token, name },
+            });
+        }
+        for n in fx.notices {
+            self.emit(Event::Notified { notice: n.clone() });
+            self.notices.push(n);
+        }
+    }
+
+    fn leave(&mut self, token: u32, outcome: &str) -> Result<(), RunError> {
+        let Some(tok) = self.state.token(token).cloned() else {
+            return Ok(());
+        };
+        let step = self.step(&tok.step)?;
+        self.emit(Event::Left {
+            token,
+            step: tok.step.clone(),
+            outcome: outcome.to_owned(),
+        });
+        self.timers.push(TimerChange::ClearToken { token });
+        let Some(next) = step.target(outcome) else {
+            return Err(RunError::Step {
+                step: tok.step,
+                message: format!("outcome `{outcome}` leads nowhere"),
+            });
+        };
+        self.queue
+            .push_back((next.to_owned(), tok.scopes, tok.item));
+        Ok(())
+    }
+
+    fn arm_deadline(
+        &mut self,
+        token: u32,
+        step: &StepDef,
+        item: Option<&Value>,
+    ) -> Result<(), RunError> {
+        let Some(d) = &step.deadline else {
+            return Ok(());
+        };
+        let duration = match (&d.after, &d.compute) {
+            (Some(a), _) => *a,
+            (None, Some(script)) => {
+                let cx = self.cx(step, token, item);
+                let v = cx.eval(script).map_err(|e| script_err(&step.id, e))?;
+                let text = v.clone().into_string().map_err(|_| {
+                    script_err(
+                        &step.id,
+                        ScriptError::wrong_result(script, "a duration such as \"7d\"", &v),
+                    )
+                })?;
+                Duration::parse(&text).map_err(|e| RunError::Step {
+                    step: step.id.clone(),
+                    message: format!("the deadline script returned {e}"),
+                })?
+            }
+            (None, None) => return Ok(()),
+        };
+        let due = self.def.calendar.add(self.now, duration);
+        self.timers.push(TimerChange::Set {
+            token,
+            step: step.id.clone(),
+            name: DEADLINE_TIMER.into(),
+            due_at: due,
+        });
+        for (i, r) in d.remind_before.iter().enumerate() {
+            let secs = match r {
+                Duration::Seconds(s) => *s,
+                Duration::WorkingDays(n) => i64::from(*n) * 86_400,
+            };
+            let at = due - secs * 1000;
+            if at > self.now {
+                self.timers.push(TimerChange::Set {
+                    token,
+                    step: step.id.clone(),
+                    name: format!("remind:{i}"),
+                    due_at: at,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Effects {
+    changes: Map<String, Value>,
+    state: Value,
+    timers: Vec<TimerOp>,
+    notices: Vec<Notice>,
+}
+
+impl Effects {
+    fn take(cx: StepCx<'_>) -> Self {
+        Effects {
+            changes: cx.changes,
+            state: cx.state,
+            timers: cx.timers,
+            notices: cx.notices,
+        }
+    }
+}
+
+fn script_err(step: &str, error: ScriptError) -> RunError {
+    RunError::Script {
+        step: step.to_owned(),
+        error,
+    }
+}
+
+fn step_err(step: &str, e: StepError) -> RunError {
+    match e {
+        StepError::Refused { message, field } => RunError::Refused { message, field },
+        StepError::Script(error) => script_err(step, error),
+        StepError::Failed(message) => RunError::Step {
+            step: step.to_owned(),
+            message,
+        },
+    }
+}
+
+/// Starts a case: records `started` and runs until every branch waits.
+pub fn start(
+    def: &Definition,
+    data: Map<String, Value>,
+    now: i64,
+    instance_id: i64,
+) -> Result<Transition, RunError> {
+    let mut run = Run::new(def, InstanceState::default(), now, instance_id);
+    run.emit(Event::Started {
+        workflow: def.key.clone(),
+        version: def.hash.clone(),
+        data,
+    });
+    run.queue
+        .push_back((def.steps[def.start].id.clone(), Vec::new(), None));
+    run.drain()?;
+    Ok(run.finish())
+}
+
+/// An action someone asks for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActionRequest {
+    pub action: String,
+    /// The step to act on, when several are active.
+    #[serde(default)]
+    pub step: Option<String>,
+    #[serde(default)]
+    pub payload: Map<String, Value>,
+    pub actor: Actor,
+    #[serde(default)]
+    pub on_behalf_of: Option<Actor>,
+}
+
+/// Applies an action. Refusals (wrong step, role, payload) are errors and change nothing.
+pub fn act(
+    def: &Definition,
+    state: &InstanceState,
+    req: &ActionRequest,
+    now: i64,
+    instance_id: i64,
+) -> Result<Transition, RunError> {
+    if state.status != Status::Active {
+        return Err(RunError::Closed(state.status.as_str()));
+    }
+    let candidates: Vec<&Token> = state
+        .tokens
+        .iter()
+        .filter(|t| req.step.as_ref().is_none_or(|s| &t.step == s))
+        .collect();
+    let accepting: Vec<&Token> = candidates
+        .iter()
+        .copied()
+        .filter(|t| {
+            def.step(&t.step)
+                .is_some_and(|s| s.action(&req.action).is_some())
+        })
+        .collect();
+    let token = match (accepting.as_slice(), &req.step) {
+        ([one], _) => (*one).clone(),
+        ([], Some(s)) if candidates.is_empty() => {
+            let active = state.active_steps().join(", ");
+            return Err(RunError::NoSuchStep(format!(
+                "step `{s}` is not active (active: {active})"
+            )));
+        }
+        ([], _) => {
+            let mut accepted: Vec<String> = Vec::new();
+            for t in &candidates {
+                if let Some(s) = def.step(&t.step) {
+                    accepted.extend(s.actions.iter().map(|a| format!("{} ({})", a.name, t.step)));
+                }
+            }
+            let hint = if accepted.is_empty() {
+                "no action is accepted now".to_owned()
+            } else {
+                format!("accepted now: {}", accepted.join(", "))
+            };
+            return Err(RunError::Refused {
+                message: format!("action `{}` is not accepted now; {hint}", req.action),
+                field: Some("action".into()),
+            });
+        }
+        (many, _) => {
+            let steps: Vec<&str> = many.iter().map(|t| t.step.as_str()).collect();
+            return Err(RunError::Refused {
+                message: format!(
+                    "action `{}` is accepted by several active steps ({}); name one in `step`",
+                    req.action,
+                    steps.join(", ")
+                ),
+                field: Some("step".into()),
+            });
+        }
+    };
+    let step = def
+        .step(&token.step)
+        .ok_or_else(|| RunError::NoSuchStep(token.step.clone()))?;
+    let spec = step.action(&req.action).expect("filtered above");
+    let subject = req.on_behalf_of.as_ref().unwrap_or(&req.actor);
+    let allowed = step.allowed_roles(&req.action);
+    if !allowed
+        .iter()
+        .any(|r| r == "*" || subject.roles.contains(r))
+    {
+        return Err(RunError::Forbidden {
+            message: format!(
+                "action `{}` of step `{}` is for {}; `{}` holds {}",
+                req.action,
+                step.id,
+                allowed.join(", "),
+                subject.id,
+                if subject.roles.is_empty() {
+                    "no role".to_owned()
+                } else {
+                    subject.roles.join(", ")
+                }
+            ),
+        });
+    }
+    spec.validate(&req.payload)
+        .map_err(|e| step_err(&step.id, e))?;
+
+    let mut run = Run::new(def, state.clone(), now, instance_id);
+    run.emit(Event::Action {
+        action: req.action.clone(),
+        step: step.id.clone(),
+        token: token.id,
+        actor: req.actor.clone(),
+        on_behalf_of: req.on_behalf_of.clone(),
+        payload: req.payload.clone(),
+    });
+    let mut cx = run.cx(step, token.id, token.item.as_ref());
+    let input = ActionInput {
+        name: &req.action,
+        payload: &req.payload,
+        actor: &req.actor,
+        subject,
+    };
+    let flow = step
+        .behaviour
+        .on_action(&mut cx, &input)
+        .map_err(|e| step_err(&step.id, e))?;
+    let fx = Effects::take(cx);
+    run.absorb(token.id, step, fx);
+    if let Flow::Done(outcome) = flow {
+        run.leave(token.id, &outcome)?;
+    }
+    run.drain()?;
+    Ok(run.finish())
+}
+
+/// Fires a timer. `None` when the timer is void (its step was left) or the case is closed.
+pub fn fire(
+    def: &Definition,
+    state: &InstanceState,
+    token: u32,
+    step_id: &str,
+    timer: &str,
+    now: i64,
+    instance_id: i64,
+) -> Result<Option<Transition>, RunError> {
+    if state.status != Status::Active {
+        return Ok(None);
+    }
+    let Some(tok) = state.token(token).filter(|t| t.step == step_id).cloned() else {
+        return Ok(None);
+    };
+    let step = def
+        .step(step_id)
+        .ok_or_else(|| RunError::NoSuchStep(step_id.to_owned()))?;
+    let mut run = Run::new(def, state.clone(), now, instance_id);
+    run.emit(Event::TimerFired {
+        timer: timer.to_owned(),
+        step: step_id.to_owned(),
+        token,
+    });
+    if let Some(i) = timer.strip_prefix("remind:") {
+        let _ = i;
+        let notice = Notice {
+            topic: "reminder".into(),
+            to: step.roles.clone(),
+            message: format!("step `{}` of case {instance_id} is due soon", step.id),
+            webhook: None,
+            body: Value::Null,
+        };
+        run.emit(Event::Notified {
+            notice: notice.clone(),
+        });
+        run.notices.push(notice);
+        return Ok(Some(run.finish()));
+    }
+    let mut cx = run.cx(step, token, tok.item.as_ref());
+    let flow = step
+        .behaviour
+        .on_timer(&mut cx, timer)
+        .map_err(|e| step_err(step_id, e))?;
+    let fx = Effects::take(cx);
+    run.absorb(token, step, fx);
+    if let Flow::Done(outcome) = flow {
+        run.leave(token, &outcome)?;
+    }
+    run.drain()?;
+    Ok(Some(run.finish()))
+}
+
+/// Marks a case failed (a timer's script failed): recorded, and nothing else moves.
+pub fn fail(state: &InstanceState, error: &str) -> Transition {
+    let mut s = state.clone();
+    let e = Event::Failed {
+        error: error.to_owned(),
+    };
+    apply(&mut s, &e);
+    Transition {
+        state: s,
+        events: vec![e],
+        timers: vec![TimerChange::ClearAll],
+        notices: Vec::new(),
+    }
+}
+
+/// Cancels a whole case (WCP-20).
+pub fn cancel(state: &InstanceState, reason: &str) -> Result<Transition, RunError> {
+    if state.status != Status::Active {
+        return Err(RunError::Closed(state.status.as_str()));
+    }
+    let mut s = state.clone();
+    let mut events = Vec::new();
+    for t in &state.tokens {
+        events.push(Event::TokenCancelled {
+            token: t.id,
+            step: t.step.clone(),
+            reason: reason.to_owned(),
+        });
+    }
+    events.push(Event::Cancelled {
+        reason: reason.to_owned(),
+    });
+    for e in &events {
+        apply(&mut s, e);
+    }
+    Ok(Transition {
+        state: s,
+        events,
+        timers: vec![TimerChange::ClearAll],
+        notices: Vec::new(),
+    })
+}
+
+/// Cancels one active step (WCP-19). A cancelled branch no longer counts towards its join,
+/// which may then fire. With no step left, the case is cancelled.
+pub fn cancel_step(
+    def: &Definition,
+    state: &InstanceState,
+    step_id: &str,
+    reason: &str,
+    now: i64,
+    instance_id: i64,
+) -> Result<Transition, RunError> {
+    if state.status != Status::Active {
+        return Err(RunError::Closed(state.status.as_str()));
+    }
+    let tokens: Vec<Token> = state
+        .tokens
+        .iter()
+        .filter(|t| t.step == step_id)
+        .cloned()
+        .collect();
+    if tokens.is_empty() {
+        return Err(RunError::NoSuchStep(format!(
+            "step `{step_id}` is not active (active: {})",
+            state.active_steps().join(", ")
+        )));
+    }
+    let mut run = Run::new(def, state.clone(), now, instance_id);
+    for t in tokens {
+        run.emit(Event::TokenCancelled {
+            token: t.id,
+            step: t.step.clone(),
+            reason: reason.to_owned(),
+        });
+        run.timers.push(TimerChange::ClearToken { token: t.id });
+        if let Some(&scope) = t.scopes.last() {
+            run.emit(Event::ScopeShrunk { scope });
+            if let Some(sc) = run.state.scopes.iter().find(|s| s.id == scope).cloned()
+                && let Some(Control::Join(j)) = def.step(&sc.join).map(|s| s.behaviour.control())
+            {
+                let (wait, cancel) = (j.wait, j.cancel_rest);
+                run.try_fire_join(scope, wait, cancel)?;
+            }
+        }
+    }
+    run.drain()?;
+    if run.state.tokens.is_empty() && run.state.status == Status::Active {
+        run.emit(Event::Cancelled {
+            reason: reason.to_owned(),
+        });
+        run.timers.push(TimerChange::ClearAll);
+    }
+    Ok(run.finish())
+}

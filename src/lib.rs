@@ -1,0 +1,13 @@
+//! Yishi (议事): the `yishi` binary's library: command line, HTTP admin API, file watching.
+
+pub mod cli;
+
+/// The plain list of every step kind this build knows: the engine's control flow plus the
+/// governance plugins.
+pub fn registry() -> yishi_engine::Registry {
+    let mut r = yishi_engine::Registry::with_builtins();
+    for k in yishi_plugins::kinds() {
+        r.register(k);
+    }
+    r
+}
