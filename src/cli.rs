@@ -9,11 +9,7 @@ use yishi_engine::script::Sandbox;
 use yishi_engine::{FileSet, check};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "yishi",
-    version,
-    about = "Yishi (议事): run community-governance procedures written as text"
-)]
+#[command(name = "yishi", version, about = "Yishi (议事): run community-governance procedures written as text")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -47,10 +43,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&yishi_engine::schema::workflow_schema(
-                    &crate::registry()
-                ))
-                .unwrap_or_default()
+                serde_json::to_string_pretty(&yishi_engine::schema::workflow_schema(&crate::registry()))
+                    .unwrap_or_default()
             );
             ExitCode::SUCCESS
         }
@@ -94,9 +88,5 @@ fn check_cmd(dir: &Path, format: Format) -> ExitCode {
             );
         }
     }
-    if catalog.has_errors() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    if catalog.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }

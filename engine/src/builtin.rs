@@ -63,11 +63,7 @@ struct ScriptStep {
 }
 
 impl StepKind for ScriptKind {
-    kind_meta!(
-        "script",
-        "runs a Rhai script that may change the case's data; outcome `done`",
-        ScriptSettings
-    );
+    kind_meta!("script", "runs a Rhai script that may change the case's data; outcome `done`", ScriptSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let span = settings.span();
@@ -76,11 +72,7 @@ impl StepKind for ScriptKind {
             (Some(run), None) => cx.script(run, &[])?,
             (None, Some(file)) => cx.script_file(file, SCRIPT_VARS)?,
             _ => {
-                cx.error(
-                    Some(span),
-                    "a script step needs exactly one of `run` or `file`",
-                    None,
-                );
+                cx.error(Some(span), "a script step needs exactly one of `run` or `file`", None);
                 return None;
             }
         };
@@ -97,9 +89,7 @@ impl Step for ScriptStep {
         if let Some(data) = scope.get("data") {
             let after = crate::script::from_dynamic(data);
             let Value::Object(after) = after else {
-                return Err(StepError::Failed(
-                    "the script replaced `data` with something that is not a map".into(),
-                ));
+                return Err(StepError::Failed("the script replaced `data` with something that is not a map".into()));
             };
             for (k, v) in &after {
                 if cx.data.get(k) != Some(v) {
@@ -139,11 +129,7 @@ struct ChoiceStep {
 }
 
 impl StepKind for ChoiceKind {
-    kind_meta!(
-        "choice",
-        "exclusive choice: a Rhai rule names the outcome (one of the keys of `on`)",
-        ChoiceSettings
-    );
+    kind_meta!("choice", "exclusive choice: a Rhai rule names the outcome (one of the keys of `on`)", ChoiceSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let span = settings.span();
@@ -152,11 +138,7 @@ impl StepKind for ChoiceKind {
             (Some(r), None) => cx.script(r, &[])?,
             (None, Some(f)) => cx.script_file(f, SCRIPT_VARS)?,
             _ => {
-                cx.error(
-                    Some(span),
-                    "a choice needs exactly one of `rule` or `file`",
-                    None,
-                );
+                cx.error(Some(span), "a choice needs exactly one of `rule` or `file`", None);
                 return None;
             }
         };
@@ -164,16 +146,11 @@ impl StepKind for ChoiceKind {
             cx.error(
                 Some(span),
                 "a choice needs an `on` table naming the step for each outcome its rule can return",
-                Some(
-                    "on = { assembly = \"assembly_vote\", representatives = \"reps_vote\" }".into(),
-                ),
+                Some("on = { assembly = \"assembly_vote\", representatives = \"reps_vote\" }".into()),
             );
             return None;
         }
-        Some(Arc::new(ChoiceStep {
-            rule,
-            outcomes: cx.outcomes_in_on.clone(),
-        }))
+        Some(Arc::new(ChoiceStep { rule, outcomes: cx.outcomes_in_on.clone() }))
     }
 }
 
@@ -183,9 +160,10 @@ impl Step for ChoiceStep {
     }
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
         let v = cx.eval(&self.rule)?;
-        let outcome = v.clone().into_string().map_err(|_| {
-            crate::script::ScriptError::wrong_result(&self.rule, "an outcome name (a string)", &v)
-        })?;
+        let outcome = v
+            .clone()
+            .into_string()
+            .map_err(|_| crate::script::ScriptError::wrong_result(&self.rule, "an outcome name (a string)", &v))?;
         if !self.outcomes.contains(&outcome) {
             return Err(StepError::Failed(format!(
                 "the rule returned `{outcome}`, which is not one of the outcomes in `on` ({})",
@@ -248,21 +226,13 @@ pub fn parse_field_type(s: &str) -> Option<(FieldType, bool)> {
 }
 
 impl StepKind for TaskKind {
-    kind_meta!(
-        "task",
-        "a person takes one of the declared actions; each action leads to an outcome",
-        TaskSettings
-    );
+    kind_meta!("task", "a person takes one of the declared actions; each action leads to an outcome", TaskSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let span = settings.span();
         let s: TaskSettings = cx.settings(settings, "task")?;
         if s.actions.is_empty() && !cx.has_deadline {
-            cx.error(
-                Some(span),
-                "a task needs `actions`, or a `deadline` to wait for",
-                None,
-            );
+            cx.error(Some(span), "a task needs `actions`, or a `deadline` to wait for", None);
             return None;
         }
         let mut actions = Vec::new();
@@ -273,7 +243,13 @@ impl StepKind for TaskKind {
                 match parse_field_type(ty) {
                     Some((t, req)) => spec = spec.field(field, t, req, ""),
                     None => {
-                        cx.error(Some(span.clone()), format!("field `{field}` of action `{name}` has unknown type `{ty}`"), Some("types: string, int, number, bool, strings, object, any (add `?` for optional)".into()));
+                        cx.error(
+                            Some(span.clone()),
+                            format!("field `{field}` of action `{name}` has unknown type `{ty}`"),
+                            Some(
+                                "types: string, int, number, bool, strings, object, any (add `?` for optional)".into(),
+                            ),
+                        );
                         ok = false;
                     }
                 }
@@ -299,10 +275,7 @@ impl Step for TaskStep {
     }
     fn on_action(&self, cx: &mut StepCx<'_>, action: &ActionInput<'_>) -> Result<Flow, StepError> {
         let Some((_, outcome)) = self.actions.iter().find(|(a, _)| a.name == action.name) else {
-            return Err(StepError::refused(format!(
-                "unknown action `{}`",
-                action.name
-            )));
+            return Err(StepError::refused(format!("unknown action `{}`", action.name)));
         };
         let mut record = Map::new();
         record.insert("action".into(), Value::String(action.name.into()));
@@ -338,18 +311,11 @@ struct EndStep {
 }
 
 impl StepKind for EndKind {
-    kind_meta!(
-        "end",
-        "ends a branch; with `terminate = true` ends the whole case",
-        EndSettings
-    );
+    kind_meta!("end", "ends a branch; with `terminate = true` ends the whole case", EndSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let s: EndSettings = cx.settings(settings, "end")?;
-        Some(Arc::new(EndStep {
-            terminate: s.terminate,
-            outcome: s.outcome,
-        }))
+        Some(Arc::new(EndStep { terminate: s.terminate, outcome: s.outcome }))
     }
 }
 
@@ -358,10 +324,7 @@ impl Step for EndStep {
         Vec::new()
     }
     fn control(&self) -> Control<'_> {
-        Control::End {
-            terminate: self.terminate,
-            outcome: self.outcome.as_deref(),
-        }
+        Control::End { terminate: self.terminate, outcome: self.outcome.as_deref() }
     }
     fn on_enter(&self, _cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
         Ok(Flow::Wait)
@@ -378,7 +341,7 @@ struct SplitStep {
 
 impl Step for SplitStep {
     fn outcomes(&self) -> Vec<String> {
-        vec!["joined".into()]
+        Vec::new() // the branches go on; the join after them routes with its own `next`
     }
     fn targets(&self) -> Vec<(String, Option<Range<usize>>)> {
         self.targets.clone()
@@ -406,28 +369,16 @@ struct ParallelSettings {
 }
 
 impl StepKind for ParallelKind {
-    kind_meta!(
-        "parallel",
-        "parallel split: starts every branch; the named join waits for them",
-        ParallelSettings
-    );
+    kind_meta!("parallel", "parallel split: starts every branch; the named join waits for them", ParallelSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let span = settings.span();
         let s: ParallelSettings = cx.settings(settings, "parallel")?;
         if s.branches.is_empty() {
-            cx.error(
-                Some(span),
-                "a parallel split needs at least one branch",
-                None,
-            );
+            cx.error(Some(span), "a parallel split needs at least one branch", None);
             return None;
         }
-        let targets: Vec<_> = s
-            .branches
-            .iter()
-            .map(|b| (b.get_ref().clone(), Some(b.span())))
-            .collect();
+        let targets: Vec<_> = s.branches.iter().map(|b| (b.get_ref().clone(), Some(b.span()))).collect();
         let split = Split {
             mode: SplitMode::All(s.branches.iter().map(|b| b.get_ref().clone()).collect()),
             join: s.join.get_ref().clone(),
@@ -482,16 +433,9 @@ impl StepKind for InclusiveKind {
                 None => ok = false,
             }
         }
-        let targets = s
-            .branches
-            .iter()
-            .map(|b| (b.to.get_ref().clone(), Some(b.to.span())))
-            .collect();
-        let split = Split {
-            mode: SplitMode::Some(branches),
-            join: s.join.get_ref().clone(),
-            join_span: Some(s.join.span()),
-        };
+        let targets = s.branches.iter().map(|b| (b.to.get_ref().clone(), Some(b.to.span()))).collect();
+        let split =
+            Split { mode: SplitMode::Some(branches), join: s.join.get_ref().clone(), join_span: Some(s.join.span()) };
         ok.then(|| Arc::new(SplitStep { split, targets }) as Arc<dyn Step>)
     }
 }
@@ -525,10 +469,7 @@ impl StepKind for ForEachKind {
         let items = cx.script(&s.items, &[])?;
         let targets = vec![(s.body.get_ref().clone(), Some(s.body.span()))];
         let split = Split {
-            mode: SplitMode::Each {
-                items,
-                body: s.body.get_ref().clone(),
-            },
+            mode: SplitMode::Each { items, body: s.body.get_ref().clone() },
             join: s.join.get_ref().clone(),
             join_span: Some(s.join.span()),
         };
@@ -563,30 +504,26 @@ struct JoinStep {
 }
 
 impl StepKind for JoinKind {
-    kind_meta!(
-        "join",
-        "waits for the branches of a split: all, N of them, or a share",
-        JoinSettings
-    );
+    kind_meta!("join", "waits for the branches of a split: all, N of them, or a share", JoinSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let s: JoinSettings = cx.settings(settings, "join")?;
         let wait = match &s.wait {
             None => JoinWait::All,
-            Some(w) => match w.get_ref() {
-                WaitDecl::Word(word) if word == "all" => JoinWait::All,
-                WaitDecl::Count(n) if *n >= 1 => JoinWait::Count(*n as u32),
-                WaitDecl::Share(f) if *f > 0.0 && *f <= 1.0 => JoinWait::Share(*f),
-                _ => {
-                    cx.error(Some(w.span()), "`wait` must be \"all\", a whole number of branches (1 or more), or a share between 0 and 1", None);
-                    return None;
+            Some(w) => {
+                match w.get_ref() {
+                    WaitDecl::Word(word) if word == "all" => JoinWait::All,
+                    WaitDecl::Count(n) if *n >= 1 => JoinWait::Count(*n as u32),
+                    WaitDecl::Share(f) if *f > 0.0 && *f <= 1.0 => JoinWait::Share(*f),
+                    _ => {
+                        cx.error(Some(w.span()), "`wait` must be \"all\", a whole number of branches (1 or more), or a share between 0 and 1", None);
+                        return None;
+                    }
                 }
-            },
+            }
         };
         let cancel_rest = s.cancel_rest.unwrap_or(wait != JoinWait::All);
-        Some(Arc::new(JoinStep {
-            spec: JoinSpec { wait, cancel_rest },
-        }))
+        Some(Arc::new(JoinStep { spec: JoinSpec { wait, cancel_rest } }))
     }
 }
 

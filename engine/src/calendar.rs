@@ -55,27 +55,20 @@ impl CalendarFile {
     pub fn build(self) -> Result<Calendar, String> {
         let mut cal = Calendar::default();
         if let Some(tz) = self.timezone {
-            cal.utc_offset_secs = parse_offset(&tz)
-                .ok_or_else(|| format!("`{tz}` is not a UTC offset such as `+08:00`"))?;
+            cal.utc_offset_secs =
+                parse_offset(&tz).ok_or_else(|| format!("`{tz}` is not a UTC offset such as `+08:00`"))?;
         }
         if let Some(days) = self.weekend {
             cal.weekend = days
                 .iter()
-                .map(|d| {
-                    d.parse::<Weekday>()
-                        .map_err(|_| format!("`{d}` is not a day of the week (mon, tue, ...)"))
-                })
+                .map(|d| d.parse::<Weekday>().map_err(|_| format!("`{d}` is not a day of the week (mon, tue, ...)")))
                 .collect::<Result<_, _>>()?;
         }
-        for (list, out) in [
-            (self.holidays, &mut cal.holidays),
-            (self.workdays, &mut cal.workdays),
-        ] {
+        for (list, out) in [(self.holidays, &mut cal.holidays), (self.workdays, &mut cal.workdays)] {
             for d in list {
                 let date = d.date.ok_or_else(|| format!("`{d}` is not a date"))?;
-                let nd =
-                    NaiveDate::from_ymd_opt(date.year as i32, date.month as u32, date.day as u32)
-                        .ok_or_else(|| format!("`{d}` is not a valid date"))?;
+                let nd = NaiveDate::from_ymd_opt(date.year as i32, date.month as u32, date.day as u32)
+                    .ok_or_else(|| format!("`{d}` is not a valid date"))?;
                 out.insert(nd);
             }
         }
@@ -101,8 +94,7 @@ fn parse_offset(s: &str) -> Option<i32> {
 
 impl Calendar {
     fn tz(&self) -> FixedOffset {
-        FixedOffset::east_opt(self.utc_offset_secs)
-            .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"))
+        FixedOffset::east_opt(self.utc_offset_secs).unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"))
     }
 
     /// Whether `date` is a working day.
@@ -136,9 +128,7 @@ impl Calendar {
                     guard += 1;
                 }
                 let naive = date.and_time(start.time());
-                tz.from_local_datetime(&naive)
-                    .single()
-                    .map_or(from_ms, |dt| dt.timestamp_millis())
+                tz.from_local_datetime(&naive).single().map_or(from_ms, |dt| dt.timestamp_millis())
             }
         }
     }
@@ -149,11 +139,7 @@ mod tests {
     use super::*;
 
     fn ms(y: i32, m: u32, d: u32, h: u32) -> i64 {
-        FixedOffset::east_opt(8 * 3600)
-            .unwrap()
-            .with_ymd_and_hms(y, m, d, h, 0, 0)
-            .unwrap()
-            .timestamp_millis()
+        FixedOffset::east_opt(8 * 3600).unwrap().with_ymd_and_hms(y, m, d, h, 0, 0).unwrap().timestamp_millis()
     }
 
     #[test]
@@ -161,27 +147,17 @@ mod tests {
         let mut cal = Calendar::default();
         // Friday 2026-09-25 10:00 + 3 working days, with 2026-09-29 a holiday and
         // Sunday 2026-09-27 a make-up working day: Sun 27, Mon 28, Wed 30.
-        cal.holidays
-            .insert(NaiveDate::from_ymd_opt(2026, 9, 29).unwrap());
-        cal.workdays
-            .insert(NaiveDate::from_ymd_opt(2026, 9, 27).unwrap());
-        assert_eq!(
-            cal.add(ms(2026, 9, 25, 10), Duration::WorkingDays(3)),
-            ms(2026, 9, 30, 10)
-        );
-        assert_eq!(
-            Calendar::default().add(ms(2026, 9, 25, 10), Duration::WorkingDays(1)),
-            ms(2026, 9, 28, 10)
-        );
+        cal.holidays.insert(NaiveDate::from_ymd_opt(2026, 9, 29).unwrap());
+        cal.workdays.insert(NaiveDate::from_ymd_opt(2026, 9, 27).unwrap());
+        assert_eq!(cal.add(ms(2026, 9, 25, 10), Duration::WorkingDays(3)), ms(2026, 9, 30, 10));
+        assert_eq!(Calendar::default().add(ms(2026, 9, 25, 10), Duration::WorkingDays(1)), ms(2026, 9, 28, 10));
         assert_eq!(cal.add(0, Duration::Seconds(60)), 60_000);
     }
 
     #[test]
     fn calendar_file_is_validated() {
-        let f: CalendarFile = toml::from_str(
-            "timezone = \"+08:00\"\nholidays = [2026-10-01]\nweekend = [\"sat\", \"sun\"]",
-        )
-        .unwrap();
+        let f: CalendarFile =
+            toml::from_str("timezone = \"+08:00\"\nholidays = [2026-10-01]\nweekend = [\"sat\", \"sun\"]").unwrap();
         let cal = f.build().unwrap();
         assert!(!cal.is_working_day(NaiveDate::from_ymd_opt(2026, 10, 1).unwrap()));
         let bad: CalendarFile = toml::from_str("weekend = [\"caturday\"]").unwrap();

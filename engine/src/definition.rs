@@ -70,17 +70,12 @@ pub struct DeadlineDef {
 impl StepDef {
     /// The step an outcome leads to.
     pub fn target(&self, outcome: &str) -> Option<&str> {
-        self.on
-            .get(outcome)
-            .or(self.next.as_ref())
-            .map(String::as_str)
+        self.on.get(outcome).or(self.next.as_ref()).map(String::as_str)
     }
 
     /// Roles allowed to perform `action` here.
     pub fn allowed_roles(&self, action: &str) -> &[String] {
-        self.actors
-            .get(action)
-            .map_or(self.roles.as_slice(), Vec::as_slice)
+        self.actors.get(action).map_or(self.roles.as_slice(), Vec::as_slice)
     }
 
     pub fn action(&self, name: &str) -> Option<&ActionSpec> {

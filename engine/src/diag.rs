@@ -142,11 +142,7 @@ impl fmt::Display for Diagnostic {
             Severity::Warning => "warning",
         };
         if self.line > 0 {
-            write!(
-                f,
-                "{}:{}:{}: {sev}[{}]: {}",
-                self.file, self.line, self.column, self.code, self.message
-            )?;
+            write!(f, "{}:{}:{}: {sev}[{}]: {}", self.file, self.line, self.column, self.code, self.message)?;
         } else {
             write!(f, "{}: {sev}[{}]: {}", self.file, self.code, self.message)?;
         }
@@ -166,16 +162,10 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(file: impl Into<String>, span: Option<Range<usize>>) -> Self {
-        Origin {
-            file: file.into(),
-            span,
-        }
+        Origin { file: file.into(), span }
     }
     pub fn file(file: impl Into<String>) -> Self {
-        Origin {
-            file: file.into(),
-            span: None,
-        }
+        Origin { file: file.into(), span: None }
     }
 }
 
@@ -281,8 +271,7 @@ impl Diagnostics {
     /// Sorted by file, line, column, code; duplicates removed.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
         self.items.sort_by(|a, b| {
-            (&a.file, a.line, a.column, a.code, &a.message)
-                .cmp(&(&b.file, b.line, b.column, b.code, &b.message))
+            (&a.file, a.line, a.column, a.code, &a.message).cmp(&(&b.file, b.line, b.column, b.code, &b.message))
         });
         self.items.dedup();
         self.items
@@ -307,10 +296,7 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

@@ -24,20 +24,16 @@ pub struct DurationError {
 impl Duration {
     /// Parses `30s`, `15m`, `48h`, `7d`, `2w`, combinations such as `1d12h`, or `5wd`.
     pub fn parse(text: &str) -> Result<Duration, DurationError> {
-        let err = |why| DurationError {
-            text: text.to_owned(),
-            why,
-        };
+        let err = |why| DurationError { text: text.to_owned(), why };
         let s = text.trim();
         if s.is_empty() {
-            return Err(err(
-                "it is empty; write for example `7d`, `48h` or `5wd` (working days)",
-            ));
+            return Err(err("it is empty; write for example `7d`, `48h` or `5wd` (working days)"));
         }
         if let Some(n) = s.strip_suffix("wd") {
-            let n: u32 = n.trim().parse().map_err(|_| {
-                err("working days are written as a whole number followed by `wd`, e.g. `5wd`")
-            })?;
+            let n: u32 = n
+                .trim()
+                .parse()
+                .map_err(|_| err("working days are written as a whole number followed by `wd`, e.g. `5wd`"))?;
             return Ok(Duration::WorkingDays(n));
         }
         let mut total: i64 = 0;
@@ -104,10 +100,7 @@ mod tests {
     #[test]
     fn parses_what_admins_write() {
         assert_eq!(Duration::parse("7d"), Ok(Duration::Seconds(7 * 86_400)));
-        assert_eq!(
-            Duration::parse("1d12h"),
-            Ok(Duration::Seconds(86_400 + 12 * 3600))
-        );
+        assert_eq!(Duration::parse("1d12h"), Ok(Duration::Seconds(86_400 + 12 * 3600)));
         assert_eq!(Duration::parse("5wd"), Ok(Duration::WorkingDays(5)));
         assert_eq!(Duration::parse(" 30m "), Ok(Duration::Seconds(1800)));
         assert!(Duration::parse("7").is_err());

@@ -46,27 +46,19 @@ impl FileSet {
             let path = entry.path();
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.')
-                || name.ends_with('~')
-                || name.ends_with(".swp")
-                || name.ends_with(".tmp")
-            {
+            if name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".tmp") {
                 continue; // editor droppings and hidden files
             }
             let rel = relative_key(root, &path);
             let ft = entry.file_type()?;
             if ft.is_symlink() {
-                self.unreadable
-                    .insert(rel, "symbolic links are not followed".into());
+                self.unreadable.insert(rel, "symbolic links are not followed".into());
             } else if ft.is_dir() {
                 self.walk(root, &path)?;
             } else if ft.is_file() {
                 let len = entry.metadata()?.len();
                 if len > MAX_FILE_BYTES {
-                    self.unreadable.insert(
-                        rel,
-                        format!("file is {len} bytes, more than the {MAX_FILE_BYTES} allowed"),
-                    );
+                    self.unreadable.insert(rel, format!("file is {len} bytes, more than the {MAX_FILE_BYTES} allowed"));
                     continue;
                 }
                 match std::fs::read(&path) {
@@ -98,9 +90,7 @@ impl FileSet {
     }
 
     pub fn unreadable(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.unreadable
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+        self.unreadable.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     pub fn why_unreadable(&self, path: &str) -> Option<&str> {
@@ -139,19 +129,13 @@ impl FileSet {
     }
 
     pub fn from_map(files: BTreeMap<String, String>) -> Self {
-        FileSet {
-            files,
-            unreadable: BTreeMap::new(),
-        }
+        FileSet { files, unreadable: BTreeMap::new() }
     }
 }
 
 fn relative_key(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
 /// Why a reference from a rules file to another file is refused.
@@ -172,18 +156,10 @@ pub fn resolve_reference(dir: &str, reference: &str) -> Result<String, PathError
         return Err(PathError::Empty(reference.into()));
     }
     let p = Path::new(reference);
-    if p.is_absolute()
-        || reference.starts_with('/')
-        || reference.starts_with('\\')
-        || reference.contains(':')
-    {
+    if p.is_absolute() || reference.starts_with('/') || reference.starts_with('\\') || reference.contains(':') {
         return Err(PathError::Absolute(reference.into()));
     }
-    let mut parts: Vec<String> = if dir.is_empty() {
-        Vec::new()
-    } else {
-        dir.split('/').map(str::to_owned).collect()
-    };
+    let mut parts: Vec<String> = if dir.is_empty() { Vec::new() } else { dir.split('/').map(str::to_owned).collect() };
     for comp in p.components() {
         match comp {
             Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
@@ -212,22 +188,10 @@ mod tests {
 
     #[test]
     fn references_stay_inside_the_folder() {
-        assert_eq!(
-            resolve_reference("a/b", "lists/x.toml").unwrap(),
-            "a/b/lists/x.toml"
-        );
-        assert_eq!(
-            resolve_reference("a/b", "../shared/x.toml").unwrap(),
-            "a/shared/x.toml"
-        );
-        assert_eq!(
-            resolve_reference("a", "../../etc/passwd"),
-            Err(PathError::Escapes("../../etc/passwd".into()))
-        );
-        assert_eq!(
-            resolve_reference("a", "/etc/passwd"),
-            Err(PathError::Absolute("/etc/passwd".into()))
-        );
+        assert_eq!(resolve_reference("a/b", "lists/x.toml").unwrap(), "a/b/lists/x.toml");
+        assert_eq!(resolve_reference("a/b", "../shared/x.toml").unwrap(), "a/shared/x.toml");
+        assert_eq!(resolve_reference("a", "../../etc/passwd"), Err(PathError::Escapes("../../etc/passwd".into())));
+        assert_eq!(resolve_reference("a", "/etc/passwd"), Err(PathError::Absolute("/etc/passwd".into())));
         assert!(resolve_reference("", "..").is_err());
     }
 }

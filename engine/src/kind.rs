@@ -66,11 +66,7 @@ pub trait Step: Send + Sync + fmt::Debug {
     /// Called when a timer of the step fires. `deadline` is the step's own deadline; other
     /// names are timers the step set itself.
     fn on_timer(&self, cx: &mut StepCx<'_>, timer: &str) -> Result<Flow, StepError> {
-        if timer == DEADLINE_TIMER {
-            Ok(Flow::Done(cx.deadline_outcome.to_owned()))
-        } else {
-            Ok(Flow::Wait)
-        }
+        if timer == DEADLINE_TIMER { Ok(Flow::Done(cx.deadline_outcome.to_owned())) } else { Ok(Flow::Wait) }
     }
 }
 
@@ -145,19 +141,10 @@ pub struct ActionSpec {
 
 impl ActionSpec {
     pub fn new(name: &str, summary: &str) -> Self {
-        ActionSpec {
-            name: name.into(),
-            summary: summary.into(),
-            fields: Vec::new(),
-        }
+        ActionSpec { name: name.into(), summary: summary.into(), fields: Vec::new() }
     }
     pub fn field(mut self, name: &str, ty: FieldType, required: bool, summary: &str) -> Self {
-        self.fields.push(Field {
-            name: name.into(),
-            ty,
-            required,
-            summary: summary.into(),
-        });
+        self.fields.push(Field { name: name.into(), ty, required, summary: summary.into() });
         self
     }
 }
@@ -208,13 +195,9 @@ impl FieldType {
             FieldType::Int => "a whole number".into(),
             FieldType::Number => "a number".into(),
             FieldType::Bool => "true or false".into(),
-            FieldType::OneOf(v) => format!(
-                "one of {}",
-                v.iter()
-                    .map(|s| format!("`{s}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            FieldType::OneOf(v) => {
+                format!("one of {}", v.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))
+            }
             FieldType::Strings => "a list of strings".into(),
             FieldType::Object => "an object".into(),
             FieldType::Any => "any value".into(),
@@ -231,20 +214,13 @@ impl ActionSpec {
     pub fn validate(&self, payload: &Map<String, Value>) -> Result<(), StepError> {
         for (k, v) in payload {
             let Some(f) = self.fields.iter().find(|f| &f.name == k) else {
-                let hint =
-                    crate::diag::did_you_mean(k, self.fields.iter().map(|f| f.name.as_str()));
-                let known = self
-                    .fields
-                    .iter()
-                    .map(|f| f.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let hint = crate::diag::did_you_mean(k, self.fields.iter().map(|f| f.name.as_str()));
+                let known = self.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ");
                 return Err(StepError::Refused {
                     message: format!(
                         "unknown field `{k}` for action `{}`{}",
                         self.name,
-                        hint.map(|h| format!("; {h}"))
-                            .unwrap_or_else(|| format!(" (fields: {known})"))
+                        hint.map(|h| format!("; {h}")).unwrap_or_else(|| format!(" (fields: {known})"))
                     ),
                     field: Some(k.clone()),
                 });
@@ -300,10 +276,7 @@ pub struct ActionInput<'a> {
 pub enum StepError {
     /// The action is refused; nothing changes. `field` names the payload field at fault.
     #[error("{message}")]
-    Refused {
-        message: String,
-        field: Option<String>,
-    },
+    Refused { message: String, field: Option<String> },
     /// A script of the step failed.
     #[error("{0}")]
     Script(ScriptError),
@@ -314,16 +287,10 @@ pub enum StepError {
 
 impl StepError {
     pub fn refused(message: impl Into<String>) -> Self {
-        StepError::Refused {
-            message: message.into(),
-            field: None,
-        }
+        StepError::Refused { message: message.into(), field: None }
     }
     pub fn refused_field(field: &str, message: impl Into<String>) -> Self {
-        StepError::Refused {
-            message: message.into(),
-            field: Some(field.into()),
-        }
+        StepError::Refused { message: message.into(), field: Some(field.into()) }
     }
 }
 
@@ -373,6 +340,8 @@ pub struct StepCx<'a> {
     pub item: Option<&'a Value>,
     /// How many times this step has been entered in this case, including now.
     pub visits: u32,
+    /// Visits of every step so far (scripts see it as `visits`).
+    pub all_visits: &'a BTreeMap<String, u32>,
     pub deadline_outcome: &'a str,
     pub timers: Vec<TimerOp>,
     pub notices: Vec<Notice>,
@@ -390,10 +359,7 @@ impl StepCx<'_> {
         self.changes.get(key).or_else(|| self.data.get(key))
     }
     pub fn set_timer(&mut self, name: &str, due_at: i64) {
-        self.timers.push(TimerOp::Set {
-            name: name.into(),
-            due_at,
-        });
+        self.timers.push(TimerOp::Set { name: name.into(), due_at });
     }
     pub fn clear_timer(&mut self, name: &str) {
         self.timers.push(TimerOp::Clear { name: name.into() });
@@ -417,34 +383,33 @@ impl StepCx<'_> {
     pub fn script_vars(&self) -> Vec<(&'static str, rhai::Dynamic)> {
         vec![
             ("data", self.data_dynamic()),
-            (
-                "params",
-                crate::script::to_dynamic(&Value::Object(self.params.clone())),
-            ),
+            ("params", crate::script::to_dynamic(&Value::Object(self.params.clone()))),
             ("now", rhai::Dynamic::from_int(self.now)),
-            ("visits", rhai::Dynamic::from_int(i64::from(self.visits))),
             (
-                "item",
-                self.item
-                    .map_or(rhai::Dynamic::UNIT, crate::script::to_dynamic),
+                "visits",
+                rhai::Dynamic::from_map(
+                    self.all_visits
+                        .iter()
+                        .map(|(k, v)| (k.as_str().into(), rhai::Dynamic::from_int(i64::from(*v))))
+                        .collect(),
+                ),
             ),
+            ("item", self.item.map_or(rhai::Dynamic::UNIT, crate::script::to_dynamic)),
         ]
     }
     /// Evaluates `script` with the standard variables.
     pub fn eval(&self, script: &Script) -> Result<rhai::Dynamic, ScriptError> {
-        self.sandbox
-            .eval(script, self.script_vars())
-            .map(|(v, _)| v)
+        self.sandbox.eval(script, self.script_vars()).map(|(v, _)| v)
     }
     /// Evaluates a condition; anything but a boolean is an error naming the script.
     pub fn eval_bool(&self, script: &Script) -> Result<bool, ScriptError> {
         let v = self.eval(script)?;
-        v.as_bool()
-            .map_err(|_| ScriptError::wrong_result(script, "true or false", &v))
+        v.as_bool().map_err(|_| ScriptError::wrong_result(script, "true or false", &v))
     }
 }
 
-/// The variables every workflow script may use.
+/// The variables every workflow script may use: `data` (the case's data), `params`, `now`
+/// (Unix ms), `visits` (a map: step id -> times entered) and `item` (in a for-each branch).
 pub const SCRIPT_VARS: &[&str] = &["data", "params", "now", "visits", "item"];
 
 /// The settings of one step: the step table's keys beyond the common ones, with spans.
@@ -496,15 +461,9 @@ impl CompileCx<'_> {
     }
 
     /// Reports a problem with the step's settings at `span`.
-    pub fn error(
-        &mut self,
-        span: Option<Range<usize>>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) {
+    pub fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>, hint: Option<String>) {
         let origin = self.origin(span);
-        self.diags
-            .push(Code::BadSettings, &origin, Some(self.text), message, hint);
+        self.diags.push(Code::BadSettings, &origin, Some(self.text), message, hint);
     }
 
     pub fn error_code(
@@ -515,8 +474,7 @@ impl CompileCx<'_> {
         hint: Option<String>,
     ) {
         let origin = self.origin(span);
-        self.diags
-            .push(code, &origin, Some(self.text), message, hint);
+        self.diags.push(code, &origin, Some(self.text), message, hint);
     }
 
     /// Deserializes typed settings; reports unknown keys (with hints) and type errors.
@@ -533,18 +491,12 @@ impl CompileCx<'_> {
             .unwrap_or_default();
         let mut table = settings.table;
         if let DeValue::Table(t) = table.get_mut() {
-            let unknown: Vec<_> = t
-                .keys()
-                .filter(|k| !known.iter().any(|n| n == k.get_ref().as_ref()))
-                .cloned()
-                .collect();
+            let unknown: Vec<_> =
+                t.keys().filter(|k| !known.iter().any(|n| n == k.get_ref().as_ref())).cloned().collect();
             for k in unknown {
                 let hint = crate::diag::did_you_mean(
                     k.get_ref(),
-                    known
-                        .iter()
-                        .map(String::as_str)
-                        .chain(crate::check::step_keys().iter().map(String::as_str)),
+                    known.iter().map(String::as_str).chain(crate::check::step_keys().iter().map(String::as_str)),
                 )
                 .or_else(|| {
                     if known.is_empty() {
@@ -567,19 +519,11 @@ impl CompileCx<'_> {
             Ok(v) => Some(v),
             Err(e) => {
                 let span = e.span().or(Some(table.span()));
-                let code = if e.message().starts_with("missing field") {
-                    Code::MissingKey
-                } else {
-                    Code::WrongType
-                };
+                let code = if e.message().starts_with("missing field") { Code::MissingKey } else { Code::WrongType };
                 self.error_code(
                     code,
                     span,
-                    format!(
-                        "in the settings of step `{}`: {}",
-                        self.step_id,
-                        e.message().trim()
-                    ),
+                    format!("in the settings of step `{}`: {}", self.step_id, e.message().trim()),
                     None,
                 );
                 None
@@ -603,11 +547,7 @@ impl CompileCx<'_> {
             }
         }
         let (line, column) = crate::diag::line_col(self.text, span.start + skip);
-        ScriptOrigin {
-            file: self.file.to_owned(),
-            line,
-            column,
-        }
+        ScriptOrigin { file: self.file.to_owned(), line, column }
     }
 
     /// Compiles an inline script written at `text.span()` in this step's file. `extra` names
@@ -636,11 +576,7 @@ impl CompileCx<'_> {
     pub fn script_file(&mut self, path: &Spanned<String>, names: &[&str]) -> Option<Script> {
         let key = self.reference(path)?;
         let text = self.files.get(&key)?.to_owned();
-        let origin = ScriptOrigin {
-            file: key.clone(),
-            line: 1,
-            column: 1,
-        };
+        let origin = ScriptOrigin { file: key.clone(), line: 1, column: 1 };
         match self.sandbox.compile(&text, origin, names) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -686,10 +622,7 @@ impl CompileCx<'_> {
                     self.error_code(
                         Code::MissingFile,
                         Some(path.span()),
-                        format!(
-                            "file `{}` does not exist (looked for `{key}`)",
-                            path.get_ref()
-                        ),
+                        format!("file `{}` does not exist (looked for `{key}`)", path.get_ref()),
                         hint,
                     );
                     None
@@ -739,17 +672,13 @@ impl CompileCx<'_> {
                     self.error_code(
                         Code::BadParam,
                         Some(v.span()),
-                        format!(
-                            "param `{name}` is a {}, but a number is needed here",
-                            p.ty.as_str()
-                        ),
+                        format!("param `{name}` is a {}, but a number is needed here", p.ty.as_str()),
                         None,
                     );
                     None
                 }
                 None => {
-                    let hint =
-                        crate::diag::did_you_mean(name, self.params.keys().map(String::as_str));
+                    let hint = crate::diag::did_you_mean(name, self.params.keys().map(String::as_str));
                     self.error_code(
                         Code::BadParam,
                         Some(v.span()),
@@ -802,10 +731,7 @@ pub fn resolve_duration(
         if p.ty != crate::model::ParamType::Duration {
             return Err((
                 Code::BadParam,
-                format!(
-                    "param `{text}` is a {}, but a duration is needed here",
-                    p.ty.as_str()
-                ),
+                format!("param `{text}` is a {}, but a duration is needed here", p.ty.as_str()),
                 None,
             ));
         }
@@ -831,17 +757,11 @@ pub fn toml_to_json(v: &toml::Value) -> Value {
     match v {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => {
-            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
-        }
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Value::Object(
-            t.iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                .collect(),
-        ),
+        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
     }
 }
 
@@ -865,11 +785,9 @@ pub fn devalue_to_json(v: &DeValue<'_>) -> Value {
         DeValue::Boolean(b) => Value::Bool(*b),
         DeValue::Datetime(d) => Value::String(d.to_string()),
         DeValue::Array(a) => Value::Array(a.iter().map(|x| devalue_to_json(x.get_ref())).collect()),
-        DeValue::Table(t) => Value::Object(
-            t.iter()
-                .map(|(k, v)| (k.get_ref().to_string(), devalue_to_json(v.get_ref())))
-                .collect(),
-        ),
+        DeValue::Table(t) => {
+            Value::Object(t.iter().map(|(k, v)| (k.get_ref().to_string(), devalue_to_json(v.get_ref()))).collect())
+        }
     }
 }
 

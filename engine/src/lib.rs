@@ -9,6 +9,7 @@
 pub mod builtin;
 pub mod calendar;
 pub mod check;
+pub mod clock;
 pub mod definition;
 pub mod diag;
 pub mod duration;
@@ -19,6 +20,8 @@ pub mod rhai_kind;
 pub mod runtime;
 pub mod schema;
 pub mod script;
+pub mod service;
+pub mod store;
 
 pub use check::{Catalog, check};
 pub use definition::Definition;

@@ -19,28 +19,16 @@ use crate::kind::*;
 use crate::script::{Script, ScriptError, from_dynamic, to_dynamic};
 
 /// Finds `kinds/<name>.rhai` in `unit` or the nearest enclosing unit that has it.
-pub fn find(
-    files: &FileSet,
-    unit: &str,
-    name: &str,
-    used: &mut BTreeSet<String>,
-) -> Option<Arc<dyn StepKind>> {
+pub fn find(files: &FileSet, unit: &str, name: &str, used: &mut BTreeSet<String>) -> Option<Arc<dyn StepKind>> {
     if !crate::check::valid_id(name) {
         return None;
     }
     let mut dir = unit;
     loop {
-        let path = if dir.is_empty() {
-            format!("kinds/{name}.rhai")
-        } else {
-            format!("{dir}/kinds/{name}.rhai")
-        };
+        let path = if dir.is_empty() { format!("kinds/{name}.rhai") } else { format!("{dir}/kinds/{name}.rhai") };
         if files.get(&path).is_some() {
             used.insert(path.clone());
-            return Some(Arc::new(ScriptedKind {
-                name: name.to_owned(),
-                path,
-            }));
+            return Some(Arc::new(ScriptedKind { name: name.to_owned(), path }));
         }
         if dir.is_empty() {
             return None;
@@ -76,11 +64,7 @@ impl StepKind for ScriptedKind {
         let settings_json = devalue_to_json(settings.table.get_ref());
         let path = toml::Spanned::new(settings.span(), format!("kinds/{}.rhai", self.name));
         let text = cx.files.get(&self.path)?.to_owned();
-        let origin = crate::script::ScriptOrigin {
-            file: self.path.clone(),
-            line: 1,
-            column: 1,
-        };
+        let origin = crate::script::ScriptOrigin { file: self.path.clone(), line: 1, column: 1 };
         let _ = path;
         let script = match cx.sandbox.compile(&text, origin, &[]) {
             Ok(s) => s,
@@ -110,26 +94,25 @@ impl StepKind for ScriptedKind {
         }
         let sd = to_dynamic(&settings_json);
         let outcomes = if script.has_fn("outcomes", 1) {
-            match cx
-                .sandbox
-                .call(&script, "outcomes", vec![sd.clone()])
-                .map(|v| from_dynamic(&v))
-            {
-                Ok(Value::Array(a)) if a.iter().all(Value::is_string) => a
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect(),
+            match cx.sandbox.call(&script, "outcomes", vec![sd.clone()]).map(|v| from_dynamic(&v)) {
+                Ok(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                    a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+                }
                 Ok(other) => {
-                    cx.error(Some(settings.span()), format!("`outcomes(settings)` of kind `{}` must return an array of strings, not {other}", self.name), None);
+                    cx.error(
+                        Some(settings.span()),
+                        format!(
+                            "`outcomes(settings)` of kind `{}` must return an array of strings, not {other}",
+                            self.name
+                        ),
+                        None,
+                    );
                     return None;
                 }
                 Err(e) => {
                     cx.error(
                         Some(settings.span()),
-                        format!(
-                            "`outcomes(settings)` of kind `{}` failed: {}",
-                            self.name, e.message
-                        ),
+                        format!("`outcomes(settings)` of kind `{}` failed: {}", self.name, e.message),
                         None,
                     );
                     return None;
@@ -140,23 +123,23 @@ impl StepKind for ScriptedKind {
         };
         let mut actions = Vec::new();
         if script.has_fn("actions", 1) {
-            let list = match cx
-                .sandbox
-                .call(&script, "actions", vec![sd])
-                .map(|v| from_dynamic(&v))
-            {
+            let list = match cx.sandbox.call(&script, "actions", vec![sd]).map(|v| from_dynamic(&v)) {
                 Ok(Value::Array(a)) => a,
                 Ok(other) => {
-                    cx.error(Some(settings.span()), format!("`actions(settings)` of kind `{}` must return an array of maps, not {other}", self.name), None);
+                    cx.error(
+                        Some(settings.span()),
+                        format!(
+                            "`actions(settings)` of kind `{}` must return an array of maps, not {other}",
+                            self.name
+                        ),
+                        None,
+                    );
                     return None;
                 }
                 Err(e) => {
                     cx.error(
                         Some(settings.span()),
-                        format!(
-                            "`actions(settings)` of kind `{}` failed: {}",
-                            self.name, e.message
-                        ),
+                        format!("`actions(settings)` of kind `{}` failed: {}", self.name, e.message),
                         None,
                     );
                     return None;
@@ -164,21 +147,23 @@ impl StepKind for ScriptedKind {
             };
             for a in list {
                 let Some(name) = a.get("name").and_then(Value::as_str) else {
-                    cx.error(
-                        Some(settings.span()),
-                        format!("an action of kind `{}` has no `name`", self.name),
-                        None,
-                    );
+                    cx.error(Some(settings.span()), format!("an action of kind `{}` has no `name`", self.name), None);
                     return None;
                 };
-                let mut spec =
-                    ActionSpec::new(name, a.get("summary").and_then(Value::as_str).unwrap_or(""));
+                let mut spec = ActionSpec::new(name, a.get("summary").and_then(Value::as_str).unwrap_or(""));
                 if let Some(Value::Object(fields)) = a.get("fields") {
                     for (f, ty) in fields {
                         match ty.as_str().and_then(crate::builtin::parse_field_type) {
                             Some((t, req)) => spec = spec.field(f, t, req, ""),
                             None => {
-                                cx.error(Some(settings.span()), format!("field `{f}` of action `{name}` of kind `{}` has an unknown type", self.name), None);
+                                cx.error(
+                                    Some(settings.span()),
+                                    format!(
+                                        "field `{f}` of action `{name}` of kind `{}` has an unknown type",
+                                        self.name
+                                    ),
+                                    None,
+                                );
                                 return None;
                             }
                         }
@@ -187,12 +172,7 @@ impl StepKind for ScriptedKind {
                 actions.push(spec);
             }
         }
-        Some(Arc::new(ScriptedStep {
-            script,
-            settings: settings_json,
-            outcomes,
-            actions,
-        }))
+        Some(Arc::new(ScriptedStep { script, settings: settings_json, outcomes, actions }))
     }
 }
 
@@ -200,14 +180,17 @@ impl ScriptedStep {
     fn ctx(&self, cx: &StepCx<'_>) -> Dynamic {
         let mut m = RMap::new();
         m.insert("data".into(), cx.data_dynamic());
-        m.insert(
-            "params".into(),
-            to_dynamic(&Value::Object(cx.params.clone())),
-        );
+        m.insert("params".into(), to_dynamic(&Value::Object(cx.params.clone())));
         m.insert("settings".into(), to_dynamic(&self.settings));
         m.insert("state".into(), to_dynamic(&cx.state));
         m.insert("now".into(), Dynamic::from_int(cx.now));
         m.insert("visits".into(), Dynamic::from_int(i64::from(cx.visits)));
+        m.insert(
+            "all_visits".into(),
+            Dynamic::from_map(
+                cx.all_visits.iter().map(|(k, v)| (k.as_str().into(), Dynamic::from_int(i64::from(*v)))).collect(),
+            ),
+        );
         m.insert("item".into(), cx.item.map_or(Dynamic::UNIT, to_dynamic));
         m.insert("step".into(), Dynamic::from(cx.step_id.to_owned()));
         Dynamic::from_map(m)
@@ -219,17 +202,11 @@ impl ScriptedStep {
             return if v.is_null() {
                 Ok(Flow::Wait)
             } else {
-                Err(StepError::Script(ScriptError::wrong_result(
-                    &self.script,
-                    "a map or ()",
-                    &result,
-                )))
+                Err(StepError::Script(ScriptError::wrong_result(&self.script, "a map or ()", &result)))
             };
         };
         if let Some(msg) = m.get("refuse") {
-            return Err(StepError::refused(
-                msg.as_str().map_or_else(|| msg.to_string(), str::to_owned),
-            ));
+            return Err(StepError::refused(msg.as_str().map_or_else(|| msg.to_string(), str::to_owned)));
         }
         if let Some(Value::Object(set)) = m.get("set") {
             for (k, v) in set {
@@ -250,25 +227,13 @@ impl ScriptedStep {
         if let Some(Value::Array(notes)) = m.get("notify") {
             for n in notes {
                 cx.notify(Notice {
-                    topic: n
-                        .get("topic")
-                        .and_then(Value::as_str)
-                        .unwrap_or("notice")
-                        .to_owned(),
+                    topic: n.get("topic").and_then(Value::as_str).unwrap_or("notice").to_owned(),
                     to: n
                         .get("to")
                         .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|x| x.as_str().map(str::to_owned))
-                                .collect()
-                        })
+                        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
                         .unwrap_or_default(),
-                    message: n
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned(),
+                    message: n.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
                     webhook: None,
                     body: Value::Null,
                 });
@@ -294,9 +259,7 @@ impl Step for ScriptedStep {
         self.actions.clone()
     }
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
-        let r = cx
-            .sandbox
-            .call(&self.script, "on_enter", vec![self.ctx(cx)])?;
+        let r = cx.sandbox.call(&self.script, "on_enter", vec![self.ctx(cx)])?;
         self.apply(cx, r)
     }
     fn on_action(&self, cx: &mut StepCx<'_>, action: &ActionInput<'_>) -> Result<Flow, StepError> {
@@ -308,11 +271,7 @@ impl Step for ScriptedStep {
         a.insert("payload".into(), Value::Object(action.payload.clone()));
         a.insert("by".into(), Value::String(action.subject.id.clone()));
         a.insert("roles".into(), Value::from(action.subject.roles.clone()));
-        let r = cx.sandbox.call(
-            &self.script,
-            "on_action",
-            vec![self.ctx(cx), to_dynamic(&Value::Object(a))],
-        )?;
+        let r = cx.sandbox.call(&self.script, "on_action", vec![self.ctx(cx), to_dynamic(&Value::Object(a))])?;
         self.apply(cx, r)
     }
     fn on_timer(&self, cx: &mut StepCx<'_>, timer: &str) -> Result<Flow, StepError> {
@@ -323,11 +282,7 @@ impl Step for ScriptedStep {
                 Ok(Flow::Wait)
             };
         }
-        let r = cx.sandbox.call(
-            &self.script,
-            "on_timer",
-            vec![self.ctx(cx), Dynamic::from(timer.to_owned())],
-        )?;
+        let r = cx.sandbox.call(&self.script, "on_timer", vec![self.ctx(cx), Dynamic::from(timer.to_owned())])?;
         self.apply(cx, r)
     }
 }

@@ -12,8 +12,7 @@ use serde_json::{Map, Value};
 use crate::definition::{Definition, StepDef};
 use crate::duration::Duration;
 use crate::kind::{
-    ActionInput, Actor, Control, DEADLINE_TIMER, Flow, JoinWait, Notice, SplitMode, StepCx,
-    StepError, TimerOp,
+    ActionInput, Actor, Control, DEADLINE_TIMER, Flow, JoinWait, Notice, SplitMode, StepCx, StepError, TimerOp,
 };
 use crate::script::ScriptError;
 
@@ -245,21 +244,10 @@ impl Event {
 pub fn apply(s: &mut InstanceState, e: &Event) {
     match e {
         Event::Started { data, .. } => {
-            *s = InstanceState {
-                data: data.clone(),
-                ..InstanceState::default()
-            };
+            *s = InstanceState { data: data.clone(), ..InstanceState::default() };
         }
-        Event::Action { .. }
-        | Event::Refused { .. }
-        | Event::TimerFired { .. }
-        | Event::Notified { .. } => {}
-        Event::Entered {
-            token,
-            step,
-            scopes,
-            item,
-        } => {
+        Event::Action { .. } | Event::Refused { .. } | Event::TimerFired { .. } | Event::Notified { .. } => {}
+        Event::Entered { token, step, scopes, item } => {
             s.tokens.push(Token {
                 id: *token,
                 step: step.clone(),
@@ -271,9 +259,7 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
             s.next_token = s.next_token.max(token + 1);
             *s.visits.entry(step.clone()).or_default() += 1;
         }
-        Event::Left { token, .. } | Event::TokenCancelled { token, .. } => {
-            s.tokens.retain(|t| t.id != *token)
-        }
+        Event::Left { token, .. } | Event::TokenCancelled { token, .. } => s.tokens.retain(|t| t.id != *token),
         Event::StepState { token, state } => {
             if let Some(t) = s.tokens.iter_mut().find(|t| t.id == *token) {
                 t.state = state.clone();
@@ -307,11 +293,7 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
                 sc.fired = true;
             }
             // A closed scope with no token inside it is forgotten.
-            let live: Vec<u32> = s
-                .tokens
-                .iter()
-                .flat_map(|t| t.scopes.iter().copied())
-                .collect();
+            let live: Vec<u32> = s.tokens.iter().flat_map(|t| t.scopes.iter().copied()).collect();
             s.scopes.retain(|x| !x.fired || live.contains(&x.id));
         }
         Event::Completed { outcome } => {
@@ -395,17 +377,12 @@ pub enum RunError {
     #[error("{message}")]
     Forbidden { message: String },
     #[error("{message}")]
-    Refused {
-        message: String,
-        field: Option<String>,
-    },
+    Refused { message: String, field: Option<String> },
     #[error("script failed in step `{step}`: {error}")]
     Script { step: String, error: ScriptError },
     #[error("step `{step}` failed: {message}")]
     Step { step: String, message: String },
-    #[error(
-        "the workflow ran more than {0} steps without waiting; it probably loops without a stop"
-    )]
+    #[error("the workflow ran more than {0} steps without waiting; it probably loops without a stop")]
     Runaway(usize),
 }
 
@@ -450,20 +427,13 @@ impl<'a> Run<'a> {
     }
 
     fn finish(self) -> Transition {
-        Transition {
-            state: self.state,
-            events: self.events,
-            timers: self.timers,
-            notices: self.notices,
-        }
+        Transition { state: self.state, events: self.events, timers: self.timers, notices: self.notices }
     }
 
     fn step(&self, id: &str) -> Result<&'a StepDef, RunError> {
-        self.def.step(id).ok_or_else(|| {
-            RunError::NoSuchStep(format!(
-                "step `{id}` does not exist in this version of the workflow"
-            ))
-        })
+        self.def
+            .step(id)
+            .ok_or_else(|| RunError::NoSuchStep(format!("step `{id}` does not exist in this version of the workflow")))
     }
 
     /// Runs queued entries until every token waits or the case ends.
@@ -482,27 +452,13 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn enter(
-        &mut self,
-        step_id: &str,
-        scopes: Vec<u32>,
-        item: Option<Value>,
-    ) -> Result<(), RunError> {
+    fn enter(&mut self, step_id: &str, scopes: Vec<u32>, item: Option<Value>) -> Result<(), RunError> {
         let step = self.step(step_id)?;
         let token = self.state.next_token;
-        self.emit(Event::Entered {
-            token,
-            step: step_id.to_owned(),
-            scopes: scopes.clone(),
-            item: item.clone(),
-        });
+        self.emit(Event::Entered { token, step: step_id.to_owned(), scopes: scopes.clone(), item: item.clone() });
         match step.behaviour.control() {
             Control::End { terminate, outcome } => {
-                self.emit(Event::Left {
-                    token,
-                    step: step_id.to_owned(),
-                    outcome: "end".into(),
-                });
+                self.emit(Event::Left { token, step: step_id.to_owned(), outcome: "end".into() });
                 if terminate {
                     for t in self.state.tokens.clone() {
                         self.emit(Event::TokenCancelled {
@@ -513,9 +469,7 @@ impl<'a> Run<'a> {
                     }
                 }
                 if self.state.tokens.is_empty() {
-                    self.emit(Event::Completed {
-                        outcome: outcome.map(str::to_owned),
-                    });
+                    self.emit(Event::Completed { outcome: outcome.map(str::to_owned) });
                     self.timers.push(TimerChange::ClearAll);
                 }
                 Ok(())
@@ -528,15 +482,8 @@ impl<'a> Run<'a> {
                         message: "a token reached this join without passing its split".into(),
                     });
                 };
-                self.emit(Event::ScopeArrived {
-                    scope: scope_id,
-                    token,
-                });
-                self.emit(Event::Left {
-                    token,
-                    step: step_id.to_owned(),
-                    outcome: "arrived".into(),
-                });
+                self.emit(Event::ScopeArrived { scope: scope_id, token });
+                self.emit(Event::Left { token, step: step_id.to_owned(), outcome: "arrived".into() });
                 self.try_fire_join(scope_id, spec.wait, spec.cancel_rest)
             }
             Control::Split(split) => {
@@ -557,21 +504,14 @@ impl<'a> Run<'a> {
                         let v = cx.eval(items).map_err(|e| script_err(step_id, e))?;
                         let list = crate::script::from_dynamic(&v);
                         let Value::Array(list) = list else {
-                            return Err(script_err(
-                                step_id,
-                                ScriptError::wrong_result(items, "an array", &v),
-                            ));
+                            return Err(script_err(step_id, ScriptError::wrong_result(items, "an array", &v)));
                         };
                         list.into_iter().map(|x| (body.clone(), Some(x))).collect()
                     }
                 };
                 cx.changes.clear();
                 let scope_id = self.state.next_scope;
-                self.emit(Event::Left {
-                    token,
-                    step: step_id.to_owned(),
-                    outcome: "split".into(),
-                });
+                self.emit(Event::Left { token, step: step_id.to_owned(), outcome: "split".into() });
                 self.emit(Event::ScopeOpened {
                     scope: Scope {
                         id: scope_id,
@@ -607,10 +547,7 @@ impl<'a> Run<'a> {
                     }
                 }
                 let mut cx = self.cx(step, token, item.as_ref());
-                let flow = step
-                    .behaviour
-                    .on_enter(&mut cx)
-                    .map_err(|e| step_err(step_id, e))?;
+                let flow = step.behaviour.on_enter(&mut cx).map_err(|e| step_err(step_id, e))?;
                 let effects = Effects::take(cx);
                 self.absorb(token, step, effects);
                 match flow {
@@ -621,12 +558,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn try_fire_join(
-        &mut self,
-        scope_id: u32,
-        wait: JoinWait,
-        cancel_rest: bool,
-    ) -> Result<(), RunError> {
+    fn try_fire_join(&mut self, scope_id: u32, wait: JoinWait, cancel_rest: bool) -> Result<(), RunError> {
         let Some(scope) = self.state.scopes.iter().find(|s| s.id == scope_id).cloned() else {
             return Ok(());
         };
@@ -636,9 +568,7 @@ impl<'a> Run<'a> {
         let needed = match wait {
             JoinWait::All => scope.expected,
             JoinWait::Count(n) => n.min(scope.expected),
-            JoinWait::Share(f) => {
-                ((f * f64::from(scope.expected)).ceil() as u32).min(scope.expected)
-            }
+            JoinWait::Share(f) => ((f * f64::from(scope.expected)).ceil() as u32).min(scope.expected),
         };
         if scope.arrived < needed {
             return Ok(());
@@ -658,13 +588,9 @@ impl<'a> Run<'a> {
         }
         let join = self.step(&scope.join)?;
         let Some(next) = join.target("joined") else {
-            return Err(RunError::Step {
-                step: scope.join.clone(),
-                message: "the join has no `next`".into(),
-            });
+            return Err(RunError::Step { step: scope.join.clone(), message: "the join has no `next`".into() });
         };
-        self.queue
-            .push_back((next.to_owned(), scope.outer.clone(), scope.item.clone()));
+        self.queue.push_back((next.to_owned(), scope.outer.clone(), scope.item.clone()));
         Ok(())
     }
 
@@ -681,10 +607,8 @@ impl<'a> Run<'a> {
             calendar: &self.def.calendar,
             item,
             visits: self.state.visits.get(&step.id).copied().unwrap_or(0),
-            deadline_outcome: step
-                .deadline
-                .as_ref()
-                .map_or("expired", |d| d.outcome.as_str()),
+            all_visits: &self.state.visits,
+            deadline_outcome: step.deadline.as_ref().map_or("expired", |d| d.outcome.as_str()),
             timers: Vec::new(),
             notices: Vec::new(),
             instance_id: self.instance_id,
@@ -693,29 +617,17 @@ impl<'a> Run<'a> {
 
     fn absorb(&mut self, token: u32, step: &StepDef, fx: Effects) {
         if !fx.changes.is_empty() {
-            self.emit(Event::DataChanged {
-                changes: fx.changes,
-            });
+            self.emit(Event::DataChanged { changes: fx.changes });
         }
-        let old = self
-            .state
-            .token(token)
-            .map(|t| t.state.clone())
-            .unwrap_or(Value::Null);
+        let old = self.state.token(token).map(|t| t.state.clone()).unwrap_or(Value::Null);
         if fx.state != old {
-            self.emit(Event::StepState {
-                token,
-                state: fx.state,
-            });
+            self.emit(Event::StepState { token, state: fx.state });
         }
         for t in fx.timers {
             self.timers.push(match t {
-                TimerOp::Set { name, due_at } => TimerChange::Set {
-                    token,
-                    step: step.id.clone(),
-                    name,
-                    due_at: due_at.max(self.now),
-                },
+                TimerOp::Set { name, due_at } => {
+                    TimerChange::Set { token, step: step.id.clone(), name, due_at: due_at.max(self.now) }
+                }
                 TimerOp::Clear { name } => TimerChange::Clear { token, name },
             });
         }
@@ -730,29 +642,16 @@ impl<'a> Run<'a> {
             return Ok(());
         };
         let step = self.step(&tok.step)?;
-        self.emit(Event::Left {
-            token,
-            step: tok.step.clone(),
-            outcome: outcome.to_owned(),
-        });
+        self.emit(Event::Left { token, step: tok.step.clone(), outcome: outcome.to_owned() });
         self.timers.push(TimerChange::ClearToken { token });
         let Some(next) = step.target(outcome) else {
-            return Err(RunError::Step {
-                step: tok.step,
-                message: format!("outcome `{outcome}` leads nowhere"),
-            });
+            return Err(RunError::Step { step: tok.step, message: format!("outcome `{outcome}` leads nowhere") });
         };
-        self.queue
-            .push_back((next.to_owned(), tok.scopes, tok.item));
+        self.queue.push_back((next.to_owned(), tok.scopes, tok.item));
         Ok(())
     }
 
-    fn arm_deadline(
-        &mut self,
-        token: u32,
-        step: &StepDef,
-        item: Option<&Value>,
-    ) -> Result<(), RunError> {
+    fn arm_deadline(&mut self, token: u32, step: &StepDef, item: Option<&Value>) -> Result<(), RunError> {
         let Some(d) = &step.deadline else {
             return Ok(());
         };
@@ -762,10 +661,7 @@ impl<'a> Run<'a> {
                 let cx = self.cx(step, token, item);
                 let v = cx.eval(script).map_err(|e| script_err(&step.id, e))?;
                 let text = v.clone().into_string().map_err(|_| {
-                    script_err(
-                        &step.id,
-                        ScriptError::wrong_result(script, "a duration such as \"7d\"", &v),
-                    )
+                    script_err(&step.id, ScriptError::wrong_result(script, "a duration such as \"7d\"", &v))
                 })?;
                 Duration::parse(&text).map_err(|e| RunError::Step {
                     step: step.id.clone(),
@@ -775,12 +671,7 @@ impl<'a> Run<'a> {
             (None, None) => return Ok(()),
         };
         let due = self.def.calendar.add(self.now, duration);
-        self.timers.push(TimerChange::Set {
-            token,
-            step: step.id.clone(),
-            name: DEADLINE_TIMER.into(),
-            due_at: due,
-        });
+        self.timers.push(TimerChange::Set { token, step: step.id.clone(), name: DEADLINE_TIMER.into(), due_at: due });
         for (i, r) in d.remind_before.iter().enumerate() {
             let secs = match r {
                 Duration::Seconds(s) => *s,
@@ -809,48 +700,27 @@ struct Effects {
 
 impl Effects {
     fn take(cx: StepCx<'_>) -> Self {
-        Effects {
-            changes: cx.changes,
-            state: cx.state,
-            timers: cx.timers,
-            notices: cx.notices,
-        }
+        Effects { changes: cx.changes, state: cx.state, timers: cx.timers, notices: cx.notices }
     }
 }
 
 fn script_err(step: &str, error: ScriptError) -> RunError {
-    RunError::Script {
-        step: step.to_owned(),
-        error,
-    }
+    RunError::Script { step: step.to_owned(), error }
 }
 
 fn step_err(step: &str, e: StepError) -> RunError {
     match e {
         StepError::Refused { message, field } => RunError::Refused { message, field },
         StepError::Script(error) => script_err(step, error),
-        StepError::Failed(message) => RunError::Step {
-            step: step.to_owned(),
-            message,
-        },
+        StepError::Failed(message) => RunError::Step { step: step.to_owned(), message },
     }
 }
 
 /// Starts a case: records `started` and runs until every branch waits.
-pub fn start(
-    def: &Definition,
-    data: Map<String, Value>,
-    now: i64,
-    instance_id: i64,
-) -> Result<Transition, RunError> {
+pub fn start(def: &Definition, data: Map<String, Value>, now: i64, instance_id: i64) -> Result<Transition, RunError> {
     let mut run = Run::new(def, InstanceState::default(), now, instance_id);
-    run.emit(Event::Started {
-        workflow: def.key.clone(),
-        version: def.hash.clone(),
-        data,
-    });
-    run.queue
-        .push_back((def.steps[def.start].id.clone(), Vec::new(), None));
+    run.emit(Event::Started { workflow: def.key.clone(), version: def.hash.clone(), data });
+    run.queue.push_back((def.steps[def.start].id.clone(), Vec::new(), None));
     run.drain()?;
     Ok(run.finish())
 }
@@ -862,6 +732,9 @@ pub struct ActionRequest {
     /// The step to act on, when several are active.
     #[serde(default)]
     pub step: Option<String>,
+    /// The token to act on, when one step is active several times (one branch per item).
+    #[serde(default)]
+    pub token: Option<u32>,
     #[serde(default)]
     pub payload: Map<String, Value>,
     pub actor: Actor,
@@ -880,28 +753,39 @@ pub fn act(
     if state.status != Status::Active {
         return Err(RunError::Closed(state.status.as_str()));
     }
+    if let Some(tid) = req.token
+        && state.token(tid).is_none()
+    {
+        let active: Vec<String> = state.tokens.iter().map(|t| format!("{} at {}", t.id, t.step)).collect();
+        return Err(RunError::NoSuchStep(format!("token {tid} is not active (active: {})", active.join(", "))));
+    }
+    let subject = req.on_behalf_of.as_ref().unwrap_or(&req.actor);
     let candidates: Vec<&Token> = state
         .tokens
         .iter()
-        .filter(|t| req.step.as_ref().is_none_or(|s| &t.step == s))
+        .filter(|t| req.step.as_ref().is_none_or(|s| &t.step == s) && req.token.is_none_or(|id| t.id == id))
         .collect();
     let accepting: Vec<&Token> = candidates
         .iter()
         .copied()
+        .filter(|t| def.step(&t.step).is_some_and(|s| s.action(&req.action).is_some()))
+        .collect();
+    // Where an action is accepted in several places, the places this person may act in decide.
+    let permitted: Vec<&Token> = accepting
+        .iter()
+        .copied()
         .filter(|t| {
             def.step(&t.step)
-                .is_some_and(|s| s.action(&req.action).is_some())
+                .is_some_and(|s| s.allowed_roles(&req.action).iter().any(|r| r == "*" || subject.roles.contains(r)))
         })
         .collect();
-    let token = match (accepting.as_slice(), &req.step) {
-        ([one], _) => (*one).clone(),
-        ([], Some(s)) if candidates.is_empty() => {
+    let token = match (accepting.as_slice(), permitted.as_slice(), &req.step) {
+        ([one], _, _) | (_, [one], _) => (*one).clone(),
+        ([], _, Some(s)) if candidates.is_empty() => {
             let active = state.active_steps().join(", ");
-            return Err(RunError::NoSuchStep(format!(
-                "step `{s}` is not active (active: {active})"
-            )));
+            return Err(RunError::NoSuchStep(format!("step `{s}` is not active (active: {active})")));
         }
-        ([], _) => {
+        ([], _, _) => {
             let mut accepted: Vec<String> = Vec::new();
             for t in &candidates {
                 if let Some(s) = def.step(&t.step) {
@@ -918,28 +802,23 @@ pub fn act(
                 field: Some("action".into()),
             });
         }
-        (many, _) => {
-            let steps: Vec<&str> = many.iter().map(|t| t.step.as_str()).collect();
+        (_, [], _) => (*accepting[0]).clone(), // nobody may: the role check below says why
+        (_, many, _) => {
+            let places: Vec<String> = many.iter().map(|t| format!("token {} at {}", t.id, t.step)).collect();
             return Err(RunError::Refused {
                 message: format!(
-                    "action `{}` is accepted by several active steps ({}); name one in `step`",
+                    "action `{}` is accepted in several places ({}); name one with `step` or `token`",
                     req.action,
-                    steps.join(", ")
+                    places.join(", ")
                 ),
-                field: Some("step".into()),
+                field: Some("token".into()),
             });
         }
     };
-    let step = def
-        .step(&token.step)
-        .ok_or_else(|| RunError::NoSuchStep(token.step.clone()))?;
+    let step = def.step(&token.step).ok_or_else(|| RunError::NoSuchStep(token.step.clone()))?;
     let spec = step.action(&req.action).expect("filtered above");
-    let subject = req.on_behalf_of.as_ref().unwrap_or(&req.actor);
     let allowed = step.allowed_roles(&req.action);
-    if !allowed
-        .iter()
-        .any(|r| r == "*" || subject.roles.contains(r))
-    {
+    if !allowed.iter().any(|r| r == "*" || subject.roles.contains(r)) {
         return Err(RunError::Forbidden {
             message: format!(
                 "action `{}` of step `{}` is for {}; `{}` holds {}",
@@ -947,16 +826,11 @@ pub fn act(
                 step.id,
                 allowed.join(", "),
                 subject.id,
-                if subject.roles.is_empty() {
-                    "no role".to_owned()
-                } else {
-                    subject.roles.join(", ")
-                }
+                if subject.roles.is_empty() { "no role".to_owned() } else { subject.roles.join(", ") }
             ),
         });
     }
-    spec.validate(&req.payload)
-        .map_err(|e| step_err(&step.id, e))?;
+    spec.validate(&req.payload).map_err(|e| step_err(&step.id, e))?;
 
     let mut run = Run::new(def, state.clone(), now, instance_id);
     run.emit(Event::Action {
@@ -968,16 +842,8 @@ pub fn act(
         payload: req.payload.clone(),
     });
     let mut cx = run.cx(step, token.id, token.item.as_ref());
-    let input = ActionInput {
-        name: &req.action,
-        payload: &req.payload,
-        actor: &req.actor,
-        subject,
-    };
-    let flow = step
-        .behaviour
-        .on_action(&mut cx, &input)
-        .map_err(|e| step_err(&step.id, e))?;
+    let input = ActionInput { name: &req.action, payload: &req.payload, actor: &req.actor, subject };
+    let flow = step.behaviour.on_action(&mut cx, &input).map_err(|e| step_err(&step.id, e))?;
     let fx = Effects::take(cx);
     run.absorb(token.id, step, fx);
     if let Flow::Done(outcome) = flow {
@@ -1003,15 +869,9 @@ pub fn fire(
     let Some(tok) = state.token(token).filter(|t| t.step == step_id).cloned() else {
         return Ok(None);
     };
-    let step = def
-        .step(step_id)
-        .ok_or_else(|| RunError::NoSuchStep(step_id.to_owned()))?;
+    let step = def.step(step_id).ok_or_else(|| RunError::NoSuchStep(step_id.to_owned()))?;
     let mut run = Run::new(def, state.clone(), now, instance_id);
-    run.emit(Event::TimerFired {
-        timer: timer.to_owned(),
-        step: step_id.to_owned(),
-        token,
-    });
+    run.emit(Event::TimerFired { timer: timer.to_owned(), step: step_id.to_owned(), token });
     if let Some(i) = timer.strip_prefix("remind:") {
         let _ = i;
         let notice = Notice {
@@ -1021,17 +881,12 @@ pub fn fire(
             webhook: None,
             body: Value::Null,
         };
-        run.emit(Event::Notified {
-            notice: notice.clone(),
-        });
+        run.emit(Event::Notified { notice: notice.clone() });
         run.notices.push(notice);
         return Ok(Some(run.finish()));
     }
     let mut cx = run.cx(step, token, tok.item.as_ref());
-    let flow = step
-        .behaviour
-        .on_timer(&mut cx, timer)
-        .map_err(|e| step_err(step_id, e))?;
+    let flow = step.behaviour.on_timer(&mut cx, timer).map_err(|e| step_err(step_id, e))?;
     let fx = Effects::take(cx);
     run.absorb(token, step, fx);
     if let Flow::Done(outcome) = flow {
@@ -1041,19 +896,28 @@ pub fn fire(
     Ok(Some(run.finish()))
 }
 
+/// The deadline timers of every waiting step under `def`, counted from when each step was
+/// entered (used after a migration to re-arm deadlines under the new rules).
+pub fn rearm(def: &Definition, state: &InstanceState, instance_id: i64) -> Result<Vec<TimerChange>, RunError> {
+    let mut out = Vec::new();
+    for t in &state.tokens {
+        let Some(step) = def.step(&t.step) else { continue };
+        if !matches!(step.behaviour.control(), Control::Task) {
+            continue;
+        }
+        let mut run = Run::new(def, state.clone(), t.entered_at, instance_id);
+        run.arm_deadline(t.id, step, t.item.as_ref())?;
+        out.extend(run.timers);
+    }
+    Ok(out)
+}
+
 /// Marks a case failed (a timer's script failed): recorded, and nothing else moves.
 pub fn fail(state: &InstanceState, error: &str) -> Transition {
     let mut s = state.clone();
-    let e = Event::Failed {
-        error: error.to_owned(),
-    };
+    let e = Event::Failed { error: error.to_owned() };
     apply(&mut s, &e);
-    Transition {
-        state: s,
-        events: vec![e],
-        timers: vec![TimerChange::ClearAll],
-        notices: Vec::new(),
-    }
+    Transition { state: s, events: vec![e], timers: vec![TimerChange::ClearAll], notices: Vec::new() }
 }
 
 /// Cancels a whole case (WCP-20).
@@ -1064,24 +928,13 @@ pub fn cancel(state: &InstanceState, reason: &str) -> Result<Transition, RunErro
     let mut s = state.clone();
     let mut events = Vec::new();
     for t in &state.tokens {
-        events.push(Event::TokenCancelled {
-            token: t.id,
-            step: t.step.clone(),
-            reason: reason.to_owned(),
-        });
+        events.push(Event::TokenCancelled { token: t.id, step: t.step.clone(), reason: reason.to_owned() });
     }
-    events.push(Event::Cancelled {
-        reason: reason.to_owned(),
-    });
+    events.push(Event::Cancelled { reason: reason.to_owned() });
     for e in &events {
         apply(&mut s, e);
     }
-    Ok(Transition {
-        state: s,
-        events,
-        timers: vec![TimerChange::ClearAll],
-        notices: Vec::new(),
-    })
+    Ok(Transition { state: s, events, timers: vec![TimerChange::ClearAll], notices: Vec::new() })
 }
 
 /// Cancels one active step (WCP-19). A cancelled branch no longer counts towards its join,
@@ -1097,12 +950,7 @@ pub fn cancel_step(
     if state.status != Status::Active {
         return Err(RunError::Closed(state.status.as_str()));
     }
-    let tokens: Vec<Token> = state
-        .tokens
-        .iter()
-        .filter(|t| t.step == step_id)
-        .cloned()
-        .collect();
+    let tokens: Vec<Token> = state.tokens.iter().filter(|t| t.step == step_id).cloned().collect();
     if tokens.is_empty() {
         return Err(RunError::NoSuchStep(format!(
             "step `{step_id}` is not active (active: {})",
@@ -1111,11 +959,7 @@ pub fn cancel_step(
     }
     let mut run = Run::new(def, state.clone(), now, instance_id);
     for t in tokens {
-        run.emit(Event::TokenCancelled {
-            token: t.id,
-            step: t.step.clone(),
-            reason: reason.to_owned(),
-        });
+        run.emit(Event::TokenCancelled { token: t.id, step: t.step.clone(), reason: reason.to_owned() });
         run.timers.push(TimerChange::ClearToken { token: t.id });
         if let Some(&scope) = t.scopes.last() {
             run.emit(Event::ScopeShrunk { scope });
@@ -1129,9 +973,7 @@ pub fn cancel_step(
     }
     run.drain()?;
     if run.state.tokens.is_empty() && run.state.status == Status::Active {
-        run.emit(Event::Cancelled {
-            reason: reason.to_owned(),
-        });
+        run.emit(Event::Cancelled { reason: reason.to_owned() });
         run.timers.push(TimerChange::ClearAll);
     }
     Ok(run.finish())

@@ -31,19 +31,12 @@ pub fn workflow_schema(registry: &Registry) -> Value {
                 }
             }
         }
-        branches
-            .push(json!({ "if": { "properties": { "kind": { "const": k.name() } } }, "then": s }));
+        branches.push(json!({ "if": { "properties": { "kind": { "const": k.name() } } }, "then": s }));
     }
-    if let Some(step) = root
-        .pointer_mut("/$defs/StepSchema")
-        .and_then(Value::as_object_mut)
-    {
+    if let Some(step) = root.pointer_mut("/$defs/StepSchema").and_then(Value::as_object_mut) {
         step.insert("allOf".into(), Value::Array(branches));
     }
-    if let Some(kind) = root
-        .pointer_mut("/$defs/StepCommon/properties/kind")
-        .and_then(Value::as_object_mut)
-    {
+    if let Some(kind) = root.pointer_mut("/$defs/StepCommon/properties/kind").and_then(Value::as_object_mut) {
         kind.insert("examples".into(), Value::Array(kinds));
     }
     if let Some(m) = root.as_object_mut() {

@@ -53,9 +53,7 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox")
-            .field("limits", &self.limits)
-            .finish()
+        f.debug_struct("Sandbox").field("limits", &self.limits).finish()
     }
 }
 
@@ -99,29 +97,16 @@ impl Sandbox {
 
     /// Compiles `text`, written at `origin` in a rules file. `names` are the variables the
     /// script may use: any other variable is a compile error (strict variables).
-    pub fn compile(
-        &self,
-        text: &str,
-        origin: ScriptOrigin,
-        names: &[&str],
-    ) -> Result<Script, ScriptError> {
+    pub fn compile(&self, text: &str, origin: ScriptOrigin, names: &[&str]) -> Result<Script, ScriptError> {
         let mut scope = Scope::new();
         for n in names {
             scope.push_dynamic(*n, Dynamic::UNIT);
         }
         let ast = self.engine.compile_with_scope(&scope, text).map_err(|e| {
             let pos = e.position();
-            ScriptError {
-                kind: ScriptErrorKind::Syntax,
-                message: e.err_type().to_string(),
-                position: origin.map(pos),
-            }
+            ScriptError { kind: ScriptErrorKind::Syntax, message: e.err_type().to_string(), position: origin.map(pos) }
         })?;
-        Ok(Script {
-            ast: Arc::new(ast),
-            origin: Arc::new(origin),
-            text: Arc::from(text),
-        })
+        Ok(Script { ast: Arc::new(ast), origin: Arc::new(origin), text: Arc::from(text) })
     }
 
     /// Evaluates `script` with `vars` as its variables. Returns the value and the variables
@@ -137,9 +122,7 @@ impl Sandbox {
         }
         let deadline = Instant::now() + self.limits.wall_clock;
         let previous = DEADLINE.with(|d| d.replace(Some(deadline)));
-        let result = self
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast);
+        let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast);
         DEADLINE.with(|d| d.set(previous));
         match result {
             Ok(v) => Ok((v, scope)),
@@ -148,18 +131,11 @@ impl Sandbox {
     }
 
     /// Calls function `name` defined in `script` (custom step kinds written in Rhai).
-    pub fn call(
-        &self,
-        script: &Script,
-        name: &str,
-        args: Vec<Dynamic>,
-    ) -> Result<Dynamic, ScriptError> {
+    pub fn call(&self, script: &Script, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, ScriptError> {
         let mut scope = Scope::new();
         let deadline = Instant::now() + self.limits.wall_clock;
         let previous = DEADLINE.with(|d| d.replace(Some(deadline)));
-        let result = self
-            .engine
-            .call_fn::<Dynamic>(&mut scope, &script.ast, name, args);
+        let result = self.engine.call_fn::<Dynamic>(&mut scope, &script.ast, name, args);
         DEADLINE.with(|d| d.set(previous));
         result.map_err(|e| script.runtime_error(*e))
     }
@@ -184,11 +160,7 @@ impl ScriptOrigin {
     pub fn map(&self, pos: Position) -> Option<(String, u32, u32)> {
         let line = pos.line()? as u32;
         let col = pos.position().unwrap_or(1) as u32;
-        let (l, c) = if line == 1 {
-            (self.line, self.column + col - 1)
-        } else {
-            (self.line + line - 1, col)
-        };
+        let (l, c) = if line == 1 { (self.line, self.column + col - 1) } else { (self.line + line - 1, col) };
         Some((self.file.clone(), l, c))
     }
 }
@@ -203,10 +175,7 @@ pub struct Script {
 
 impl std::fmt::Debug for Script {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Script")
-            .field("origin", &self.origin)
-            .field("text", &self.text)
-            .finish()
+        f.debug_struct("Script").field("origin", &self.origin).field("text", &self.text).finish()
     }
 }
 
@@ -219,9 +188,7 @@ impl Script {
     }
     /// Whether the script defines a function `name` with `arity` parameters.
     pub fn has_fn(&self, name: &str, arity: usize) -> bool {
-        self.ast
-            .iter_functions()
-            .any(|f| f.name == name && f.params.len() == arity)
+        self.ast.iter_functions().any(|f| f.name == name && f.params.len() == arity)
     }
 
     fn runtime_error(&self, e: EvalAltResult) -> ScriptError {
@@ -240,11 +207,7 @@ impl Script {
             ScriptErrorKind::Limit(what) => format!("script stopped: {what} reached ({e})"),
             _ => e.to_string(),
         };
-        ScriptError {
-            kind,
-            message,
-            position: self.origin.map(pos),
-        }
+        ScriptError { kind, message, position: self.origin.map(pos) }
     }
 }
 
@@ -273,15 +236,8 @@ impl ScriptError {
     pub fn wrong_result(script: &Script, expected: &str, got: &Dynamic) -> Self {
         ScriptError {
             kind: ScriptErrorKind::WrongResult,
-            message: format!(
-                "script returned {} `{got}`, but {expected} was expected",
-                got.type_name()
-            ),
-            position: Some((
-                script.origin.file.clone(),
-                script.origin.line,
-                script.origin.column,
-            )),
+            message: format!("script returned {} `{got}`, but {expected} was expected", got.type_name()),
+            position: Some((script.origin.file.clone(), script.origin.line, script.origin.column)),
         }
     }
 }
@@ -310,18 +266,13 @@ mod tests {
     use super::*;
 
     fn origin() -> ScriptOrigin {
-        ScriptOrigin {
-            file: "w.toml".into(),
-            line: 10,
-            column: 5,
-        }
+        ScriptOrigin { file: "w.toml".into(), line: 10, column: 5 }
     }
 
     fn run(src: &str) -> Result<Dynamic, ScriptError> {
         let sb = Sandbox::default();
         let s = sb.compile(src, origin(), &["data"])?;
-        sb.eval(&s, vec![("data", to_map(&serde_json::json!({"n": 7})))])
-            .map(|(v, _)| v)
+        sb.eval(&s, vec![("data", to_map(&serde_json::json!({"n": 7})))]).map(|(v, _)| v)
     }
 
     #[test]
@@ -340,10 +291,7 @@ mod tests {
 
     #[test]
     fn unknown_variables_are_compile_errors() {
-        assert_eq!(
-            run("other_instance.data").unwrap_err().kind,
-            ScriptErrorKind::Syntax
-        );
+        assert_eq!(run("other_instance.data").unwrap_err().kind, ScriptErrorKind::Syntax);
     }
 
     #[test]
@@ -368,18 +316,11 @@ mod tests {
 
     #[test]
     fn wall_clock_limit_stops_slow_scripts() {
-        let sb = Sandbox::new(Limits {
-            max_operations: 0,
-            wall_clock: StdDuration::from_millis(50),
-            ..Limits::default()
-        });
+        let sb =
+            Sandbox::new(Limits { max_operations: 0, wall_clock: StdDuration::from_millis(50), ..Limits::default() });
         let s = sb.compile("loop { }", origin(), &[]).unwrap();
         let err = sb.eval(&s, vec![]).unwrap_err();
-        assert_eq!(
-            err.kind,
-            ScriptErrorKind::Limit("wall-clock limit"),
-            "{err:?}"
-        );
+        assert_eq!(err.kind, ScriptErrorKind::Limit("wall-clock limit"), "{err:?}");
     }
 
     #[test]

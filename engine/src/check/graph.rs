@@ -16,17 +16,10 @@ fn successors(steps: &[StepDef], i: usize) -> Vec<usize> {
     if let Control::Split(sp) = s.behaviour.control() {
         out.push(&sp.join);
     }
-    out.iter()
-        .filter_map(|id| steps.iter().position(|x| x.id == *id))
-        .collect()
+    out.iter().filter_map(|id| steps.iter().position(|x| x.id == *id)).collect()
 }
 
-fn reach(
-    steps: &[StepDef],
-    from: &[usize],
-    edges: &dyn Fn(usize) -> Vec<usize>,
-    stop: Option<usize>,
-) -> Vec<bool> {
+fn reach(steps: &[StepDef], from: &[usize], edges: &dyn Fn(usize) -> Vec<usize>, stop: Option<usize>) -> Vec<bool> {
     let mut seen = vec![false; steps.len()];
     let mut q: VecDeque<usize> = from.iter().copied().collect();
     for &f in from {
@@ -55,10 +48,7 @@ pub(super) fn check(
 ) {
     let at = |i: usize| {
         let r = &raw[i];
-        (
-            Origin::new(parsed[r.file].path, Some(r.common.id.span())),
-            parsed[r.file].text,
-        )
+        (Origin::new(parsed[r.file].path, Some(r.common.id.span())), parsed[r.file].text)
     };
     let fwd = |i: usize| successors(steps, i);
     let reachable = reach(steps, &[start], &fwd, None);
@@ -69,10 +59,7 @@ pub(super) fn check(
                 Code::Unreachable,
                 &o,
                 Some(t),
-                format!(
-                    "step `{}` can never be reached from the start (`{}`)",
-                    s.id, steps[start].id
-                ),
+                format!("step `{}` can never be reached from the start (`{}`)", s.id, steps[start].id),
                 Some("lead to it with `next` or `on` from another step, or remove it".into()),
             );
         }
@@ -83,9 +70,8 @@ pub(super) fn check(
             preds[j].push(i);
         }
     }
-    let ends: Vec<usize> = (0..steps.len())
-        .filter(|&i| matches!(steps[i].behaviour.control(), Control::End { .. }))
-        .collect();
+    let ends: Vec<usize> =
+        (0..steps.len()).filter(|&i| matches!(steps[i].behaviour.control(), Control::End { .. })).collect();
     let back = |i: usize| preds[i].clone();
     let can_end = reach(steps, &ends, &back, None);
     if ends.is_empty() {
@@ -101,16 +87,20 @@ pub(super) fn check(
         for (i, s) in steps.iter().enumerate() {
             if reachable[i] && !can_end[i] {
                 let (o, t) = at(i);
-                diags.push(Code::NoWayOut, &o, Some(t), format!("no end can be reached from step `{}`: a case that gets here can never finish", s.id), None);
+                diags.push(
+                    Code::NoWayOut,
+                    &o,
+                    Some(t),
+                    format!("no end can be reached from step `{}`: a case that gets here can never finish", s.id),
+                    None,
+                );
             }
         }
     }
     // Joins.
     for (i, s) in steps.iter().enumerate() {
         if let Control::Join(_) = s.behaviour.control() {
-            let named = steps
-                .iter()
-                .any(|x| matches!(x.behaviour.control(), Control::Split(sp) if sp.join == s.id));
+            let named = steps.iter().any(|x| matches!(x.behaviour.control(), Control::Split(sp) if sp.join == s.id));
             if !named {
                 let (o, t) = at(i);
                 diags.push(Code::DeadJoin, &o, Some(t), format!("join `{}` is not named by any split (`parallel`, `inclusive` or `foreach`), so it can never fire", s.id), Some("name it in the split: `join = \"...\"`".into()));
@@ -150,14 +140,32 @@ pub(super) fn check(
             if r[j] {
                 reaching += 1;
             } else if js.wait == JoinWait::All {
-                diags.push(Code::DeadJoin, &o, Some(t), format!("branch `{b}` of split `{}` never reaches its join `{}`, so the join can never fire", s.id, sp.join), None);
+                diags.push(
+                    Code::DeadJoin,
+                    &o,
+                    Some(t),
+                    format!(
+                        "branch `{b}` of split `{}` never reaches its join `{}`, so the join can never fire",
+                        s.id, sp.join
+                    ),
+                    None,
+                );
             }
         }
         if let (SplitMode::All(_), JoinWait::Count(n)) = (&sp.mode, js.wait)
             && n > reaching
         {
             let (jo, jt) = at(j);
-            diags.push(Code::DeadJoin, &jo, Some(jt), format!("join `{}` waits for {n} branches, but split `{}` has only {reaching} that reach it", sp.join, s.id), None);
+            diags.push(
+                Code::DeadJoin,
+                &jo,
+                Some(jt),
+                format!(
+                    "join `{}` waits for {n} branches, but split `{}` has only {reaching} that reach it",
+                    sp.join, s.id
+                ),
+                None,
+            );
         }
     }
 }

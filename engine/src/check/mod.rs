@@ -21,21 +21,13 @@ use crate::diag::{Code, Diagnostic, Diagnostics, Origin, did_you_mean};
 use crate::duration::Duration;
 use crate::files::{FileSet, parent_dir, resolve_reference};
 use crate::kind::{
-    CompileCx, ParamValue, Registry, SCRIPT_VARS, Settings, devalue_to_json, resolve_duration,
-    toml_to_json,
+    CompileCx, ParamValue, Registry, SCRIPT_VARS, Settings, devalue_to_json, resolve_duration, toml_to_json,
 };
 use crate::model::{ParamDecl, ParamType, StepCommon, UnitFile, WorkflowHeader};
 use crate::script::Sandbox;
 
 /// Folder names inside a unit that hold data, not workflows or child units.
-pub const RESERVED_DIRS: &[&str] = &[
-    "lists",
-    "scripts",
-    "scenarios",
-    "kinds",
-    "calendars",
-    "data",
-];
+pub const RESERVED_DIRS: &[&str] = &["lists", "scripts", "scenarios", "kinds", "calendars", "data"];
 
 /// A unit of the hierarchy: a folder under `workflows/` (district, street, community ...).
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -73,8 +65,7 @@ impl Catalog {
 
 /// Keys of a step table that every kind has.
 pub fn step_keys() -> &'static [String] {
-    static KEYS: LazyLock<Vec<String>> =
-        LazyLock::new(|| schema_keys(&schemars::schema_for!(StepCommon)));
+    static KEYS: LazyLock<Vec<String>> = LazyLock::new(|| schema_keys(&schemars::schema_for!(StepCommon)));
     &KEYS
 }
 
@@ -88,11 +79,7 @@ fn header_keys() -> &'static [String] {
 }
 
 fn schema_keys(schema: &schemars::Schema) -> Vec<String> {
-    schema
-        .get("properties")
-        .and_then(|p| p.as_object())
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
+    schema.get("properties").and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect()).unwrap_or_default()
 }
 
 /// A step as parsed from one file.
@@ -118,13 +105,7 @@ struct ParsedFile<'a> {
 pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Catalog {
     let mut diags = Diagnostics::new();
     for (path, why) in files.unreadable() {
-        diags.push(
-            Code::Unreadable,
-            &Origin::file(path),
-            None,
-            format!("cannot read file: {why}"),
-            None,
-        );
+        diags.push(Code::Unreadable, &Origin::file(path), None, format!("cannot read file: {why}"), None);
     }
 
     // 1. Classify files: unit files, workflow files.
@@ -143,21 +124,14 @@ pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Ca
         if name == "unit.toml" {
             let unit = match parse_typed::<UnitFile>(path, text, &mut diags) {
                 Some(u) => u,
-                None => UnitFile {
-                    name: dir.rsplit('/').next().unwrap_or(dir).into(),
-                    ..UnitFile::default()
-                },
+                None => UnitFile { name: dir.rsplit('/').next().unwrap_or(dir).into(), ..UnitFile::default() },
             };
-            let e = units
-                .entry(dir.to_owned())
-                .or_insert_with(|| empty_unit(dir));
+            let e = units.entry(dir.to_owned()).or_insert_with(|| empty_unit(dir));
             e.name = unit.name;
             e.level = unit.level;
             e.description = unit.description;
         } else {
-            units
-                .entry(dir.to_owned())
-                .or_insert_with(|| empty_unit(dir));
+            units.entry(dir.to_owned()).or_insert_with(|| empty_unit(dir));
             workflow_paths.push((path, text));
         }
     }
@@ -189,10 +163,7 @@ pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Ca
                 Code::Duplicate,
                 &Origin::file(p.path),
                 None,
-                format!(
-                    "workflow id `{}` is already used by `{}` in the same unit",
-                    p.header.id, parsed[other].path
-                ),
+                format!("workflow id `{}` is already used by `{}` in the same unit", p.header.id, parsed[other].path),
                 None,
             );
             continue;
@@ -204,10 +175,7 @@ pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Ca
     }
 
     // 3. Layer and compile each workflow.
-    let mut catalog = Catalog {
-        units,
-        ..Catalog::default()
-    };
+    let mut catalog = Catalog { units, ..Catalog::default() };
     let mut keys: Vec<(&String, &usize)> = by_key.iter().collect();
     keys.sort();
     let mut lists = BTreeMap::new();
@@ -217,9 +185,7 @@ pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Ca
             Some(c) => c,
             None => {
                 diags.extend(local);
-                catalog
-                    .failed
-                    .insert(key.clone(), vec![parsed[idx].path.to_owned()]);
+                catalog.failed.insert(key.clone(), vec![parsed[idx].path.to_owned()]);
                 continue;
             }
         };
@@ -229,9 +195,7 @@ pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Ca
             catalog.failed.insert(key.clone(), chain_files);
             continue;
         }
-        let def = compile(
-            key, &chain, &parsed, files, registry, sandbox, &mut lists, &mut local,
-        );
+        let def = compile(key, &chain, &parsed, files, registry, sandbox, &mut lists, &mut local);
         let failed = local.has_errors();
         diags.extend(local);
         match def {
@@ -274,21 +238,11 @@ fn push_de_error(
     } else {
         Code::WrongType
     };
-    diags.push(
-        code,
-        &Origin::new(path, e.span().or(fallback)),
-        Some(text),
-        format!("{context}{msg}"),
-        None,
-    );
+    diags.push(code, &Origin::new(path, e.span().or(fallback)), Some(text), format!("{context}{msg}"), None);
 }
 
 /// Parses a whole small file (unit, list, scenario) into `T`.
-pub(crate) fn parse_typed<T: DeserializeOwned>(
-    path: &str,
-    text: &str,
-    diags: &mut Diagnostics,
-) -> Option<T> {
+pub(crate) fn parse_typed<T: DeserializeOwned>(path: &str, text: &str, diags: &mut Diagnostics) -> Option<T> {
     match toml::from_str::<T>(text) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -299,23 +253,13 @@ pub(crate) fn parse_typed<T: DeserializeOwned>(
             } else {
                 Code::WrongType
             };
-            diags.push(
-                code,
-                &Origin::new(path, e.span()),
-                Some(text),
-                e.message().trim().to_owned(),
-                None,
-            );
+            diags.push(code, &Origin::new(path, e.span()), Some(text), e.message().trim().to_owned(), None);
             None
         }
     }
 }
 
-fn parse_workflow<'a>(
-    path: &'a str,
-    text: &'a str,
-    diags: &mut Diagnostics,
-) -> Option<ParsedFile<'a>> {
+fn parse_workflow<'a>(path: &'a str, text: &'a str, diags: &mut Diagnostics) -> Option<ParsedFile<'a>> {
     let (doc, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         for e in errors {
@@ -332,34 +276,22 @@ fn parse_workflow<'a>(
     let doc_span = doc.span();
     let mut table = doc.into_inner();
     let mut clean = true;
-    let unknown: Vec<_> = table
-        .keys()
-        .filter(|k| !header_keys().iter().any(|h| h == k.get_ref().as_ref()))
-        .cloned()
-        .collect();
+    let unknown: Vec<_> =
+        table.keys().filter(|k| !header_keys().iter().any(|h| h == k.get_ref().as_ref())).cloned().collect();
     for k in unknown {
         let hint = did_you_mean(k.get_ref(), header_keys().iter().map(String::as_str));
         diags.push(
             Code::UnknownKey,
             &Origin::new(path, Some(k.span())),
             Some(text),
-            format!(
-                "unknown key `{}` at the top of a workflow file",
-                k.get_ref()
-            ),
+            format!("unknown key `{}` at the top of a workflow file", k.get_ref()),
             hint,
         );
         table.remove(&k);
     }
-    let steps_key = table
-        .keys()
-        .find(|k| k.get_ref().as_ref() == "steps")
-        .cloned();
+    let steps_key = table.keys().find(|k| k.get_ref().as_ref() == "steps").cloned();
     let steps_value = steps_key.and_then(|k| table.remove(&k));
-    let header = match WorkflowHeader::deserialize_from(Spanned::new(
-        doc_span.clone(),
-        DeValue::Table(table),
-    )) {
+    let header = match WorkflowHeader::deserialize_from(Spanned::new(doc_span.clone(), DeValue::Table(table))) {
         Ok(h) => Some(h),
         Err(e) => {
             push_de_error(diags, path, text, &e, Some(0..0), "");
@@ -400,22 +332,12 @@ fn parse_workflow<'a>(
             Code::WrongType,
             &Origin::new(path, Some(0..0)),
             Some(text),
-            format!(
-                "workflow id `{}` may contain only letters, digits, `_` and `-`",
-                header.id
-            ),
+            format!("workflow id `{}` may contain only letters, digits, `_` and `-`", header.id),
             None,
         );
         clean = false;
     }
-    Some(ParsedFile {
-        path,
-        text,
-        unit,
-        header,
-        steps,
-        clean,
-    })
+    Some(ParsedFile { path, text, unit, header, steps, clean })
 }
 
 trait FromDe: Sized {
@@ -429,11 +351,7 @@ impl<T: DeserializeOwned> FromDe for T {
 }
 
 pub(crate) fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 fn parse_step<'a>(
@@ -444,13 +362,7 @@ fn parse_step<'a>(
 ) -> Option<RawStep<'a>> {
     let span = item.span();
     let DeValue::Table(table) = item.into_inner() else {
-        diags.push(
-            Code::WrongType,
-            &Origin::new(path, Some(span)),
-            Some(text),
-            "each step must be a table",
-            None,
-        );
+        diags.push(Code::WrongType, &Origin::new(path, Some(span)), Some(text), "each step must be a table", None);
         return None;
     };
     let mut common = DeTable::new();
@@ -462,23 +374,19 @@ fn parse_step<'a>(
             settings.insert(k, v);
         }
     }
-    let common =
-        match StepCommon::deserialize_from(Spanned::new(span.clone(), DeValue::Table(common))) {
-            Ok(c) => c,
-            Err(e) => {
-                push_de_error(diags, path, text, &e, Some(span.clone()), "in a step: ");
-                return None;
-            }
-        };
+    let common = match StepCommon::deserialize_from(Spanned::new(span.clone(), DeValue::Table(common))) {
+        Ok(c) => c,
+        Err(e) => {
+            push_de_error(diags, path, text, &e, Some(span.clone()), "in a step: ");
+            return None;
+        }
+    };
     if !valid_id(common.id.get_ref()) {
         diags.push(
             Code::WrongType,
             &Origin::new(path, Some(common.id.span())),
             Some(text),
-            format!(
-                "step id `{}` may contain only letters, digits, `_` and `-`",
-                common.id.get_ref()
-            ),
+            format!("step id `{}` may contain only letters, digits, `_` and `-`", common.id.get_ref()),
             None,
         );
         return None;
@@ -505,17 +413,13 @@ fn extends_chain(
         let Some(&parent) = by_key.get(ext.get_ref().as_str()) else {
             let hint = did_you_mean(ext.get_ref(), by_key.keys().map(String::as_str));
             let hint = hint.or_else(|| {
-                (!ext.get_ref().contains('/'))
-                    .then(|| "write `unit/workflow`, e.g. `pingcheng/proposal`".to_owned())
+                (!ext.get_ref().contains('/')).then(|| "write `unit/workflow`, e.g. `pingcheng/proposal`".to_owned())
             });
             diags.push(
                 Code::MissingParent,
                 &Origin::new(p.path, Some(ext.span())),
                 Some(p.text),
-                format!(
-                    "`extends` names `{}`, but there is no such workflow",
-                    ext.get_ref()
-                ),
+                format!("`extends` names `{}`, but there is no such workflow", ext.get_ref()),
                 hint,
             );
             return None;
@@ -561,12 +465,7 @@ fn compile(
     diags: &mut Diagnostics,
 ) -> Option<Definition> {
     let own = &parsed[chain[0]];
-    let origin_of = |file: usize, span: Range<usize>| {
-        (
-            Origin::new(parsed[file].path, Some(span)),
-            parsed[file].text,
-        )
-    };
+    let origin_of = |file: usize, span: Range<usize>| (Origin::new(parsed[file].path, Some(span)), parsed[file].text);
 
     // Layer, from the root ancestor down to the workflow itself.
     let mut title = None;
@@ -612,12 +511,7 @@ fn compile(
                     let span = d.value.as_ref().map_or(name.span(), Spanned::span);
                     params.insert(
                         name.get_ref().clone(),
-                        LayeredParam {
-                            decl: d.clone(),
-                            ty_file: fi,
-                            value_file: fi,
-                            span,
-                        },
+                        LayeredParam { decl: d.clone(), ty_file: fi, value_file: fi, span },
                     );
                 }
             }
@@ -643,34 +537,20 @@ fn compile(
                 }
                 steps[pos] = s; // replace an inherited step
             } else if let Some(before) = s.common.insert_before.clone() {
-                let Some(pos) = steps
-                    .iter()
-                    .position(|x| x.common.id.get_ref() == before.get_ref())
-                else {
+                let Some(pos) = steps.iter().position(|x| x.common.id.get_ref() == before.get_ref()) else {
                     let (o, t) = origin_of(fi, before.span());
-                    let hint = did_you_mean(
-                        before.get_ref(),
-                        steps.iter().map(|x| x.common.id.get_ref().as_str()),
-                    );
+                    let hint = did_you_mean(before.get_ref(), steps.iter().map(|x| x.common.id.get_ref().as_str()));
                     diags.push(
                         Code::BadOverride,
                         &o,
                         Some(t),
-                        format!(
-                            "`insert_before` names `{}`, but no inherited step has that id",
-                            before.get_ref()
-                        ),
+                        format!("`insert_before` names `{}`, but no inherited step has that id", before.get_ref()),
                         hint,
                     );
                     continue;
                 };
                 for other in steps.iter_mut() {
-                    if other
-                        .common
-                        .next
-                        .as_ref()
-                        .is_some_and(|n| n.get_ref() == before.get_ref())
-                    {
+                    if other.common.next.as_ref().is_some_and(|n| n.get_ref() == before.get_ref()) {
                         other.common.next = Some(Spanned::new(before.span(), id.clone()));
                     }
                     for v in other.common.on.values_mut() {
@@ -679,10 +559,7 @@ fn compile(
                         }
                     }
                 }
-                if start
-                    .as_ref()
-                    .is_some_and(|(s, _)| s.get_ref() == before.get_ref())
-                {
+                if start.as_ref().is_some_and(|(s, _)| s.get_ref() == before.get_ref()) {
                     start = Some((Spanned::new(before.span(), id.clone()), fi));
                 }
                 if s.common.next.is_none() {
@@ -715,9 +592,7 @@ fn compile(
                 &o,
                 Some(t),
                 format!("param `{name}` has no type"),
-                Some(
-                    "add `type = \"int\"` (or number, share, bool, string, duration, list)".into(),
-                ),
+                Some("add `type = \"int\"` (or number, share, bool, string, duration, list)".into()),
             );
             continue;
         };
@@ -735,23 +610,13 @@ fn compile(
             Ok(v) => {
                 param_values.insert(name.clone(), ParamValue { ty, value: v });
             }
-            Err(msg) => diags.push(
-                Code::BadParam,
-                &o,
-                Some(t),
-                format!("param `{name}`: {msg}"),
-                None,
-            ),
+            Err(msg) => diags.push(Code::BadParam, &o, Some(t), format!("param `{name}`: {msg}"), None),
         }
     }
-    let params_json: Map<String, Value> = param_values
-        .iter()
-        .map(|(k, v)| (k.clone(), v.value.clone()))
-        .collect();
+    let params_json: Map<String, Value> = param_values.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
 
     // Calendar.
-    let mut used_files: BTreeSet<String> =
-        chain.iter().map(|&i| parsed[i].path.to_owned()).collect();
+    let mut used_files: BTreeSet<String> = chain.iter().map(|&i| parsed[i].path.to_owned()).collect();
     let cal = match &calendar {
         None => Calendar::default(),
         Some((c, fi)) => {
@@ -774,8 +639,7 @@ fn compile(
                     }
                     Some(text) => {
                         used_files.insert(k.clone());
-                        match parse_typed::<CalendarFile>(&k, text, diags).map(CalendarFile::build)
-                        {
+                        match parse_typed::<CalendarFile>(&k, text, diags).map(CalendarFile::build) {
                             Some(Ok(cal)) => cal,
                             Some(Err(msg)) => {
                                 diags.push(Code::WrongType, &Origin::file(&k), None, msg, None);
@@ -790,10 +654,7 @@ fn compile(
     };
 
     // Steps.
-    let step_ids: Vec<&str> = steps
-        .iter()
-        .map(|s| s.common.id.get_ref().as_str())
-        .collect();
+    let step_ids: Vec<&str> = steps.iter().map(|s| s.common.id.get_ref().as_str()).collect();
     let mut compiled: Vec<StepDef> = Vec::new();
     let mut effective_steps = Vec::new();
     for raw in &steps {
@@ -809,10 +670,7 @@ fn compile(
                     Code::UnknownStep,
                     &at(target.span()),
                     Some(p.text),
-                    format!(
-                        "{what} `{}`, but there is no step with that id",
-                        target.get_ref()
-                    ),
+                    format!("{what} `{}`, but there is no step with that id", target.get_ref()),
                     hint,
                 );
             }
@@ -821,11 +679,7 @@ fn compile(
             check_target(n, "`next` names", diags);
         }
         for (outcome, target) in &c.on {
-            check_target(
-                target,
-                &format!("outcome `{}` leads to", outcome.get_ref()),
-                diags,
-            );
+            check_target(target, &format!("outcome `{}` leads to", outcome.get_ref()), diags);
         }
         // Roles.
         let role_ok = |r: &Spanned<String>, diags: &mut Diagnostics| {
@@ -837,10 +691,7 @@ fn compile(
                     Some(p.text),
                     format!("role `{}` is not declared in [roles]", r.get_ref()),
                     hint.or_else(|| {
-                        Some(format!(
-                            "declared roles: {}",
-                            roles.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ))
+                        Some(format!("declared roles: {}", roles.keys().cloned().collect::<Vec<_>>().join(", ")))
                     }),
                 );
             }
@@ -856,24 +707,16 @@ fn compile(
         // Guard.
         let mut names = SCRIPT_VARS.to_vec();
         names.retain(|_| true);
-        let guard = c
-            .guard
-            .as_ref()
-            .and_then(|g| compile_script(sandbox, p.path, p.text, g, &names, diags));
+        let guard = c.guard.as_ref().and_then(|g| compile_script(sandbox, p.path, p.text, g, &names, diags));
         // Deadline.
         let deadline = c.deadline.as_ref().and_then(|d| {
             let dd = d.get_ref();
             let after = dd.after.as_ref().and_then(|a| {
                 resolve_duration(a.get_ref(), &param_values)
-                    .map_err(|(code, msg, hint)| {
-                        diags.push(code, &at(a.span()), Some(p.text), msg, hint)
-                    })
+                    .map_err(|(code, msg, hint)| diags.push(code, &at(a.span()), Some(p.text), msg, hint))
                     .ok()
             });
-            let compute = dd
-                .compute
-                .as_ref()
-                .and_then(|s| compile_script(sandbox, p.path, p.text, s, &names, diags));
+            let compute = dd.compute.as_ref().and_then(|s| compile_script(sandbox, p.path, p.text, s, &names, diags));
             if dd.after.is_some() == dd.compute.is_some() {
                 diags.push(
                     Code::BadDuration,
@@ -888,9 +731,7 @@ fn compile(
             for r in &dd.remind_before {
                 match resolve_duration(r.get_ref(), &param_values) {
                     Ok(v) => remind.push(v),
-                    Err((code, msg, hint)) => {
-                        diags.push(code, &at(r.span()), Some(p.text), msg, hint)
-                    }
+                    Err((code, msg, hint)) => diags.push(code, &at(r.span()), Some(p.text), msg, hint),
                 }
             }
             Some(DeadlineDef {
@@ -906,12 +747,8 @@ fn compile(
             .cloned()
             .or_else(|| crate::rhai_kind::find(files, &p.unit, c.kind.get_ref(), &mut used_files))
         else {
-            let hint = did_you_mean(c.kind.get_ref(), registry.names()).or_else(|| {
-                Some(format!(
-                    "known kinds: {}",
-                    registry.names().collect::<Vec<_>>().join(", ")
-                ))
-            });
+            let hint = did_you_mean(c.kind.get_ref(), registry.names())
+                .or_else(|| Some(format!("known kinds: {}", registry.names().collect::<Vec<_>>().join(", "))));
             diags.push(
                 Code::UnknownKind,
                 &at(c.kind.span()),
@@ -935,12 +772,7 @@ fn compile(
             outcomes_in_on: c.on.keys().map(|k| k.get_ref().clone()).collect(),
             has_deadline: c.deadline.is_some(),
         };
-        let Some(behaviour) = kind.compile(
-            Settings {
-                table: raw.settings.clone(),
-            },
-            &mut cx,
-        ) else {
+        let Some(behaviour) = kind.compile(Settings { table: raw.settings.clone() }, &mut cx) else {
             continue;
         };
         // Targets named in settings.
@@ -951,10 +783,7 @@ fn compile(
                     Code::UnknownStep,
                     &Origin::new(p.path, span.or(Some(raw.span.clone()))),
                     Some(p.text),
-                    format!(
-                        "step `{}` names `{t}`, but there is no step with that id",
-                        c.id.get_ref()
-                    ),
+                    format!("step `{}` names `{t}`, but there is no step with that id", c.id.get_ref()),
                     hint,
                 );
             }
@@ -972,26 +801,17 @@ fn compile(
         let is_split = matches!(behaviour.control(), crate::kind::Control::Split(_));
         for (o, _) in &c.on {
             if !outcomes.contains(o.get_ref()) {
-                let hint =
-                    did_you_mean(o.get_ref(), outcomes.iter().map(String::as_str)).or_else(|| {
-                        Some(format!(
-                            "outcomes of this step: {}",
-                            if outcomes.is_empty() {
-                                "none".to_owned()
-                            } else {
-                                outcomes.join(", ")
-                            }
-                        ))
-                    });
+                let hint = did_you_mean(o.get_ref(), outcomes.iter().map(String::as_str)).or_else(|| {
+                    Some(format!(
+                        "outcomes of this step: {}",
+                        if outcomes.is_empty() { "none".to_owned() } else { outcomes.join(", ") }
+                    ))
+                });
                 diags.push(
                     Code::UnmappedOutcome,
                     &at(o.span()),
                     Some(p.text),
-                    format!(
-                        "step `{}` never has outcome `{}`",
-                        c.id.get_ref(),
-                        o.get_ref()
-                    ),
+                    format!("step `{}` never has outcome `{}`", c.id.get_ref(), o.get_ref()),
                     hint,
                 );
             }
@@ -1004,11 +824,7 @@ fn compile(
                     } else {
                         "add it to `on`, or add `next`"
                     };
-                    let what = if is_split {
-                        "the join after the branches"
-                    } else {
-                        "this step"
-                    };
+                    let what = if is_split { "the join after the branches" } else { "this step" };
                     let _ = what;
                     diags.push(
                         Code::UnmappedOutcome,
@@ -1023,22 +839,15 @@ fn compile(
         // Actions need someone who may perform them.
         let actions = behaviour.actions();
         for a in &actions {
-            let has = c.actors.keys().any(|k| k.get_ref() == &a.name)
-                || c.roles.as_ref().is_some_and(|r| !r.is_empty());
+            let has =
+                c.actors.keys().any(|k| k.get_ref() == &a.name) || c.roles.as_ref().is_some_and(|r| !r.is_empty());
             if !has {
                 diags.push(
                     Code::NobodyMayAct,
                     &at(c.id.span()),
                     Some(p.text),
-                    format!(
-                        "nobody may perform action `{}` of step `{}`",
-                        a.name,
-                        c.id.get_ref()
-                    ),
-                    Some(format!(
-                        "add `roles = [...]`, or `actors = {{ {} = [...] }}`",
-                        a.name
-                    )),
+                    format!("nobody may perform action `{}` of step `{}`", a.name, c.id.get_ref()),
+                    Some(format!("add `roles = [...]`, or `actors = {{ {} = [...] }}`", a.name)),
                 );
             }
         }
@@ -1060,28 +869,14 @@ fn compile(
             title: c.title.clone(),
             behaviour,
             next: c.next.as_ref().map(|n| n.get_ref().clone()),
-            on: c
-                .on
-                .iter()
-                .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
-                .collect(),
+            on: c.on.iter().map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone())).collect(),
             guard,
             deadline,
-            roles: c
-                .roles
-                .iter()
-                .flatten()
-                .map(|r| r.get_ref().clone())
-                .collect(),
+            roles: c.roles.iter().flatten().map(|r| r.get_ref().clone()).collect(),
             actors: c
                 .actors
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        k.get_ref().clone(),
-                        v.iter().map(|r| r.get_ref().clone()).collect(),
-                    )
-                })
+                .map(|(k, v)| (k.get_ref().clone(), v.iter().map(|r| r.get_ref().clone()).collect()))
                 .collect(),
             actions,
             file: p.path.to_owned(),
@@ -1090,11 +885,7 @@ fn compile(
     if compiled.len() != steps.len() || diags.has_errors() {
         return None;
     }
-    let index: HashMap<String, usize> = compiled
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), i))
-        .collect();
+    let index: HashMap<String, usize> = compiled.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
     let start_idx = match &start {
         None => 0,
         Some((s, fi)) => match index.get(s.get_ref()) {
@@ -1106,10 +897,7 @@ fn compile(
                     Code::UnknownStep,
                     &o,
                     Some(t),
-                    format!(
-                        "`start` names `{}`, but there is no step with that id",
-                        s.get_ref()
-                    ),
+                    format!("`start` names `{}`, but there is no step with that id", s.get_ref()),
                     hint,
                 );
                 return None;
@@ -1135,10 +923,8 @@ fn compile(
         "roles": roles,
         "steps": effective_steps,
     });
-    let sources: BTreeMap<String, String> = used_files
-        .iter()
-        .filter_map(|f| files.get(f).map(|t| (f.clone(), t.to_owned())))
-        .collect();
+    let sources: BTreeMap<String, String> =
+        used_files.iter().filter_map(|f| files.get(f).map(|t| (f.clone(), t.to_owned()))).collect();
     let mut hasher = Sha256::new();
     hasher.update(serde_json::to_vec(&effective).unwrap_or_default());
     for (path, text) in &sources {
@@ -1149,11 +935,7 @@ fn compile(
             hasher.update([0]);
         }
     }
-    let hash = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    let hash = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>();
 
     Some(Definition {
         key: key.to_owned(),
@@ -1173,10 +955,7 @@ fn compile(
         sandbox: sandbox.clone(),
         effective,
         sources,
-        extends: chain[1..]
-            .iter()
-            .map(|&i| format!("{}/{}", parsed[i].unit, parsed[i].header.id))
-            .collect(),
+        extends: chain[1..].iter().map(|&i| format!("{}/{}", parsed[i].unit, parsed[i].header.id)).collect(),
     })
 }
 
@@ -1226,18 +1005,9 @@ fn compile_script(
         Ok(s) => Some(s),
         Err(e) => {
             let (file, line, col) = e.position.clone().unwrap_or((path.to_owned(), 0, 0));
-            let hint = e
-                .message
-                .contains("Variable not found")
-                .then(|| format!("scripts here can use: {}", names.join(", ")));
-            diags.push_at(
-                Code::ScriptSyntax,
-                &file,
-                line,
-                col,
-                format!("script error: {}", e.message),
-                hint,
-            );
+            let hint =
+                e.message.contains("Variable not found").then(|| format!("scripts here can use: {}", names.join(", ")));
+            diags.push_at(Code::ScriptSyntax, &file, line, col, format!("script error: {}", e.message), hint);
             None
         }
     }
@@ -1246,40 +1016,26 @@ fn compile_script(
 fn check_param(ty: ParamType, v: &toml::Value, decl: &ParamDecl) -> Result<Value, String> {
     let num = |x: f64| -> Result<(), String> {
         if decl.min.is_some_and(|m| x < m) {
-            return Err(format!(
-                "{x} is below the minimum {}",
-                decl.min.unwrap_or_default()
-            ));
+            return Err(format!("{x} is below the minimum {}", decl.min.unwrap_or_default()));
         }
         if decl.max.is_some_and(|m| x > m) {
-            return Err(format!(
-                "{x} is above the maximum {}",
-                decl.max.unwrap_or_default()
-            ));
+            return Err(format!("{x} is above the maximum {}", decl.max.unwrap_or_default()));
         }
         Ok(())
     };
     match (ty, v) {
         (ParamType::Int, toml::Value::Integer(i)) => num(*i as f64).map(|_| Value::from(*i)),
-        (ParamType::Number, toml::Value::Integer(i)) => {
-            num(*i as f64).map(|_| Value::from(*i as f64))
-        }
+        (ParamType::Number, toml::Value::Integer(i)) => num(*i as f64).map(|_| Value::from(*i as f64)),
         (ParamType::Number, toml::Value::Float(f)) => num(*f).map(|_| Value::from(*f)),
-        (ParamType::Share, toml::Value::Float(f)) if (0.0..=1.0).contains(f) => {
-            num(*f).map(|_| Value::from(*f))
-        }
-        (ParamType::Share, toml::Value::Integer(i)) if (0..=1).contains(i) => {
-            Ok(Value::from(*i as f64))
-        }
+        (ParamType::Share, toml::Value::Float(f)) if (0.0..=1.0).contains(f) => num(*f).map(|_| Value::from(*f)),
+        (ParamType::Share, toml::Value::Integer(i)) if (0..=1).contains(i) => Ok(Value::from(*i as f64)),
         (ParamType::Share, _) => Err(format!("a share is a number between 0 and 1, not `{v}`")),
         (ParamType::Bool, toml::Value::Boolean(b)) => Ok(Value::Bool(*b)),
         (ParamType::String, toml::Value::String(s)) => Ok(Value::String(s.clone())),
-        (ParamType::Duration, toml::Value::String(s)) => Duration::parse(s)
-            .map(|_| Value::String(s.clone()))
-            .map_err(|e| e.to_string()),
-        (ParamType::List, toml::Value::Array(a)) if a.iter().all(|x| x.is_str()) => {
-            Ok(toml_to_json(v))
+        (ParamType::Duration, toml::Value::String(s)) => {
+            Duration::parse(s).map(|_| Value::String(s.clone())).map_err(|e| e.to_string())
         }
+        (ParamType::List, toml::Value::Array(a)) if a.iter().all(|x| x.is_str()) => Ok(toml_to_json(v)),
         _ => Err(format!("value `{v}` is not of type {}", ty.as_str())),
     }
 }

@@ -1,0 +1,729 @@
+//! The SQLite store: WAL, foreign keys, embedded migrations, and batches written with
+//! multi-row statements so that many instances share one transaction and one disk sync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration as StdDuration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::*;
+use crate::runtime::{InstanceState, Scope, Status, TimerChange, Token};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Rows per multi-row statement, well under SQLite's 32,766 bound variables.
+const CHUNK: usize = 2_000;
+
+/// The embedded SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound("row not found".into()),
+        sqlx::Error::Database(db) => {
+            let code = db.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(0) & 0xff;
+            match code {
+                // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN
+                5 | 6 | 8 | 10 | 13 | 14 => StoreError::Unavailable(db.message().to_owned()),
+                19 => StoreError::Conflict(db.message().to_owned()),
+                _ => StoreError::Fatal(db.message().to_owned()),
+            }
+        }
+        sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Fatal(e.to_string()),
+    }
+}
+
+/// The state as stored, without `data` (kept in its own column for filters).
+#[derive(Serialize)]
+struct StoredState<'a> {
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: &'a Option<String>,
+    tokens: &'a [Token],
+    #[serde(skip_serializing_if = "<[Scope]>::is_empty")]
+    scopes: &'a [Scope],
+    visits: &'a BTreeMap<String, u32>,
+    next_token: u32,
+    next_scope: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: &'a Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoadedState {
+    status: Status,
+    #[serde(default)]
+    outcome: Option<String>,
+    tokens: Vec<Token>,
+    #[serde(default)]
+    scopes: Vec<Scope>,
+    #[serde(default)]
+    visits: BTreeMap<String, u32>,
+    next_token: u32,
+    next_scope: u32,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+fn state_json(s: &InstanceState) -> String {
+    serde_json::to_string(&StoredState {
+        status: s.status,
+        outcome: &s.outcome,
+        tokens: &s.tokens,
+        scopes: &s.scopes,
+        visits: &s.visits,
+        next_token: s.next_token,
+        next_scope: s.next_scope,
+        error: &s.error,
+    })
+    .unwrap_or_default()
+}
+
+fn active_json(s: &InstanceState) -> String {
+    serde_json::to_string(&s.active_steps()).unwrap_or_else(|_| "[]".into())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(StdDuration::from_secs(5))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        let pool =
+            SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(opts).await.map_err(map_err)?;
+        Self::migrate(pool).await
+    }
+
+    /// A private in-memory database (tests, benchmarks of the engine alone).
+    pub async fn memory() -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:").map_err(map_err)?.foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await
+            .map_err(map_err)?;
+        Self::migrate(pool).await
+    }
+
+    async fn migrate(pool: SqlitePool) -> Result<Self, StoreError> {
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Fatal(format!("migrating the database: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn summary(r: &SqliteRow) -> Result<InstanceSummary, sqlx::Error> {
+        let active: String = r.try_get("active_steps")?;
+        Ok(InstanceSummary {
+            id: r.try_get("id")?,
+            unit: r.try_get("unit")?,
+            workflow: r.try_get("workflow")?,
+            version: r.try_get("version")?,
+            status: r.try_get("status")?,
+            outcome: r.try_get("outcome")?,
+            active_steps: serde_json::from_str(&active).unwrap_or_default(),
+            revision: r.try_get("revision")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+
+    fn version_row(r: &SqliteRow) -> Result<VersionRow, sqlx::Error> {
+        Ok(VersionRow {
+            id: r.try_get("id")?,
+            workflow: r.try_get("workflow")?,
+            seq: r.try_get("seq")?,
+            hash: r.try_get("hash")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    async fn put_version(
+        &self,
+        workflow: &str,
+        hash: &str,
+        sources: &BTreeMap<String, String>,
+        effective: &Value,
+        now: i64,
+    ) -> Result<VersionRow, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        if let Some(r) =
+            sqlx::query("SELECT id, workflow, seq, hash, created_at FROM definitions WHERE workflow = ? AND hash = ?")
+                .bind(workflow)
+                .bind(hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?
+        {
+            return Self::version_row(&r).map_err(map_err);
+        }
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM definitions WHERE workflow = ?")
+            .bind(workflow)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO definitions (workflow, seq, hash, sources, effective, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
+            .bind(workflow)
+            .bind(seq)
+            .bind(hash)
+            .bind(serde_json::to_string(sources).unwrap_or_default())
+            .bind(effective.to_string())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(VersionRow { id, workflow: workflow.to_owned(), seq, hash: hash.to_owned(), created_at: now })
+    }
+
+    async fn versions(&self, workflow: Option<&str>) -> Result<Vec<VersionRow>, StoreError> {
+        let rows = match workflow {
+            Some(w) => {
+                sqlx::query(
+                    "SELECT id, workflow, seq, hash, created_at FROM definitions WHERE workflow = ? ORDER BY seq",
+                )
+                .bind(w)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query("SELECT id, workflow, seq, hash, created_at FROM definitions ORDER BY workflow, seq")
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(map_err)?;
+        rows.iter().map(Self::version_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn version(&self, id: i64) -> Result<(VersionRow, BTreeMap<String, String>, Value), StoreError> {
+        let r =
+            sqlx::query("SELECT id, workflow, seq, hash, created_at, sources, effective FROM definitions WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?
+                .ok_or_else(|| StoreError::NotFound(format!("version {id}")))?;
+        let sources: String = r.try_get("sources").map_err(map_err)?;
+        let effective: String = r.try_get("effective").map_err(map_err)?;
+        Ok((
+            Self::version_row(&r).map_err(map_err)?,
+            serde_json::from_str(&sources).map_err(|e| StoreError::Fatal(e.to_string()))?,
+            serde_json::from_str(&effective).unwrap_or(Value::Null),
+        ))
+    }
+
+    async fn active_counts(&self) -> Result<BTreeMap<i64, i64>, StoreError> {
+        let rows = sqlx::query("SELECT version, COUNT(*) AS n FROM instances WHERE status = 'active' GROUP BY version")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("version")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn max_instance_id(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM instances").fetch_one(&self.pool).await.map_err(map_err)
+    }
+
+    async fn load(&self, id: i64) -> Result<InstanceRow, StoreError> {
+        let r = sqlx::query("SELECT id, unit, workflow, version, revision, last_seq, data, state, created_at, updated_at FROM instances WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::NotFound(format!("instance {id}")))?;
+        let data: String = r.try_get("data").map_err(map_err)?;
+        let state: String = r.try_get("state").map_err(map_err)?;
+        let data: Map<String, Value> =
+            serde_json::from_str(&data).map_err(|e| StoreError::Fatal(format!("instance {id}: data: {e}")))?;
+        let s: LoadedState =
+            serde_json::from_str(&state).map_err(|e| StoreError::Fatal(format!("instance {id}: state: {e}")))?;
+        Ok(InstanceRow {
+            id,
+            unit: r.try_get("unit").map_err(map_err)?,
+            workflow: r.try_get("workflow").map_err(map_err)?,
+            version: r.try_get("version").map_err(map_err)?,
+            revision: r.try_get("revision").map_err(map_err)?,
+            last_seq: r.try_get("last_seq").map_err(map_err)?,
+            state: InstanceState {
+                status: s.status,
+                outcome: s.outcome,
+                tokens: s.tokens,
+                scopes: s.scopes,
+                data,
+                visits: s.visits,
+                next_token: s.next_token,
+                next_scope: s.next_scope,
+                error: s.error,
+            },
+            created_at: r.try_get("created_at").map_err(map_err)?,
+            updated_at: r.try_get("updated_at").map_err(map_err)?,
+        })
+    }
+
+    async fn history(&self, id: i64) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query("SELECT seq, at, version, body FROM events WHERE instance_id = ? ORDER BY seq")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let body: String = r.try_get("body").map_err(map_err)?;
+                let event: Event =
+                    serde_json::from_str(&body).map_err(|e| StoreError::Fatal(format!("instance {id}: event: {e}")))?;
+                Ok(EventRow {
+                    seq: r.try_get("seq").map_err(map_err)?,
+                    at: r.try_get("at").map_err(map_err)?,
+                    version: r.try_get("version").map_err(map_err)?,
+                    event,
+                })
+            })
+            .collect()
+    }
+
+    async fn list(&self, f: &ListFilter) -> Result<Vec<InstanceSummary>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id, unit, workflow, version, status, outcome, active_steps, revision, created_at, updated_at FROM instances WHERE 1 = 1",
+        );
+        if let Some(units) = &f.units {
+            q.push(" AND (0");
+            for u in units {
+                if let Some(prefix) = u.strip_suffix('/') {
+                    q.push(" OR unit = ").push_bind(prefix.to_owned());
+                    q.push(" OR (unit >= ")
+                        .push_bind(format!("{prefix}/"))
+                        .push(" AND unit < ")
+                        .push_bind(format!("{prefix}0"))
+                        .push(")");
+                } else {
+                    q.push(" OR unit = ").push_bind(u.clone());
+                }
+            }
+            q.push(")");
+        }
+        if let Some(w) = &f.workflow {
+            q.push(" AND workflow = ").push_bind(w.clone());
+        }
+        if let Some(v) = f.version {
+            q.push(" AND version = ").push_bind(v);
+        }
+        if let Some(s) = &f.status {
+            q.push(" AND status = ").push_bind(s.clone());
+        }
+        if let Some(s) = &f.step {
+            q.push(" AND EXISTS (SELECT 1 FROM json_each(instances.active_steps) WHERE value = ")
+                .push_bind(s.clone())
+                .push(")");
+        }
+        for (col, op, v) in [
+            ("created_at", ">=", f.created_from),
+            ("created_at", "<", f.created_to),
+            ("updated_at", ">=", f.updated_from),
+            ("updated_at", "<", f.updated_to),
+        ] {
+            if let Some(v) = v {
+                q.push(format!(" AND {col} {op} ")).push_bind(v);
+            }
+        }
+        if let Some((field, value)) = &f.data {
+            q.push(" AND json_extract(data, ").push_bind(format!("$.\"{}\"", field.replace('"', ""))).push(")");
+            match value {
+                Value::String(s) => q.push(" = ").push_bind(s.clone()),
+                Value::Bool(b) => q.push(" = ").push_bind(*b),
+                Value::Number(n) if n.is_i64() => q.push(" = ").push_bind(n.as_i64().unwrap_or_default()),
+                Value::Number(n) => q.push(" = ").push_bind(n.as_f64().unwrap_or_default()),
+                Value::Null => q.push(" IS NULL"),
+                other => q.push(" = json(").push_bind(other.to_string()).push(")"),
+            };
+        }
+        if let Some(b) = f.before {
+            q.push(" AND id < ").push_bind(b);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(Self::summary).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn commit(&self, batch: &[Commit]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // New instances.
+        let creates: Vec<&Commit> = batch.iter().filter(|c| c.create.is_some() && c.state.is_some()).collect();
+        for chunk in creates.chunks(CHUNK / 8) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO instances (id, unit, workflow, version, status, outcome, active_steps, data, state, revision, last_seq, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, c| {
+                let s = c.state.as_ref().expect("filtered");
+                let (unit, workflow) = c.create.clone().unwrap_or_default();
+                b.push_bind(c.instance_id)
+                    .push_bind(unit)
+                    .push_bind(workflow)
+                    .push_bind(c.version)
+                    .push_bind(s.status.as_str())
+                    .push_bind(s.outcome.clone())
+                    .push_bind(active_json(s))
+                    .push_bind(serde_json::to_string(&s.data).unwrap_or_default())
+                    .push_bind(state_json(s))
+                    .push_bind(1_i64)
+                    .push_bind(c.first_seq + c.events.len() as i64 - 1)
+                    .push_bind(c.now)
+                    .push_bind(c.now);
+            });
+            q.build().execute(&mut *tx).await.map_err(map_err)?;
+        }
+        // Changed instances: one UPDATE ... FROM (VALUES ...) per chunk, guarded by revision.
+        let updates: Vec<&Commit> = batch.iter().filter(|c| c.create.is_none() && c.state.is_some()).collect();
+        for chunk in updates.chunks(CHUNK / 10) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "WITH v(id, base, status, outcome, active_steps, data, state, last_seq, now, version) AS (",
+            );
+            q.push_values(chunk, |mut b, c| {
+                let s = c.state.as_ref().expect("filtered");
+                b.push_bind(c.instance_id)
+                    .push_bind(c.base_revision)
+                    .push_bind(s.status.as_str())
+                    .push_bind(s.outcome.clone())
+                    .push_bind(active_json(s))
+                    .push_bind(serde_json::to_string(&s.data).unwrap_or_default())
+                    .push_bind(state_json(s))
+                    .push_bind(c.first_seq + c.events.len() as i64 - 1)
+                    .push_bind(c.now)
+                    .push_bind(c.version);
+            });
+            q.push(
+                ") UPDATE instances SET status = v.status, outcome = v.outcome, active_steps = v.active_steps, data = v.data, state = v.state, \
+                 revision = instances.revision + 1, last_seq = v.last_seq, updated_at = v.now, version = v.version \
+                 FROM v WHERE instances.id = v.id AND instances.revision = v.base",
+            );
+            let done = q.build().execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+            if done != chunk.len() as u64 {
+                return Err(StoreError::Conflict(format!(
+                    "{} of {} instances changed since they were read",
+                    chunk.len() as u64 - done,
+                    chunk.len()
+                )));
+            }
+        }
+        // Events-only commits (refusals) still move last_seq.
+        for c in batch.iter().filter(|c| c.state.is_none() && !c.events.is_empty()) {
+            sqlx::query("UPDATE instances SET last_seq = ? WHERE id = ?")
+                .bind(c.first_seq + c.events.len() as i64 - 1)
+                .bind(c.instance_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        // Events.
+        let rows: Vec<(i64, i64, i64, i64, &'static str, String)> = batch
+            .iter()
+            .flat_map(|c| {
+                c.events.iter().enumerate().map(move |(i, (e, at))| {
+                    (
+                        c.instance_id,
+                        c.first_seq + i as i64,
+                        *at,
+                        c.version,
+                        e.kind(),
+                        serde_json::to_string(e).unwrap_or_default(),
+                    )
+                })
+            })
+            .collect();
+        for chunk in rows.chunks(CHUNK) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO events (instance_id, seq, at, version, type, body) ");
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.0).push_bind(r.1).push_bind(r.2).push_bind(r.3).push_bind(r.4).push_bind(r.5.clone());
+            });
+            q.build().execute(&mut *tx).await.map_err(map_err)?;
+        }
+        // Timers: net effect per commit, deletes first.
+        let mut clear_all: Vec<i64> = Vec::new();
+        let mut clear_token: Vec<(i64, i64)> = Vec::new();
+        let mut clear_one: Vec<(i64, i64, String)> = Vec::new();
+        let mut sets: Vec<(i64, i64, String, String, i64)> = Vec::new();
+        for c in batch {
+            let mut local: HashMap<(u32, String), (String, i64)> = HashMap::new();
+            for t in &c.timers {
+                match t {
+                    TimerChange::Set { token, step, name, due_at } => {
+                        local.insert((*token, name.clone()), (step.clone(), *due_at));
+                    }
+                    TimerChange::Clear { token, name } => {
+                        local.remove(&(*token, name.clone()));
+                        clear_one.push((c.instance_id, i64::from(*token), name.clone()));
+                    }
+                    TimerChange::ClearToken { token } => {
+                        local.retain(|(t, _), _| t != token);
+                        clear_token.push((c.instance_id, i64::from(*token)));
+                    }
+                    TimerChange::ClearAll => {
+                        local.clear();
+                        clear_all.push(c.instance_id);
+                    }
+                }
+            }
+            sets.extend(
+                local
+                    .into_iter()
+                    .map(|((token, name), (step, due))| (c.instance_id, i64::from(token), name, step, due)),
+            );
+        }
+        for chunk in clear_all.chunks(CHUNK) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("DELETE FROM timers WHERE instance_id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await.map_err(map_err)?;
+        }
+        for chunk in clear_token.chunks(CHUNK / 2) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(i, t) AS (");
+            q.push_values(chunk, |mut b, (i, t)| {
+                b.push_bind(*i).push_bind(*t);
+            });
+            q.push(") DELETE FROM timers WHERE (instance_id, token) IN (SELECT i, t FROM v)");
+            q.build().execute(&mut *tx).await.map_err(map_err)?;
+        }
+        for (i, t, n) in &clear_one {
+            sqlx::query("DELETE FROM timers WHERE instance_id = ? AND token = ? AND name = ?")
+                .bind(i)
+                .bind(t)
+                .bind(n)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        for chunk in sets.chunks(CHUNK / 5) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT OR REPLACE INTO timers (instance_id, token, name, step, due_at) ");
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.0).push_bind(r.1).push_bind(r.2.clone()).push_bind(r.3.clone()).push_bind(r.4);
+            });
+            q.build().execute(&mut *tx).await.map_err(map_err)?;
+        }
+        for c in batch {
+            if let Some((key, response)) = &c.idempotency {
+                sqlx::query("INSERT INTO idempotency (key, instance_id, response, created_at) VALUES (?, ?, ?, ?)")
+                    .bind(key)
+                    .bind(c.instance_id)
+                    .bind(response)
+                    .bind(c.now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            for n in &c.outbox {
+                sqlx::query("INSERT INTO outbox (instance_id, notice, next_at) VALUES (?, ?, ?)")
+                    .bind(c.instance_id)
+                    .bind(n.to_string())
+                    .bind(c.now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn idempotent_response(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT response FROM idempotency WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn due_timers(&self, now: i64, limit: u32) -> Result<Vec<TimerRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, token, name, step, due_at FROM timers WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(timer_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT MIN(due_at) FROM timers").fetch_one(&self.pool).await.map_err(map_err)
+    }
+
+    async fn drop_timer(&self, t: &TimerRow) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM timers WHERE instance_id = ? AND token = ? AND name = ?")
+            .bind(t.instance_id)
+            .bind(i64::from(t.token))
+            .bind(&t.name)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn timers_of(&self, instance_id: i64) -> Result<Vec<TimerRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, token, name, step, due_at FROM timers WHERE instance_id = ? ORDER BY due_at",
+        )
+        .bind(instance_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(timer_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn add_token(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        role: &str,
+        scope: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO api_tokens (name, secret_hash, role, scope, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(secret_hash)
+        .bind(role)
+        .bind(scope)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let r =
+            sqlx::query("SELECT id, name, role, scope, created_at, revoked_at FROM api_tokens WHERE secret_hash = ?")
+                .bind(secret_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        r.as_ref().map(token_row).transpose().map_err(map_err)
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, role, scope, created_at, revoked_at FROM api_tokens ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(token_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn revoke_token(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn pending_outbox(&self, now: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, instance_id, notice, attempts FROM outbox WHERE delivered_at IS NULL AND next_at <= ? ORDER BY next_at LIMIT ?").bind(now).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let n: String = r.try_get("notice")?;
+                Ok(OutboxRow {
+                    id: r.try_get("id")?,
+                    instance_id: r.try_get("instance_id")?,
+                    notice: serde_json::from_str(&n).unwrap_or(Value::Null),
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn outbox_result(
+        &self,
+        id: i64,
+        delivered: bool,
+        error: Option<&str>,
+        retry_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if delivered {
+            sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        } else {
+            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ?")
+                .bind(error)
+                .bind(retry_at)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    async fn integrity_check(&self) -> Result<String, StoreError> {
+        sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&self.pool).await.map_err(map_err)
+    }
+}
+
+fn timer_row(r: &SqliteRow) -> Result<TimerRow, sqlx::Error> {
+    let token: i64 = r.try_get("token")?;
+    Ok(TimerRow {
+        instance_id: r.try_get("instance_id")?,
+        token: token as u32,
+        name: r.try_get("name")?,
+        step: r.try_get("step")?,
+        due_at: r.try_get("due_at")?,
+    })
+}
+
+fn token_row(r: &SqliteRow) -> Result<TokenRow, sqlx::Error> {
+    Ok(TokenRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        scope: r.try_get("scope")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
