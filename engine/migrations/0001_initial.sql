@@ -85,3 +85,9 @@ CREATE TABLE outbox (
     last_error   TEXT
 );
 CREATE INDEX outbox_pending ON outbox (delivered_at, next_at);
+
+-- Counters for registration numbers (per community and year).
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -56,6 +56,11 @@ pub trait Step: Send + Sync + fmt::Debug {
     fn control(&self) -> Control<'_> {
         Control::Task
     }
+    /// Whether the step decides its own outcome when its deadline passes (a vote counts its
+    /// ballots). When false, the deadline's `outcome` is one of the step's outcomes.
+    fn handles_deadline(&self) -> bool {
+        false
+    }
     /// Called when a token enters the step.
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError>;
     /// Called for an action the step declared, after role and payload checks.
@@ -315,6 +320,40 @@ pub struct Notice {
     pub body: Value,
 }
 
+/// A request for the next number of a counter (registration numbers), filled in by the
+/// engine before the commit and recorded as a data change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NumberRequest {
+    /// Top-level data key to set.
+    pub key: String,
+    /// Counter name, e.g. `registration:pingcheng/yongtai/liuhangli:2026`.
+    pub counter: String,
+    /// Text with `{n}` (or `{n:4}` for zero-padding to 4 digits) replaced by the number.
+    pub format: String,
+}
+
+impl NumberRequest {
+    pub fn render(&self, n: i64) -> String {
+        let mut out = self.format.clone();
+        if let Some(start) = out.find("{n:") {
+            if let Some(end) = out[start..].find('}') {
+                let width: usize = out[start + 3..start + end].parse().unwrap_or(0);
+                out.replace_range(start..start + end + 1, &format!("{n:0width$}"));
+            }
+        }
+        out.replace("{n}", &n.to_string())
+    }
+}
+
+/// A new case to start after the commit, linked to this one (e.g. a new proposal from a poor
+/// evaluation). Delivered through the outbox, so it survives a crash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Spawn {
+    /// `unit/id` of the workflow to start.
+    pub workflow: String,
+    pub data: Map<String, Value>,
+}
+
 /// A timer change requested by a step.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TimerOp {
@@ -345,8 +384,12 @@ pub struct StepCx<'a> {
     pub deadline_outcome: &'a str,
     pub timers: Vec<TimerOp>,
     pub notices: Vec<Notice>,
+    pub numbers: Vec<NumberRequest>,
+    pub spawns: Vec<Spawn>,
     /// The instance id (for notices and links).
     pub instance_id: i64,
+    /// The unit (community) the case belongs to.
+    pub unit: &'a str,
 }
 
 impl StepCx<'_> {

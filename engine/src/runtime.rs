@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 use crate::definition::{Definition, StepDef};
 use crate::duration::Duration;
 use crate::kind::{
-    ActionInput, Actor, Control, DEADLINE_TIMER, Flow, JoinWait, Notice, SplitMode, StepCx, StepError, TimerOp,
+    ActionInput, Actor, Control, DEADLINE_TIMER, Flow, JoinWait, Notice, NumberRequest, Spawn, SplitMode, StepCx,
+    StepError, TimerOp,
 };
 use crate::script::ScriptError;
 
@@ -365,6 +366,23 @@ pub struct Transition {
     pub events: Vec<Event>,
     pub timers: Vec<TimerChange>,
     pub notices: Vec<Notice>,
+    /// Numbers to allocate before the commit (see [`NumberRequest`]).
+    pub numbers: Vec<NumberRequest>,
+    /// Cases to start after the commit.
+    pub spawns: Vec<Spawn>,
+    /// Counter values to store with the commit (set by the service when it fills numbers).
+    pub counters: Vec<(String, i64)>,
+}
+
+impl Transition {
+    /// Records an allocated number as a data change (called by the service before commit).
+    pub fn fill_number(&mut self, req: &NumberRequest, n: i64) {
+        let mut changes = Map::new();
+        changes.insert(req.key.clone(), Value::String(req.render(n)));
+        let e = Event::DataChanged { changes };
+        apply(&mut self.state, &e);
+        self.events.push(e);
+    }
 }
 
 /// Why a transition did not happen. Nothing of it is kept.
@@ -395,6 +413,8 @@ struct Run<'a> {
     events: Vec<Event>,
     timers: Vec<TimerChange>,
     notices: Vec<Notice>,
+    numbers: Vec<NumberRequest>,
+    spawns: Vec<Spawn>,
     now: i64,
     instance_id: i64,
     queue: std::collections::VecDeque<(String, Vec<u32>, Option<Value>)>,
@@ -409,6 +429,8 @@ impl<'a> Run<'a> {
             events: Vec::new(),
             timers: Vec::new(),
             notices: Vec::new(),
+            numbers: Vec::new(),
+            spawns: Vec::new(),
             now,
             instance_id,
             queue: Default::default(),
@@ -427,7 +449,15 @@ impl<'a> Run<'a> {
     }
 
     fn finish(self) -> Transition {
-        Transition { state: self.state, events: self.events, timers: self.timers, notices: self.notices }
+        Transition {
+            state: self.state,
+            events: self.events,
+            timers: self.timers,
+            notices: self.notices,
+            numbers: self.numbers,
+            spawns: self.spawns,
+            counters: Vec::new(),
+        }
     }
 
     fn step(&self, id: &str) -> Result<&'a StepDef, RunError> {
@@ -611,7 +641,10 @@ impl<'a> Run<'a> {
             deadline_outcome: step.deadline.as_ref().map_or("expired", |d| d.outcome.as_str()),
             timers: Vec::new(),
             notices: Vec::new(),
+            numbers: Vec::new(),
+            spawns: Vec::new(),
             instance_id: self.instance_id,
+            unit: &self.def.unit,
         }
     }
 
@@ -635,6 +668,8 @@ impl<'a> Run<'a> {
             self.emit(Event::Notified { notice: n.clone() });
             self.notices.push(n);
         }
+        self.numbers.extend(fx.numbers);
+        self.spawns.extend(fx.spawns);
     }
 
     fn leave(&mut self, token: u32, outcome: &str) -> Result<(), RunError> {
@@ -696,11 +731,20 @@ struct Effects {
     state: Value,
     timers: Vec<TimerOp>,
     notices: Vec<Notice>,
+    numbers: Vec<NumberRequest>,
+    spawns: Vec<Spawn>,
 }
 
 impl Effects {
     fn take(cx: StepCx<'_>) -> Self {
-        Effects { changes: cx.changes, state: cx.state, timers: cx.timers, notices: cx.notices }
+        Effects {
+            changes: cx.changes,
+            state: cx.state,
+            timers: cx.timers,
+            notices: cx.notices,
+            numbers: cx.numbers,
+            spawns: cx.spawns,
+        }
     }
 }
 
@@ -917,7 +961,15 @@ pub fn fail(state: &InstanceState, error: &str) -> Transition {
     let mut s = state.clone();
     let e = Event::Failed { error: error.to_owned() };
     apply(&mut s, &e);
-    Transition { state: s, events: vec![e], timers: vec![TimerChange::ClearAll], notices: Vec::new() }
+    Transition {
+        state: s,
+        events: vec![e],
+        timers: vec![TimerChange::ClearAll],
+        notices: Vec::new(),
+        numbers: Vec::new(),
+        spawns: Vec::new(),
+        counters: Vec::new(),
+    }
 }
 
 /// Cancels a whole case (WCP-20).
@@ -934,7 +986,15 @@ pub fn cancel(state: &InstanceState, reason: &str) -> Result<Transition, RunErro
     for e in &events {
         apply(&mut s, e);
     }
-    Ok(Transition { state: s, events, timers: vec![TimerChange::ClearAll], notices: Vec::new() })
+    Ok(Transition {
+        state: s,
+        events,
+        timers: vec![TimerChange::ClearAll],
+        notices: Vec::new(),
+        numbers: Vec::new(),
+        spawns: Vec::new(),
+        counters: Vec::new(),
+    })
 }
 
 /// Cancels one active step (WCP-19). A cancelled branch no longer counts towards its join,

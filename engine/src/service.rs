@@ -209,6 +209,8 @@ pub struct Engine<S: Store> {
     next_id: AtomicI64,
     writer: mpsc::UnboundedSender<WriteReq>,
     timer_wake: Notify,
+    outbox_wake: Notify,
+    counters: tokio::sync::Mutex<HashMap<String, i64>>,
     config: Config,
     pub metrics: Metrics,
 }
@@ -241,6 +243,8 @@ impl<S: Store> Engine<S> {
             next_id: AtomicI64::new(max + 1),
             writer: tx,
             timer_wake: Notify::new(),
+            outbox_wake: Notify::new(),
+            counters: tokio::sync::Mutex::new(HashMap::new()),
             config,
             metrics: Metrics::default(),
         });
@@ -378,6 +382,7 @@ impl<S: Store> Engine<S> {
         let now = self.now();
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let mut t = runtime::start(&def, data, now, id).map_err(run_error)?;
+        self.fill_numbers(&mut t).await?;
         if let Some(Event::Started { .. }) = t.events.first() {
             // Record who started the case.
             t.events.insert(
@@ -437,6 +442,26 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// Allocates the numbers a transition asked for (registration numbers). Numbers of a
+    /// transition that fails to commit are skipped, never reused.
+    async fn fill_numbers(&self, t: &mut Transition) -> Result<(), EngineError> {
+        if t.numbers.is_empty() {
+            return Ok(());
+        }
+        let mut counters = self.counters.lock().await;
+        for req in std::mem::take(&mut t.numbers) {
+            let current = match counters.get(&req.counter) {
+                Some(v) => *v,
+                None => self.store.counter(&req.counter).await?,
+            };
+            let n = current + 1;
+            counters.insert(req.counter.clone(), n);
+            t.fill_number(&req, n);
+            t.counters.push((req.counter.clone(), n));
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn commit_of(
         &self,
@@ -449,12 +474,17 @@ impl<S: Store> Engine<S> {
         now: i64,
         idempotency: Option<(String, String)>,
     ) -> Commit {
-        let outbox = t
+        let mut outbox: Vec<Value> = t
             .notices
             .iter()
             .filter(|n| n.webhook.is_some())
-            .map(|n| serde_json::to_value(n).unwrap_or(Value::Null))
+            .map(|n| serde_json::json!({ "kind": "webhook", "notice": n }))
             .collect();
+        outbox.extend(
+            t.spawns.iter().map(
+                |sp| serde_json::json!({ "kind": "spawn", "workflow": sp.workflow, "data": sp.data, "parent": id }),
+            ),
+        );
         for n in &t.notices {
             tracing::info!(target: "yishi::notice", instance = id, topic = %n.topic, to = ?n.to, "{}", n.message);
         }
@@ -469,6 +499,7 @@ impl<S: Store> Engine<S> {
             timers: t.timers,
             idempotency,
             outbox,
+            counters: t.counters,
             now,
         }
     }
@@ -515,7 +546,9 @@ impl<S: Store> Engine<S> {
         let def = self.definition(row.version).await?;
         let now = self.now();
         match runtime::act(&def, &row.state, &req, now, id) {
-            Ok(t) => {
+            Ok(mut t) => {
+                self.fill_numbers(&mut t).await?;
+                let has_outbox = !t.spawns.is_empty() || t.notices.iter().any(|n| n.webhook.is_some());
                 let mut next = row.clone();
                 next.state = t.state.clone();
                 next.revision += 1;
@@ -535,6 +568,9 @@ impl<S: Store> Engine<S> {
                 match self.write(commit).await {
                     Ok(()) => {
                         guard.row = Some(next);
+                        if has_outbox {
+                            self.outbox_wake.notify_one();
+                        }
                         self.metrics.actions_applied.fetch_add(1, Ordering::Relaxed);
                         self.metrics.transitions.fetch_add(1, Ordering::Relaxed);
                         self.timer_wake.notify_one();
@@ -575,6 +611,7 @@ impl<S: Store> Engine<S> {
                         timers: Vec::new(),
                         idempotency: None,
                         outbox: Vec::new(),
+                        counters: Vec::new(),
                         now,
                     };
                     match self.write(commit).await {
@@ -631,9 +668,11 @@ impl<S: Store> Engine<S> {
         id: i64,
         guard: &mut tokio::sync::MutexGuard<'_, Slot>,
         row: InstanceRow,
-        t: Transition,
+        mut t: Transition,
         now: i64,
     ) -> Result<InstanceView, EngineError> {
+        self.fill_numbers(&mut t).await?;
+        let has_outbox = !t.spawns.is_empty() || t.notices.iter().any(|n| n.webhook.is_some());
         let mut next = row.clone();
         next.state = t.state.clone();
         next.revision += 1;
@@ -645,6 +684,9 @@ impl<S: Store> Engine<S> {
                 let view = InstanceView::of(&next);
                 guard.row = Some(next);
                 self.metrics.transitions.fetch_add(1, Ordering::Relaxed);
+                if has_outbox {
+                    self.outbox_wake.notify_one();
+                }
                 Ok(view)
             }
             Err(e) => {
@@ -744,7 +786,15 @@ impl<S: Store> Engine<S> {
         // Deadlines are re-armed under the new rules, counted from when each step was entered.
         let mut timers = vec![TimerChange::ClearAll];
         timers.extend(runtime::rearm(&to, &s, id).map_err(run_error)?);
-        let t = Transition { state: s, events, timers, notices: Vec::new() };
+        let t = Transition {
+            state: s,
+            events,
+            timers,
+            notices: Vec::new(),
+            numbers: Vec::new(),
+            spawns: Vec::new(),
+            counters: Vec::new(),
+        };
         let mut next = row.clone();
         next.version = to_version;
         let commit = Commit {
@@ -975,6 +1025,86 @@ async fn writer_loop<S: Store>(
                     let res = store.commit(std::slice::from_ref(&r.commit)).await;
                     let _ = r.done.send(res);
                 }
+            }
+        }
+    }
+}
+
+/// Sends a webhook notice. The binary provides an HTTP implementation; tests provide fakes.
+pub trait WebhookSender: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        url: &'a str,
+        body: &'a Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// Attempts before a notice is given up (kept, with its last error, for an operator).
+pub const MAX_DELIVERY_ATTEMPTS: i64 = 10;
+
+impl<S: Store> Engine<S> {
+    /// Delivers what the outbox holds: starts spawned cases and posts webhook notices,
+    /// retrying failures with exponential backoff. Returns how many items were handled.
+    pub async fn deliver_outbox(&self, sender: &dyn WebhookSender) -> Result<usize, EngineError> {
+        let now = self.now();
+        let items = self.store.pending_outbox(now, 200).await?;
+        let n = items.len();
+        for item in items {
+            let result = match item.notice.get("kind").and_then(Value::as_str) {
+                Some("spawn") => {
+                    let workflow = item.notice.get("workflow").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let mut data = item.notice.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
+                    data.insert("parent_case".into(), Value::from(item.instance_id));
+                    let system = Actor { id: "yishi".into(), roles: Vec::new() };
+                    match self.start(&workflow, data, &system, Some(&format!("spawn:{}", item.id))).await {
+                        Ok(v) => {
+                            tracing::info!(parent = item.instance_id, child = v.id, workflow = %workflow, "started a linked case");
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Some("webhook") => {
+                    let notice = item.notice.get("notice").cloned().unwrap_or(Value::Null);
+                    let url = notice.get("webhook").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let body = serde_json::json!({ "instance": item.instance_id, "notice": notice });
+                    sender.send(&url, &body).await
+                }
+                _ => Err("unknown outbox item".into()),
+            };
+            match result {
+                Ok(()) => self.store.outbox_result(item.id, true, None, 0, now).await?,
+                Err(e) => {
+                    let attempts = item.attempts + 1;
+                    let retry_at = if attempts >= MAX_DELIVERY_ATTEMPTS {
+                        i64::MAX
+                    } else {
+                        now + 1000 * (1_i64 << attempts.min(12))
+                    };
+                    tracing::warn!(outbox = item.id, instance = item.instance_id, attempts, error = %e, "delivery failed");
+                    self.store.outbox_result(item.id, false, Some(&e), retry_at, now).await?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Runs [`Engine::deliver_outbox`] whenever something is committed to the outbox, and every
+    /// few seconds for retries, until `shutdown` resolves.
+    pub async fn run_outbox(
+        self: Arc<Self>,
+        sender: Arc<dyn WebhookSender>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.deliver_outbox(sender.as_ref()).await {
+                tracing::warn!(error = %e, "outbox delivery failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(StdDuration::from_secs(2)) => {}
+                _ = self.outbox_wake.notified() => {}
+                _ = &mut shutdown => return,
             }
         }
     }

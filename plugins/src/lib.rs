@@ -1,5 +1,17 @@
 //! Governance step kinds: intake (提), screen, meeting (议), vote (决), review, implement (办),
-//! escalate (吹哨报到), evaluate (评) and notify.
+//! escalate (吹哨报到), evaluate (评) and notify. Each validates its own settings at check time
+//! and keeps to the engine's plugin invariants (see ARCHITECTURE.md).
+
+mod common;
+pub mod escalate;
+pub mod evaluate;
+pub mod implement;
+pub mod intake;
+pub mod meeting;
+pub mod notify;
+pub mod review;
+pub mod screen;
+pub mod vote;
 
 use std::sync::Arc;
 
@@ -7,5 +19,15 @@ use yishi_engine::StepKind;
 
 /// Every step kind of this crate, in a plain list.
 pub fn kinds() -> Vec<Arc<dyn StepKind>> {
-    Vec::new()
+    vec![
+        Arc::new(intake::IntakeKind),
+        Arc::new(screen::ScreenKind),
+        Arc::new(meeting::MeetingKind),
+        Arc::new(vote::VoteKind),
+        Arc::new(review::ReviewKind),
+        Arc::new(implement::ImplementKind),
+        Arc::new(escalate::EscalateKind),
+        Arc::new(evaluate::EvaluateKind),
+        Arc::new(notify::NotifyKind),
+    ]
 }

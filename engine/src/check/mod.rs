@@ -350,7 +350,8 @@ impl<T: DeserializeOwned> FromDe for T {
     }
 }
 
-pub(crate) fn valid_id(id: &str) -> bool {
+/// Whether `id` is a valid workflow or step id.
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
@@ -790,7 +791,9 @@ fn compile(
         }
         // Outcomes must lead somewhere; `on` must name real outcomes.
         let mut outcomes = behaviour.outcomes();
-        if let Some(d) = &deadline {
+        if let Some(d) = &deadline
+            && !behaviour.handles_deadline()
+        {
             outcomes.push(d.outcome.clone());
         }
         if guard.is_some() {

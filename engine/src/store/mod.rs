@@ -128,8 +128,10 @@ pub struct Commit {
     pub timers: Vec<TimerChange>,
     /// Idempotency key and the response to keep for it.
     pub idempotency: Option<(String, String)>,
-    /// Notices that need delivery (webhooks) after the commit.
+    /// Work to do after the commit: webhook notices and cases to spawn.
     pub outbox: Vec<Value>,
+    /// Counter values to store (registration numbers).
+    pub counters: Vec<(String, i64)>,
     pub now: i64,
 }
 
@@ -206,6 +208,8 @@ pub trait Store: Send + Sync + 'static {
         retry_at: i64,
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The last number handed out by a counter (0 if never used).
+    fn counter(&self, name: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Runs the database's own consistency check.
     fn integrity_check(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
 }

@@ -559,7 +559,21 @@ impl Store for SqliteStore {
                     .map_err(map_err)?;
             }
         }
+        for c in batch {
+            for (name, value) in &c.counters {
+                sqlx::query("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)").bind(name).bind(value).execute(&mut *tx).await.map_err(map_err)?;
+            }
+        }
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn counter(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM counters WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .unwrap_or(0))
     }
 
     async fn idempotent_response(&self, key: &str) -> Result<Option<String>, StoreError> {
