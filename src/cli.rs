@@ -25,6 +25,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Run the scenarios of a workflows folder (`<unit>/scenarios/*.toml`).
+    Test {
+        #[arg(default_value = "workflows")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// Print the JSON Schema of workflow files (for editors).
     Schema,
     /// List the step kinds this build provides.
@@ -40,6 +47,7 @@ pub enum Format {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { dir, format } => check_cmd(&dir, format),
+        Command::Test { dir, format } => test_cmd(&dir, format),
         Command::Schema => {
             println!(
                 "{}",
@@ -89,4 +97,46 @@ fn check_cmd(dir: &Path, format: Format) -> ExitCode {
         }
     }
     if catalog.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+fn test_cmd(dir: &Path, format: Format) -> ExitCode {
+    let files = match FileSet::load_dir(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("yishi test: cannot read {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let registry = crate::registry();
+    let catalog = check(&files, &registry, &Arc::new(Sandbox::default()));
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("yishi test: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let results = rt.block_on(yishi_engine::scenario::run_all(&catalog, &files, &registry));
+    let passed = results.iter().filter(|r| r.passed).count();
+    let failed = results.len() - passed;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "scenarios": results, "check": catalog.diagnostics }))
+                .unwrap_or_default()
+        ),
+        Format::Human => {
+            for d in catalog.diagnostics.iter().filter(|d| d.is_error()) {
+                println!("{d}");
+            }
+            for r in &results {
+                println!("{} {} ({})", if r.passed { "ok  " } else { "FAIL" }, r.title, r.file);
+                for f in &r.failures {
+                    println!("     {f}");
+                }
+            }
+            println!("{passed} passed, {failed} failed");
+        }
+    }
+    if failed > 0 || catalog.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }

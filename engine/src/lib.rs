@@ -18,6 +18,7 @@ pub mod kind;
 pub mod model;
 pub mod rhai_kind;
 pub mod runtime;
+pub mod scenario;
 pub mod schema;
 pub mod script;
 pub mod service;

@@ -27,6 +27,10 @@ pub struct WorkflowHeader {
     /// A template meant to be extended: it is checked, but no case can start on it.
     #[serde(default, rename = "abstract")]
     pub is_abstract: bool,
+    /// Layering: inherited steps this workflow drops.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub remove: Vec<Spanned<String>>,
     /// The first step (default: the first step listed).
     #[serde(default)]
     #[schemars(with = "Option<String>")]

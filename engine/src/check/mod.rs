@@ -242,7 +242,7 @@ fn push_de_error(
 }
 
 /// Parses a whole small file (unit, list, scenario) into `T`.
-pub(crate) fn parse_typed<T: DeserializeOwned>(path: &str, text: &str, diags: &mut Diagnostics) -> Option<T> {
+pub fn parse_typed<T: DeserializeOwned>(path: &str, text: &str, diags: &mut Diagnostics) -> Option<T> {
     match toml::from_str::<T>(text) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -519,6 +519,24 @@ fn compile(
         }
         for (k, v) in &h.roles {
             roles.insert(k.clone(), v.clone());
+        }
+        for r in &h.remove {
+            match steps.iter().position(|x| x.common.id.get_ref() == r.get_ref()) {
+                Some(pos) => {
+                    steps.remove(pos);
+                }
+                _ => {
+                    let (o, t) = origin_of(fi, r.span());
+                    let hint = did_you_mean(r.get_ref(), steps.iter().map(|x| x.common.id.get_ref().as_str()));
+                    diags.push(
+                        Code::BadOverride,
+                        &o,
+                        Some(t),
+                        format!("`remove` names `{}`, but no inherited step has that id", r.get_ref()),
+                        hint,
+                    );
+                }
+            }
         }
         for s in &p.steps {
             let mut s = s.clone();

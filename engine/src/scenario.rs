@@ -1,0 +1,386 @@
+//! Scenarios: small files beside a workflow (`<unit>/scenarios/*.toml`) that play a case (who
+//! does what, when) and state the outcome the community expects. `yishi test` runs them, and
+//! a reload whose scenarios fail is not activated.
+//!
+//! Each scenario runs on its own in-memory database with a hand-moved clock, so it is fast,
+//! isolated and deterministic, and it ends by checking that the case's state equals the replay
+//! of its history.
+
+use std::sync::Arc;
+
+use chrono::DateTime;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use toml::Spanned;
+
+use crate::check::{Catalog, RESERVED_DIRS};
+use crate::clock::ManualClock;
+use crate::diag::{Code, Diagnostic, Diagnostics, Origin};
+use crate::duration::Duration;
+use crate::files::{FileSet, parent_dir};
+use crate::kind::{Actor, Registry};
+use crate::runtime::{ActionRequest, replay};
+use crate::service::{Config, Engine, EngineError, InstanceView};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+
+/// A scenario file.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// The workflow: `id` in this unit, or `unit/id`.
+    pub workflow: String,
+    pub title: Option<String>,
+    /// When the case starts (RFC 3339; default 2026-09-25T10:00:00+08:00, a Friday).
+    pub start_at: Option<String>,
+    /// The case's data at the start.
+    #[serde(default)]
+    #[schemars(with = "Map<String, Value>")]
+    pub data: Map<String, Value>,
+    #[serde(default)]
+    #[schemars(with = "Vec<ScenarioStep>")]
+    pub steps: Vec<Spanned<ScenarioStep>>,
+    /// What must hold at the end.
+    pub expect: Option<Expect>,
+}
+
+/// One step of a scenario: an action (possibly repeated for many people), or time passing.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioStep {
+    /// The action to take.
+    pub act: Option<String>,
+    /// Who acts.
+    #[serde(rename = "as")]
+    pub actor: Option<ActorDecl>,
+    /// On whose behalf (a paper ballot entered by a grid worker).
+    pub on_behalf_of: Option<ActorDecl>,
+    pub step: Option<String>,
+    pub token: Option<u32>,
+    #[serde(default)]
+    #[schemars(with = "Map<String, Value>")]
+    pub payload: Map<String, Value>,
+    /// Repeat the action for ids `prefix + n`, n from `from` to `to` (each acting as itself).
+    pub repeat: Option<Repeat>,
+    /// Let time pass (`3d`, `5wd`), firing whatever falls due.
+    pub advance: Option<String>,
+    /// The action must be refused: `refused`, `forbidden`, `closed`, `conflict`,
+    /// `script_failed`, or a piece of the message.
+    pub expect_error: Option<String>,
+    /// What must hold after this step.
+    pub expect: Option<Expect>,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActorDecl {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Repeat {
+    pub prefix: String,
+    pub from: u32,
+    pub to: u32,
+}
+
+/// Expectations about the case.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// active, completed, cancelled or failed.
+    pub status: Option<String>,
+    pub outcome: Option<String>,
+    /// The active steps, in order.
+    pub active: Option<Vec<String>>,
+    /// Values in the data document by dotted path: `"reps_vote.outcome" = "passed"`.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Value>")]
+    pub data: IndexMap<String, Value>,
+    /// Cases started from this one (follow-ups), counted.
+    pub spawned: Option<usize>,
+}
+
+/// The result of one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    pub file: String,
+    pub title: String,
+    pub workflow: String,
+    pub passed: bool,
+    pub failures: Vec<Diagnostic>,
+}
+
+/// Finds the scenario files of a workflows folder.
+pub fn scenario_paths(files: &FileSet) -> Vec<String> {
+    files
+        .paths()
+        .filter(|p| {
+            let dir = parent_dir(p);
+            dir.rsplit('/').next() == Some("scenarios")
+                && p.ends_with(".toml")
+                && !parent_dir(dir).split('/').any(|c| RESERVED_DIRS.contains(&c))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs every scenario in `files` against `catalog`. Scenarios of workflows that failed to
+/// check are reported as failed.
+pub async fn run_all(catalog: &Catalog, files: &FileSet, registry: &Registry) -> Vec<ScenarioResult> {
+    let mut out = Vec::new();
+    for path in scenario_paths(files) {
+        let text = files.get(&path).unwrap_or_default();
+        out.push(run_one(catalog, &path, text, registry).await);
+    }
+    out
+}
+
+/// The scenarios of the given workflows only (`unit/id` keys).
+pub async fn run_for(
+    catalog: &Catalog,
+    files: &FileSet,
+    registry: &Registry,
+    workflows: &[String],
+) -> Vec<ScenarioResult> {
+    let mut out = Vec::new();
+    for path in scenario_paths(files) {
+        let text = files.get(&path).unwrap_or_default();
+        let unit = parent_dir(parent_dir(&path));
+        let Ok(sf) = toml::from_str::<ScenarioFile>(text) else {
+            out.push(run_one(catalog, &path, text, registry).await);
+            continue;
+        };
+        let key = if sf.workflow.contains('/') { sf.workflow.clone() } else { format!("{unit}/{}", sf.workflow) };
+        if workflows.contains(&key) {
+            out.push(run_one(catalog, &path, text, registry).await);
+        }
+    }
+    out
+}
+
+async fn run_one(catalog: &Catalog, path: &str, text: &str, registry: &Registry) -> ScenarioResult {
+    let mut diags = Diagnostics::new();
+    let unit = parent_dir(parent_dir(path)).to_owned();
+    let sf = match crate::check::parse_typed::<ScenarioFile>(path, text, &mut diags) {
+        Some(s) => s,
+        None => return result(path, String::new(), String::new(), diags),
+    };
+    let key = if sf.workflow.contains('/') { sf.workflow.clone() } else { format!("{unit}/{}", sf.workflow) };
+    let title = sf.title.clone().unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path).to_owned());
+    let Some(def) = catalog.definitions.get(&key).cloned() else {
+        let why = if catalog.failed.contains_key(&key) { "has errors" } else { "does not exist" };
+        diags.push(Code::BadScenario, &Origin::file(path), None, format!("workflow `{key}` {why}"), None);
+        return result(path, title, key, diags);
+    };
+    if let Err(msg) = play(&sf, &key, def, catalog, registry, path, text, &mut diags).await {
+        diags.push(Code::BadScenario, &Origin::file(path), None, msg, None);
+    }
+    result(path, title, key, diags)
+}
+
+fn result(path: &str, title: String, workflow: String, diags: Diagnostics) -> ScenarioResult {
+    let failures = diags.into_sorted();
+    ScenarioResult { file: path.to_owned(), title, workflow, passed: failures.is_empty(), failures }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn play(
+    sf: &ScenarioFile,
+    key: &str,
+    def: Arc<crate::Definition>,
+    catalog: &Catalog,
+    registry: &Registry,
+    path: &str,
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Result<(), String> {
+    let start = match &sf.start_at {
+        Some(s) => DateTime::parse_from_rfc3339(s).map_err(|e| format!("`start_at`: {e}"))?.timestamp_millis(),
+        None => {
+            DateTime::parse_from_rfc3339("2026-09-25T10:00:00+08:00").map_err(|e| e.to_string())?.timestamp_millis()
+        }
+    };
+    let clock = Arc::new(ManualClock::new(start));
+    let store = SqliteStore::memory().await.map_err(|e| e.to_string())?;
+    let engine =
+        Engine::new(store, registry.clone(), clock.clone(), Config::default()).await.map_err(|e| e.to_string())?;
+    // Only this workflow and the ones it may start (follow-ups of the same unit) are needed.
+    let mut sub = Catalog { units: catalog.units.clone(), ..Catalog::default() };
+    for (k, d) in &catalog.definitions {
+        if k == key || d.unit == def.unit {
+            sub.definitions.insert(k.clone(), d.clone());
+        }
+    }
+    engine.activate(sub).await.map_err(|e| e.to_string())?;
+    let admin = Actor { id: "scenario".into(), roles: Vec::new() };
+    let case =
+        engine.start(key, sf.data.clone(), &admin, None).await.map_err(|e| format!("the case could not start: {e}"))?;
+    let id = case.id;
+    for (i, step) in sf.steps.iter().enumerate() {
+        let origin = Origin::new(path, Some(step.span()));
+        let s = step.get_ref();
+        let fail = |diags: &mut Diagnostics, msg: String| {
+            diags.push(Code::ScenarioFailed, &origin, Some(text), format!("step {}: {msg}", i + 1), None)
+        };
+        if let Some(d) = &s.advance {
+            let d = Duration::parse(d).map_err(|e| format!("step {}: {e}", i + 1))?;
+            let now = clock.now_ms();
+            clock.set(def.calendar.add(now, d));
+            engine.deliver_outbox(&NoWebhooks).await.map_err(|e| e.to_string())?;
+            if let Err(e) = Box::pin(engine.fire_due()).await {
+                fail(diags, format!("timers failed: {e}"));
+            }
+            engine.deliver_outbox(&NoWebhooks).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(action) = &s.act {
+            let ids: Vec<Option<String>> = match &s.repeat {
+                Some(r) => (r.from..=r.to).map(|n| Some(format!("{}{n}", r.prefix))).collect(),
+                None => vec![s.actor.as_ref().and_then(|a| a.id.clone())],
+            };
+            for who in ids {
+                let decl = s.actor.clone().unwrap_or(ActorDecl { id: None, roles: Vec::new() });
+                let actor = Actor { id: who.or(decl.id).unwrap_or_else(|| "someone".into()), roles: decl.roles };
+                let req = ActionRequest {
+                    action: action.clone(),
+                    step: s.step.clone(),
+                    token: s.token,
+                    payload: s.payload.clone(),
+                    actor,
+                    on_behalf_of: s.on_behalf_of.as_ref().map(|a| Actor {
+                        id: a.id.clone().unwrap_or_else(|| "someone".into()),
+                        roles: a.roles.clone(),
+                    }),
+                };
+                let res = engine.act(id, req, None, None).await;
+                match (&res, &s.expect_error) {
+                    (Ok(_), None) => {}
+                    (Err(e), None) => fail(diags, format!("action `{action}` was refused: {e}")),
+                    (Ok(_), Some(want)) => {
+                        fail(diags, format!("action `{action}` should have been refused ({want}), but it was applied"))
+                    }
+                    (Err(e), Some(want)) => {
+                        if !error_matches(e, want) {
+                            fail(diags, format!("action `{action}` was refused, but not as expected (`{want}`): {e}"));
+                        }
+                    }
+                }
+            }
+            engine.deliver_outbox(&NoWebhooks).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(exp) = &s.expect {
+            let v = engine.view(id).await.map_err(|e| e.to_string())?;
+            for msg in check_expect(exp, &v, &engine).await {
+                fail(diags, msg);
+            }
+        }
+    }
+    let v = engine.view(id).await.map_err(|e| e.to_string())?;
+    if let Some(exp) = &sf.expect {
+        for msg in check_expect(exp, &v, &engine).await {
+            diags.push(Code::ScenarioFailed, &Origin::file(path), None, format!("at the end: {msg}"), None);
+        }
+    }
+    let row = engine.store().load(id).await.map_err(|e| e.to_string())?;
+    let history = engine.store().history(id).await.map_err(|e| e.to_string())?;
+    if replay(history.iter().map(|e| (&e.event, e.at))) != row.state {
+        diags.push(
+            Code::ScenarioFailed,
+            &Origin::file(path),
+            None,
+            "replaying the case's history does not give its state (an engine bug)",
+            None,
+        );
+    }
+    Ok(())
+}
+
+fn error_matches(e: &EngineError, want: &str) -> bool {
+    let kind = match e {
+        EngineError::Refused { .. } => "refused",
+        EngineError::Forbidden(_) => "forbidden",
+        EngineError::Closed(_) => "closed",
+        EngineError::Conflict(_) => "conflict",
+        EngineError::ScriptFailed(_) => "script_failed",
+        EngineError::NotFound(_) => "not_found",
+        _ => "other",
+    };
+    kind == want || e.to_string().contains(want)
+}
+
+async fn check_expect<S: Store>(exp: &Expect, v: &InstanceView, engine: &Engine<S>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(s) = &exp.status
+        && s != v.status.as_str()
+    {
+        out.push(format!("status is `{}`, expected `{s}`", v.status.as_str()));
+    }
+    if let Some(o) = &exp.outcome
+        && v.outcome.as_deref() != Some(o.as_str())
+    {
+        out.push(format!(
+            "outcome is {}, expected `{o}`",
+            v.outcome.as_deref().map_or("none".into(), |x| format!("`{x}`"))
+        ));
+    }
+    if let Some(a) = &exp.active
+        && a != &v.active_steps
+    {
+        out.push(format!("active steps are {:?}, expected {a:?}", v.active_steps));
+    }
+    for (path, want) in &exp.data {
+        let got = lookup(&v.data, path);
+        if got != Some(want) {
+            out.push(format!(
+                "data `{path}` is {}, expected {want}",
+                got.map_or("missing".into(), ToString::to_string)
+            ));
+        }
+    }
+    if let Some(n) = exp.spawned {
+        let all =
+            engine.list(&crate::store::ListFilter { limit: 1000, ..Default::default() }).await.unwrap_or_default();
+        let mut count = 0;
+        for s in all.iter().filter(|s| s.id != v.id) {
+            if let Ok(c) = engine.view(s.id).await
+                && c.data.get("parent_case").and_then(Value::as_i64) == Some(v.id)
+            {
+                count += 1;
+            }
+        }
+        if count != n {
+            out.push(format!("{count} follow-up case(s) were started, expected {n}"));
+        }
+    }
+    out
+}
+
+fn lookup<'a>(data: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut v = data.get(parts.next()?)?;
+    for p in parts {
+        v = match v {
+            Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+            _ => v.get(p)?,
+        };
+    }
+    Some(v)
+}
+
+/// Scenarios never send webhooks: delivery counts as done.
+struct NoWebhooks;
+
+impl crate::service::WebhookSender for NoWebhooks {
+    fn send<'a>(
+        &'a self,
+        _url: &'a str,
+        _body: &'a Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+}
