@@ -390,6 +390,9 @@ pub struct StepCx<'a> {
     pub instance_id: i64,
     /// The unit (community) the case belongs to.
     pub unit: &'a str,
+    /// In `on_timer`: when the timer was due. A timer can fire late (after a restart);
+    /// follow-up times should count from this, not from `now`.
+    pub due_at: Option<i64>,
 }
 
 impl StepCx<'_> {
@@ -413,6 +416,10 @@ impl StepCx<'_> {
     /// The instant `d` after now, by this workflow's calendar.
     pub fn after(&self, d: Duration) -> i64 {
         self.calendar.add(self.now, d)
+    }
+    /// The instant `d` after the firing timer was due (`now` outside `on_timer`).
+    pub fn after_due(&self, d: Duration) -> i64 {
+        self.calendar.add(self.due_at.unwrap_or(self.now), d)
     }
     /// The data document with this hook's changes applied, as a Rhai map.
     pub fn data_dynamic(&self) -> rhai::Dynamic {
@@ -758,7 +765,7 @@ impl CompileCx<'_> {
 }
 
 fn script_hint(message: &str, names: &[&str]) -> Option<String> {
-    if message.contains("Variable not found") {
+    if message.contains("Variable not found") || message.contains("Undefined variable") {
         Some(format!("scripts here can use: {}", names.join(", ")))
     } else {
         None

@@ -645,6 +645,7 @@ impl<'a> Run<'a> {
             spawns: Vec::new(),
             instance_id: self.instance_id,
             unit: &self.def.unit,
+            due_at: None,
         }
     }
 
@@ -898,15 +899,25 @@ pub fn act(
 }
 
 /// Fires a timer. `None` when the timer is void (its step was left) or the case is closed.
+/// A timer that fell due.
+#[derive(Debug, Clone, Copy)]
+pub struct Fired<'a> {
+    pub token: u32,
+    pub step: &'a str,
+    pub timer: &'a str,
+    /// When it was due (it may fire later, never earlier).
+    pub due_at: i64,
+}
+
 pub fn fire(
     def: &Definition,
     state: &InstanceState,
-    token: u32,
-    step_id: &str,
-    timer: &str,
+    fired: Fired<'_>,
     now: i64,
     instance_id: i64,
 ) -> Result<Option<Transition>, RunError> {
+    let Fired { token, step: step_id, timer, due_at } = fired;
+    let due_at = Some(due_at);
     if state.status != Status::Active {
         return Ok(None);
     }
@@ -930,6 +941,7 @@ pub fn fire(
         return Ok(Some(run.finish()));
     }
     let mut cx = run.cx(step, token, tok.item.as_ref());
+    cx.due_at = due_at;
     let flow = step.behaviour.on_timer(&mut cx, timer).map_err(|e| step_err(step_id, e))?;
     let fx = Effects::take(cx);
     run.absorb(token, step, fx);

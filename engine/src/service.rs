@@ -859,13 +859,13 @@ impl<S: Store> Engine<S> {
     /// Fires every timer due now. Returns how many fired (void timers are dropped, not counted).
     pub async fn fire_due(self: &Arc<Self>) -> Result<usize, EngineError> {
         let mut fired = 0;
+        let mut rounds = 0;
         loop {
             let now = self.now();
             let due = self.store.due_timers(now, 2_000).await?;
             if due.is_empty() {
                 return Ok(fired);
             }
-            let n = due.len();
             let mut by_instance: BTreeMap<i64, Vec<TimerRow>> = BTreeMap::new();
             for t in due {
                 by_instance.entry(t.instance_id).or_default().push(t);
@@ -902,7 +902,11 @@ impl<S: Store> Engine<S> {
             if let Some(e) = failed {
                 return Err(e);
             }
-            if n < 2_000 {
+            // Firing can set timers that are already due (a follow-up of a late timer): go
+            // round again, but never forever.
+            rounds += 1;
+            if rounds > 1_000 {
+                tracing::warn!("timers keep falling due as they fire; stopping this round");
                 return Ok(fired);
             }
         }
@@ -924,7 +928,13 @@ impl<S: Store> Engine<S> {
             return Ok(false); // never early
         }
         let def = self.definition(row.version).await?;
-        let transition = match runtime::fire(&def, &row.state, t.token, &t.step, &t.name, now, t.instance_id) {
+        let transition = match runtime::fire(
+            &def,
+            &row.state,
+            runtime::Fired { token: t.token, step: &t.step, timer: &t.name, due_at: t.due_at },
+            now,
+            t.instance_id,
+        ) {
             Ok(None) => {
                 self.store.drop_timer(t).await?;
                 return Ok(false);

@@ -238,7 +238,7 @@ impl Step for EscalateStep {
                 && d.reported_at.is_none()
             {
                 d.overdue = true;
-                let at = cx.after(self.escalate_after);
+                let at = cx.after_due(self.escalate_after);
                 cx.set_timer(&format!("escalate:{dept}"), at);
                 cx.notify(Notice {
                     topic: "overdue".into(),

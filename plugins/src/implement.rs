@@ -115,28 +115,35 @@ impl Step for ImplementStep {
         vec!["done".into(), "abandoned".into()]
     }
     fn actions(&self) -> Vec<ActionSpec> {
-        vec![
+        let mut actions = vec![
             ActionSpec::new("assign", "name the responsible party").field(
                 "responsible",
                 FieldType::String,
                 true,
                 "a building steward, grid head, contractor ...",
             ),
-            ActionSpec::new("plan", "set the tasks (when the workflow does not list them)").field(
-                "tasks",
-                FieldType::Any,
-                true,
-                "a list of {id, title, weight}",
-            ),
             ActionSpec::new("report", "report progress on a task")
                 .field("task", FieldType::String, true, "task id")
                 .field("progress", FieldType::Int, true, "percent done, 0 to 100")
                 .field("note", FieldType::String, false, "what was done"),
-            ActionSpec::new("sign_off", "a supervisor signs off a finished task")
-                .field("task", FieldType::String, true, "task id")
-                .field("note", FieldType::String, false, "remarks on quality"),
             ActionSpec::new("abandon", "give up, with a reason").field("reason", FieldType::String, true, "why"),
-        ]
+        ];
+        if self.tasks.is_empty() {
+            actions.push(ActionSpec::new("plan", "set the tasks (the workflow does not list them)").field(
+                "tasks",
+                FieldType::Any,
+                true,
+                "a list of {id, title, weight}",
+            ));
+        }
+        if self.supervisors.is_some() {
+            actions.push(
+                ActionSpec::new("sign_off", "a supervisor signs off a finished task")
+                    .field("task", FieldType::String, true, "task id")
+                    .field("note", FieldType::String, false, "remarks on quality"),
+            );
+        }
+        actions
     }
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
         let w = Work { tasks: self.tasks.clone(), ..Work::default() };

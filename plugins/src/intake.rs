@@ -132,6 +132,11 @@ impl StepKind for IntakeKind {
 }
 
 impl IntakeStep {
+    /// Whether joint proposals wait for co-signers.
+    fn joint(&self) -> bool {
+        self.co_signers > 0 && self.forms.iter().any(|f| f == "joint")
+    }
+
     fn register(&self, cx: &mut StepCx<'_>) -> Flow {
         let year = chrono::FixedOffset::east_opt(cx.calendar.utc_offset_secs)
             .and_then(|tz| tz.timestamp_millis_opt(cx.now).single())
@@ -152,7 +157,7 @@ impl IntakeStep {
 
 impl Step for IntakeStep {
     fn outcomes(&self) -> Vec<String> {
-        vec!["registered".into(), "too_few_co_signers".into()]
+        if self.joint() { vec!["registered".into(), "too_few_co_signers".into()] } else { vec!["registered".into()] }
     }
     fn actions(&self) -> Vec<ActionSpec> {
         vec![
@@ -172,8 +177,10 @@ impl Step for IntakeStep {
                 .field("households", FieldType::Int, false, "households affected")
                 .field("location", FieldType::String, false, "building, courtyard or place")
                 .field("details", FieldType::Object, false, "anything else"),
-            ActionSpec::new("co_sign", "co-sign a joint proposal"),
         ]
+        .into_iter()
+        .chain(self.joint().then(|| ActionSpec::new("co_sign", "co-sign a joint proposal")))
+        .collect()
     }
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
         save(cx, &IntakeState::default());

@@ -87,21 +87,25 @@ impl StepKind for MeetingKind {
     }
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let s: MeetingSettings = cx.settings(settings, "meeting")?;
+        let mut ok = true;
         if !FORMS.contains(&s.form.get_ref().as_str()) {
             let hint = yishi_engine::diag::did_you_mean(s.form.get_ref(), FORMS.iter().copied())
                 .or_else(|| Some(format!("forms: {}", FORMS.join(", "))));
             cx.error(Some(s.form.span()), format!("unknown meeting form `{}`", s.form.get_ref()), hint);
-            return None;
+            ok = false;
         }
-        let mut ok = true;
         for r in s.required_parties.iter().flatten() {
             ok &= cx.role(r);
         }
         if s.form.get_ref() == "three_party" && s.required_parties.as_ref().is_none_or(|r| r.len() < 3) {
             cx.error(Some(s.form.span()), "a three-party meeting names its three parties in `required_parties` (community office, property manager, owners' committee)", None);
-            return None;
+            ok = false;
         }
-        let min_attendance = opt_number(cx, &s.min_attendance).ok()?.unwrap_or(1.0).max(0.0) as u64;
+        let min_attendance = opt_number(cx, &s.min_attendance).unwrap_or_else(|()| {
+            ok = false;
+            None
+        });
+        let min_attendance = min_attendance.unwrap_or(1.0).max(0.0) as u64;
         let schedule = match &s.schedule {
             None => None,
             Some(sp) => match sp.get_ref().as_str() {
@@ -118,7 +122,8 @@ impl StepKind for MeetingKind {
                             format!("unknown schedule `{x}`"),
                             Some("`monthly:10` (day 1 to 28) or `next_morning`".into()),
                         );
-                        return None;
+                        ok = false;
+                        None
                     }
                 },
             },

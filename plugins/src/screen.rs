@@ -92,23 +92,23 @@ impl StepKind for ScreenKind {
         }
         let mut step =
             ScreenStep { encouraged: Vec::new(), negative: Vec::new(), auto_accept: s.auto_accept.unwrap_or(true) };
-        if let Some(p) = &s.encouraged {
-            let list = cx.list(p)?;
-            step.encouraged = entries(&list, "categories");
-            if step.encouraged.is_empty() {
-                cx.error(Some(p.span()), format!("`{}` has no `[[categories]]`", p.get_ref()), None);
-                return None;
+        let mut ok = true;
+        for (path, key, out) in
+            [(&s.encouraged, "categories", &mut step.encouraged), (&s.negative, "items", &mut step.negative)]
+        {
+            let Some(p) = path else { continue };
+            match cx.list(p) {
+                None => ok = false,
+                Some(list) => {
+                    *out = entries(&list, key);
+                    if out.is_empty() {
+                        cx.error(Some(p.span()), format!("`{}` has no `[[{key}]]`", p.get_ref()), None);
+                        ok = false;
+                    }
+                }
             }
         }
-        if let Some(p) = &s.negative {
-            let list = cx.list(p)?;
-            step.negative = entries(&list, "items");
-            if step.negative.is_empty() {
-                cx.error(Some(p.span()), format!("`{}` has no `[[items]]`", p.get_ref()), None);
-                return None;
-            }
-        }
-        Some(Arc::new(step))
+        ok.then(|| Arc::new(step) as Arc<dyn Step>)
     }
 }
 

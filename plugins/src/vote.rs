@@ -103,17 +103,29 @@ impl StepKind for VoteKind {
     }
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let s: VoteSettings = cx.settings(settings, "vote")?;
-        let electorate = s.electorate.get_ref().compile(cx, s.electorate.span())?;
+        // Check everything before giving up, so that one run reports every problem.
+        let mut ok = true;
+        let electorate = s.electorate.get_ref().compile(cx, s.electorate.span());
+        let countable = electorate
+            .as_ref()
+            .is_some_and(|e| e.size.is_some() || matches!(e.who, crate::common::Electorate::Data(_)));
         let per_household = match s.per.as_ref().map(|p| p.get_ref().as_str()) {
             None | Some("person") => false,
             Some("household") => true,
             Some(other) => {
-                let span = s.per.as_ref().map(Spanned::span);
-                cx.error(span, format!("`per` is `person` or `household`, not `{other}`"), None);
-                return None;
+                cx.error(
+                    s.per.as_ref().map(Spanned::span),
+                    format!("`per` is `person` or `household`, not `{other}`"),
+                    None,
+                );
+                ok = false;
+                false
             }
         };
-        let quorum = opt_number(cx, &s.quorum).ok()?;
+        let quorum = opt_number(cx, &s.quorum).unwrap_or_else(|()| {
+            ok = false;
+            None
+        });
         if let Some(q) = quorum {
             if !(0.0..=1.0).contains(&q) {
                 cx.error(
@@ -121,18 +133,22 @@ impl StepKind for VoteKind {
                     format!("`quorum` is a share of the electorate between 0 and 1, not {q}"),
                     Some("use `min_votes` for a number of ballots".into()),
                 );
-                return None;
-            }
-            if electorate.size.is_none() && !matches!(electorate.who, crate::common::Electorate::Data(_)) {
+                ok = false;
+            } else if electorate.is_some() && !countable {
                 cx.error(
                     Some(s.electorate.span()),
                     "a quorum share needs the electorate's size: add `size` (a number or a param) to the electorate",
                     None,
                 );
-                return None;
+                ok = false;
             }
         }
-        let min_votes = opt_number(cx, &s.min_votes).ok()?.map(|v| v.max(0.0) as u64);
+        let min_votes = opt_number(cx, &s.min_votes)
+            .unwrap_or_else(|()| {
+                ok = false;
+                None
+            })
+            .map(|v| v.max(0.0) as u64);
         let threshold = match s.threshold.as_ref().map(|t| t.get_ref().as_str()) {
             None | Some("simple_majority") => Threshold::SimpleMajority,
             Some("two_thirds") => Threshold::TwoThirds,
@@ -147,35 +163,44 @@ impl StepKind for VoteKind {
                     format!("unknown threshold `{other}`"),
                     hint.or(Some("simple_majority, two_thirds or majority_of_electorate".into())),
                 );
-                return None;
+                ok = false;
+                Threshold::SimpleMajority
             }
         };
-        if threshold == Threshold::MajorityOfElectorate
-            && electorate.size.is_none()
-            && !matches!(electorate.who, crate::common::Electorate::Data(_))
-        {
+        if threshold == Threshold::MajorityOfElectorate && electorate.is_some() && !countable {
             cx.error(
                 Some(s.electorate.span()),
                 "`majority_of_electorate` needs the electorate's size: add `size` to the electorate",
                 None,
             );
-            return None;
+            ok = false;
         }
         let election = match (&s.seats, &s.candidates) {
             (None, None) => None,
             (Some(seats), Some(c)) => {
-                let n = cx.number(seats)?;
-                if n < 1.0 {
+                let n = cx.number(seats);
+                if n.is_some_and(|n| n < 1.0) {
                     cx.error(Some(seats.span()), "an election needs at least one seat", None);
-                    return None;
                 }
-                Some((n as u64, cx.script(c, &[])?))
+                let script = cx.script(c, &[]);
+                match (n, script) {
+                    (Some(n), Some(script)) if n >= 1.0 => Some((n as u64, script)),
+                    _ => {
+                        ok = false;
+                        None
+                    }
+                }
             }
             _ => {
                 cx.error(Some(s.electorate.span()), "an election needs both `seats` and `candidates`", None);
-                return None;
+                ok = false;
+                None
             }
         };
+        let electorate = electorate?;
+        if !ok {
+            return None;
+        }
         Some(Arc::new(VoteStep {
             electorate,
             per_household,

@@ -20,9 +20,7 @@ use crate::definition::{DeadlineDef, Definition, StepDef};
 use crate::diag::{Code, Diagnostic, Diagnostics, Origin, did_you_mean};
 use crate::duration::Duration;
 use crate::files::{FileSet, parent_dir, resolve_reference};
-use crate::kind::{
-    CompileCx, ParamValue, Registry, SCRIPT_VARS, Settings, devalue_to_json, resolve_duration, toml_to_json,
-};
+use crate::kind::{CompileCx, ParamValue, Registry, Settings, devalue_to_json, resolve_duration, toml_to_json};
 use crate::model::{ParamDecl, ParamType, StepCommon, UnitFile, WorkflowHeader};
 use crate::script::Sandbox;
 
@@ -97,8 +95,10 @@ struct ParsedFile<'a> {
     unit: String,
     header: WorkflowHeader,
     steps: Vec<RawStep<'a>>,
-    /// The file parsed without errors.
+    /// The file's structure is usable (its steps may still have errors).
     clean: bool,
+    /// Ids of steps that could not be read (reported already; not reported again as missing).
+    broken: Vec<String>,
 }
 
 /// Checks every workflow in `files`.
@@ -238,7 +238,16 @@ fn push_de_error(
     } else {
         Code::WrongType
     };
-    diags.push(code, &Origin::new(path, e.span().or(fallback)), Some(text), format!("{context}{msg}"), None);
+    let hint = unknown_field_hint(msg);
+    diags.push(code, &Origin::new(path, e.span().or(fallback)), Some(text), format!("{context}{msg}"), hint);
+}
+
+/// A did-you-mean for serde's "unknown field `x`, expected one of `a`, `b`".
+fn unknown_field_hint(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    did_you_mean(field, expected)
 }
 
 /// Parses a whole small file (unit, list, scenario) into `T`.
@@ -299,6 +308,7 @@ fn parse_workflow<'a>(path: &'a str, text: &'a str, diags: &mut Diagnostics) -> 
         }
     };
     let mut steps = Vec::new();
+    let mut broken = Vec::new();
     match steps_value {
         None => {}
         Some(v) => {
@@ -306,9 +316,10 @@ fn parse_workflow<'a>(path: &'a str, text: &'a str, diags: &mut Diagnostics) -> 
             match v.into_inner() {
                 DeValue::Array(items) => {
                     for item in items {
+                        let id = item.get_ref().get("id").and_then(|v| v.get_ref().as_str()).map(str::to_owned);
                         match parse_step(path, text, item, diags) {
                             Some(s) => steps.push(s),
-                            None => clean = false,
+                            None => broken.push(id.unwrap_or_default()),
                         }
                     }
                 }
@@ -337,7 +348,7 @@ fn parse_workflow<'a>(path: &'a str, text: &'a str, diags: &mut Diagnostics) -> 
         );
         clean = false;
     }
-    Some(ParsedFile { path, text, unit, header, steps, clean })
+    Some(ParsedFile { path, text, unit, header, steps, clean, broken })
 }
 
 trait FromDe: Sized {
@@ -673,7 +684,9 @@ fn compile(
     };
 
     // Steps.
-    let step_ids: Vec<&str> = steps.iter().map(|s| s.common.id.get_ref().as_str()).collect();
+    let broken: Vec<&str> = chain.iter().flat_map(|&i| parsed[i].broken.iter().map(String::as_str)).collect();
+    let step_ids: Vec<&str> =
+        steps.iter().map(|s| s.common.id.get_ref().as_str()).chain(broken.iter().copied()).collect();
     let mut compiled: Vec<StepDef> = Vec::new();
     let mut effective_steps = Vec::new();
     for raw in &steps {
@@ -724,9 +737,7 @@ fn compile(
             }
         }
         // Guard.
-        let mut names = SCRIPT_VARS.to_vec();
-        names.retain(|_| true);
-        let guard = c.guard.as_ref().and_then(|g| compile_script(sandbox, p.path, p.text, g, &names, diags));
+        let guard = c.guard.as_ref().and_then(|g| compile_script(sandbox, p.path, p.text, g, diags));
         // Deadline.
         let deadline = c.deadline.as_ref().and_then(|d| {
             let dd = d.get_ref();
@@ -735,7 +746,7 @@ fn compile(
                     .map_err(|(code, msg, hint)| diags.push(code, &at(a.span()), Some(p.text), msg, hint))
                     .ok()
             });
-            let compute = dd.compute.as_ref().and_then(|s| compile_script(sandbox, p.path, p.text, s, &names, diags));
+            let compute = dd.compute.as_ref().and_then(|s| compile_script(sandbox, p.path, p.text, s, diags));
             if dd.after.is_some() == dd.compute.is_some() {
                 diags.push(
                     Code::BadDuration,
@@ -903,7 +914,7 @@ fn compile(
             file: p.path.to_owned(),
         });
     }
-    if compiled.len() != steps.len() || diags.has_errors() {
+    if compiled.len() != steps.len() || !broken.is_empty() || diags.has_errors() {
         return None;
     }
     let index: HashMap<String, usize> = compiled.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
@@ -999,15 +1010,11 @@ fn compile_script(
     path: &str,
     text: &str,
     src: &Spanned<String>,
-    names: &[&str],
     diags: &mut Diagnostics,
 ) -> Option<crate::script::Script> {
-    let mut lists = BTreeMap::new();
-    let mut used = BTreeSet::new();
-    let files = FileSet::new();
-    let params = IndexMap::new();
-    let roles = IndexMap::new();
-    let cx = CompileCx {
+    let (files, params, roles) = (FileSet::new(), IndexMap::new(), IndexMap::new());
+    let (mut lists, mut used) = (BTreeMap::new(), BTreeSet::new());
+    let mut cx = CompileCx {
         step_id: "",
         file: path,
         text,
@@ -1021,17 +1028,7 @@ fn compile_script(
         outcomes_in_on: Vec::new(),
         has_deadline: false,
     };
-    let origin = cx.script_origin(&src.span());
-    match sandbox.compile(src.get_ref(), origin, names) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            let (file, line, col) = e.position.clone().unwrap_or((path.to_owned(), 0, 0));
-            let hint =
-                e.message.contains("Variable not found").then(|| format!("scripts here can use: {}", names.join(", ")));
-            diags.push_at(Code::ScriptSyntax, &file, line, col, format!("script error: {}", e.message), hint);
-            None
-        }
-    }
+    cx.script(src, &[])
 }
 
 fn check_param(ty: ParamType, v: &toml::Value, decl: &ParamDecl) -> Result<Value, String> {
