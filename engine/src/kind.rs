@@ -230,7 +230,8 @@ impl ActionSpec {
                     field: Some(k.clone()),
                 });
             };
-            if !f.ty.accepts(v) && !(v.is_null() && !f.required) {
+            let optional_null = v.is_null() && !f.required;
+            if !(f.ty.accepts(v) || optional_null) {
                 return Err(StepError::Refused {
                     message: format!("field `{k}` must be {}", f.ty.describe()),
                     field: Some(k.clone()),
@@ -335,11 +336,11 @@ pub struct NumberRequest {
 impl NumberRequest {
     pub fn render(&self, n: i64) -> String {
         let mut out = self.format.clone();
-        if let Some(start) = out.find("{n:") {
-            if let Some(end) = out[start..].find('}') {
-                let width: usize = out[start + 3..start + end].parse().unwrap_or(0);
-                out.replace_range(start..start + end + 1, &format!("{n:0width$}"));
-            }
+        if let Some(start) = out.find("{n:")
+            && let Some(end) = out[start..].find('}')
+        {
+            let width: usize = out[start + 3..start + end].parse().unwrap_or(0);
+            out.replace_range(start..start + end + 1, &format!("{n:0width$}"));
         }
         out.replace("{n}", &n.to_string())
     }
