@@ -32,10 +32,63 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Serve the HTTP admin API on the embedded SQLite database, watching the workflows folder.
+    Serve(ServeArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print the JSON Schema of workflow files (for editors).
     Schema,
     /// List the step kinds this build provides.
     Kinds,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The workflows folder.
+    #[arg(long, env = "YISHI_WORKFLOWS", default_value = "workflows")]
+    pub workflows: PathBuf,
+    /// The database file (created on first run).
+    #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+    pub db: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "YISHI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Do not watch the workflows folder (reload with SIGHUP or the API instead).
+    #[arg(long)]
+    pub no_watch: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print it (it is shown only once).
+    Create {
+        /// Who holds it; recorded as the actor of everything done with it.
+        #[arg(long)]
+        name: String,
+        /// admin (everything), operator (start cases and act), viewer (read).
+        #[arg(long, value_parser = ["admin", "operator", "viewer"])]
+        role: String,
+        /// `*` for all units, or a unit path (the unit and every unit below it).
+        #[arg(long, default_value = "*")]
+        scope: String,
+        /// Workflow roles the holder acts with, comma separated (e.g. `street_office`).
+        #[arg(long, value_delimiter = ',')]
+        acts_as: Vec<String>,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: PathBuf,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: PathBuf,
+    },
+    /// Revoke a token; it stops working at once.
+    Revoke {
+        id: i64,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -48,6 +101,22 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { dir, format } => check_cmd(&dir, format),
         Command::Test { dir, format } => test_cmd(&dir, format),
+        Command::Serve(args) => runtime()
+            .and_then(|rt| rt.block_on(crate::serve::serve(args)).map_err(|e| format!("yishi serve: {e}")))
+            .map_or_else(
+                |e| {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                },
+                |()| ExitCode::SUCCESS,
+            ),
+        Command::Token(cmd) => match runtime().and_then(|rt| rt.block_on(token_cmd(cmd))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("yishi token: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Schema => {
             println!(
                 "{}",
@@ -109,7 +178,7 @@ fn test_cmd(dir: &Path, format: Format) -> ExitCode {
     };
     let registry = crate::registry();
     let catalog = check(&files, &registry, &Arc::new(Sandbox::default()));
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("yishi test: {e}");
@@ -139,4 +208,61 @@ fn test_cmd(dir: &Path, format: Format) -> ExitCode {
         }
     }
     if failed > 0 || catalog.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
+}
+
+async fn token_cmd(cmd: TokenCommand) -> Result<(), String> {
+    use yishi_engine::store::{NewToken, Store};
+    let db = match &cmd {
+        TokenCommand::Create { db, .. } | TokenCommand::List { db } | TokenCommand::Revoke { db, .. } => db.clone(),
+    };
+    let store =
+        yishi_engine::store::sqlite::SqliteStore::open(&db).await.map_err(|e| format!("{}: {e}", db.display()))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    match cmd {
+        TokenCommand::Create { name, role, scope, acts_as, .. } => {
+            let (token, key_id, hash) = crate::server::auth::new_token();
+            let id = store
+                .add_token(
+                    &NewToken {
+                        name: &name,
+                        key_id: &key_id,
+                        secret_hash: &hash,
+                        role: &role,
+                        scope: &scope,
+                        acts_as: &acts_as,
+                    },
+                    now,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("token {id} for `{name}` ({role}, scope {scope}); keep it secret, it is not shown again:");
+            println!("{token}");
+        }
+        TokenCommand::List { .. } => {
+            for t in store.tokens().await.map_err(|e| e.to_string())? {
+                let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
+                println!(
+                    "{:>4}  {:<20} {:<8} {:<30} {:<8} acts as [{}]",
+                    t.id,
+                    t.name,
+                    t.role,
+                    t.scope,
+                    state,
+                    t.acts_as.join(", ")
+                );
+            }
+        }
+        TokenCommand::Revoke { id, .. } => {
+            if !store.revoke_token(id, now).await.map_err(|e| e.to_string())? {
+                return Err(format!("no active token {id}"));
+            }
+            eprintln!("token {id} revoked");
+        }
+    }
+    store.close().await;
+    Ok(())
 }

@@ -1,6 +1,10 @@
 //! Yishi (议事): the `yishi` binary's library: command line, HTTP admin API, file watching.
 
 pub mod cli;
+pub mod reload;
+pub mod serve;
+pub mod server;
+pub mod webhook;
 
 /// The plain list of every step kind this build knows: the engine's control flow plus the
 /// governance plugins.

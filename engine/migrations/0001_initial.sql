@@ -67,9 +67,11 @@ CREATE TABLE idempotency (
 CREATE TABLE api_tokens (
     id          INTEGER PRIMARY KEY,
     name        TEXT    NOT NULL,
-    secret_hash TEXT    NOT NULL UNIQUE,
-    role        TEXT    NOT NULL,
-    scope       TEXT    NOT NULL,
+    key_id      TEXT    NOT NULL UNIQUE,   -- the public part of the token, to look it up
+    secret_hash TEXT    NOT NULL,          -- SHA-256 of the secret part, compared in constant time
+    role        TEXT    NOT NULL,          -- admin, operator or viewer
+    scope       TEXT    NOT NULL,          -- '*' or a unit path (covers the units below it)
+    acts_as     TEXT    NOT NULL,          -- JSON: workflow roles the holder acts with
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER
 );

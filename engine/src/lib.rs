@@ -11,6 +11,7 @@ pub mod calendar;
 pub mod check;
 pub mod clock;
 pub mod definition;
+pub mod describe;
 pub mod diag;
 pub mod duration;
 pub mod files;

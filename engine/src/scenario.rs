@@ -209,7 +209,9 @@ async fn play(
     let clock = Arc::new(ManualClock::new(start));
     let store = SqliteStore::memory().await.map_err(|e| e.to_string())?;
     let engine =
-        Engine::new(store, registry.clone(), clock.clone(), Config::default()).await.map_err(|e| e.to_string())?;
+        Engine::new(store, registry.clone(), clock.clone(), Config { log_activity: false, ..Config::default() })
+            .await
+            .map_err(|e| e.to_string())?;
     // Only this workflow and the ones it may start (follow-ups of the same unit) are needed.
     let mut sub = Catalog { units: catalog.units.clone(), ..Catalog::default() };
     for (k, d) in &catalog.definitions {

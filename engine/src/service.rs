@@ -142,6 +142,11 @@ pub struct InstanceView {
 }
 
 impl InstanceView {
+    /// The view of a stored instance.
+    pub fn of_row(row: &InstanceRow) -> Self {
+        Self::of(row)
+    }
+
     fn of(row: &InstanceRow) -> Self {
         InstanceView {
             id: row.id,
@@ -189,11 +194,13 @@ pub struct Config {
     pub cache_instances: usize,
     /// Timers fired concurrently.
     pub timer_concurrency: usize,
+    /// Log notices and refused actions (off for scenario runs, which simulate cases).
+    pub log_activity: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_batch: 1024, cache_instances: 100_000, timer_concurrency: 256 }
+        Config { max_batch: 1024, cache_instances: 100_000, timer_concurrency: 256, log_activity: true }
     }
 }
 
@@ -485,7 +492,7 @@ impl<S: Store> Engine<S> {
                 |sp| serde_json::json!({ "kind": "spawn", "workflow": sp.workflow, "data": sp.data, "parent": id }),
             ),
         );
-        for n in &t.notices {
+        for n in t.notices.iter().filter(|_| self.config.log_activity) {
             tracing::info!(target: "yishi::notice", instance = id, topic = %n.topic, to = ?n.to, "{}", n.message);
         }
         Commit {
@@ -585,7 +592,9 @@ impl<S: Store> Engine<S> {
             Err(e) => {
                 let err = run_error(e);
                 let step = req.step.clone().or_else(|| row.state.tokens.first().map(|t| t.step.clone()));
-                tracing::info!(instance = id, action = %req.action, actor = %req.actor.id, reason = %err, "action refused");
+                if self.config.log_activity {
+                    tracing::info!(instance = id, action = %req.action, actor = %req.actor.id, reason = %err, "action refused");
+                }
                 if matches!(err, EngineError::ScriptFailed(_)) {
                     self.metrics.actions_failed.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -1068,7 +1077,9 @@ impl<S: Store> Engine<S> {
                     let system = Actor { id: "yishi".into(), roles: Vec::new() };
                     match self.start(&workflow, data, &system, Some(&format!("spawn:{}", item.id))).await {
                         Ok(v) => {
-                            tracing::info!(parent = item.instance_id, child = v.id, workflow = %workflow, "started a linked case");
+                            if self.config.log_activity {
+                                tracing::info!(parent = item.instance_id, child = v.id, workflow = %workflow, "started a linked case");
+                            }
                             Ok(())
                         }
                         Err(e) => Err(e.to_string()),

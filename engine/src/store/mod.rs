@@ -142,8 +142,25 @@ pub struct TokenRow {
     pub name: String,
     pub role: String,
     pub scope: String,
+    /// Workflow roles the holder acts with (e.g. `street_office`).
+    pub acts_as: Vec<String>,
+    /// SHA-256 of the secret (never the secret).
+    #[serde(skip)]
+    pub secret_hash: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+}
+
+/// A token to store: its name (recorded as the actor of what it does), the hash of its
+/// secret, its API role, its scope and the workflow roles its holder acts with.
+#[derive(Clone, Debug)]
+pub struct NewToken<'a> {
+    pub name: &'a str,
+    pub key_id: &'a str,
+    pub secret_hash: &'a str,
+    pub role: &'a str,
+    pub scope: &'a str,
+    pub acts_as: &'a [String],
 }
 
 /// A notice waiting in the outbox.
@@ -188,15 +205,8 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a timer that turned out to be void.
     fn drop_timer(&self, t: &TimerRow) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn timers_of(&self, instance_id: i64) -> impl Future<Output = Result<Vec<TimerRow>, StoreError>> + Send;
-    fn add_token(
-        &self,
-        name: &str,
-        secret_hash: &str,
-        role: &str,
-        scope: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
-    fn token_by_hash(&self, secret_hash: &str) -> impl Future<Output = Result<Option<TokenRow>, StoreError>> + Send;
+    fn add_token(&self, token: &NewToken<'_>, now: i64) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    fn token_by_key(&self, key_id: &str) -> impl Future<Output = Result<Option<TokenRow>, StoreError>> + Send;
     fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRow>, StoreError>> + Send;
     fn revoke_token(&self, id: i64, now: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn pending_outbox(&self, now: i64, limit: u32) -> impl Future<Output = Result<Vec<OutboxRow>, StoreError>> + Send;

@@ -622,31 +622,24 @@ impl Store for SqliteStore {
         rows.iter().map(timer_row).collect::<Result<_, _>>().map_err(map_err)
     }
 
-    async fn add_token(
-        &self,
-        name: &str,
-        secret_hash: &str,
-        role: &str,
-        scope: &str,
-        now: i64,
-    ) -> Result<i64, StoreError> {
-        sqlx::query_scalar(
-            "INSERT INTO api_tokens (name, secret_hash, role, scope, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(name)
-        .bind(secret_hash)
-        .bind(role)
-        .bind(scope)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)
+    async fn add_token(&self, t: &NewToken<'_>, now: i64) -> Result<i64, StoreError> {
+        sqlx::query_scalar("INSERT INTO api_tokens (name, key_id, secret_hash, role, scope, acts_as, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id")
+            .bind(t.name)
+            .bind(t.key_id)
+            .bind(t.secret_hash)
+            .bind(t.role)
+            .bind(t.scope)
+            .bind(serde_json::to_string(t.acts_as).unwrap_or_else(|_| "[]".into()))
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
     }
 
-    async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+    async fn token_by_key(&self, key_id: &str) -> Result<Option<TokenRow>, StoreError> {
         let r =
-            sqlx::query("SELECT id, name, role, scope, created_at, revoked_at FROM api_tokens WHERE secret_hash = ?")
-                .bind(secret_hash)
+            sqlx::query("SELECT id, name, role, scope, acts_as, secret_hash, created_at, revoked_at FROM api_tokens WHERE key_id = ?")
+                .bind(key_id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(map_err)?;
@@ -654,10 +647,12 @@ impl Store for SqliteStore {
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, role, scope, created_at, revoked_at FROM api_tokens ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let rows = sqlx::query(
+            "SELECT id, name, role, scope, acts_as, secret_hash, created_at, revoked_at FROM api_tokens ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
         rows.iter().map(token_row).collect::<Result<_, _>>().map_err(map_err)
     }
 
@@ -732,11 +727,14 @@ fn timer_row(r: &SqliteRow) -> Result<TimerRow, sqlx::Error> {
 }
 
 fn token_row(r: &SqliteRow) -> Result<TokenRow, sqlx::Error> {
+    let acts_as: String = r.try_get("acts_as")?;
     Ok(TokenRow {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         role: r.try_get("role")?,
         scope: r.try_get("scope")?,
+        acts_as: serde_json::from_str(&acts_as).unwrap_or_default(),
+        secret_hash: r.try_get("secret_hash")?,
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
     })
