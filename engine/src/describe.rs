@@ -165,8 +165,8 @@ pub fn mermaid(def: &Value) -> String {
         if let Some(next) = s.get("next").and_then(Value::as_str) {
             out.push_str(&format!("    {from} --> {}\n", node_id(next)));
         }
-        match s.get("branches") {
-            Some(Value::Array(b)) => {
+        if let Some(Value::Array(b)) = s.get("branches") {
+            {
                 for br in b {
                     let (to, when) = match br {
                         Value::String(t) => (t.as_str(), None),
@@ -181,7 +181,6 @@ pub fn mermaid(def: &Value) -> String {
                     }
                 }
             }
-            _ => {}
         }
         if let Some(body) = s.get("body").and_then(Value::as_str) {
             out.push_str(&format!("    {from} -- \"each item\" --> {}\n", node_id(body)));
