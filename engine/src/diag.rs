@@ -9,7 +9,7 @@ use serde::Serialize;
 ///
 /// `Y00xx`: file and syntax problems; `Y01xx`: structure and references; `Y02xx`: graph
 /// problems; `Y03xx`: scripts; `Y04xx`: step-kind settings; `Y05xx`: layering; `Y06xx`: scenarios.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Code {
     /// The file could not be read.
     Unreadable,
@@ -96,6 +96,12 @@ impl Code {
             Code::ScenarioFailed => "Y0601",
             Code::BadScenario => "Y0602",
         }
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

@@ -1,0 +1,303 @@
+//! The HTTP API, in process: access control on every route, problem details for bad input,
+//! conflicts and idempotency.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use yishi::reload::Reloader;
+use yishi::server::auth::new_token;
+use yishi::server::{AppState, router};
+use yishi_engine::clock::SystemClock;
+use yishi_engine::service::{Config, Engine};
+use yishi_engine::store::sqlite::SqliteStore;
+use yishi_engine::store::{NewToken, Store};
+
+struct Api {
+    app: Router,
+    engine: Arc<Engine<SqliteStore>>,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let store = SqliteStore::memory().await.unwrap();
+        let engine = Engine::new(
+            store,
+            yishi::registry(),
+            Arc::new(SystemClock),
+            Config { log_activity: false, ..Config::default() },
+        )
+        .await
+        .unwrap();
+        let reloader = Arc::new(Reloader::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"), engine.clone()));
+        assert!(reloader.reload("test").await.unwrap().ok);
+        Api { app: router(AppState::new(engine.clone(), reloader)), engine }
+    }
+
+    async fn token(&self, role: &str, scope: &str, acts_as: &[&str]) -> String {
+        let (token, key_id, hash) = new_token();
+        let acts: Vec<String> = acts_as.iter().map(|s| (*s).to_owned()).collect();
+        self.engine
+            .store()
+            .add_token(
+                &NewToken {
+                    name: &format!("{role}@{scope}"),
+                    key_id: &key_id,
+                    secret_hash: &hash,
+                    role,
+                    scope,
+                    acts_as: &acts,
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        token
+    }
+
+    async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        self.raw(method, uri, token, body.map(|b| ("application/json", b.to_string())), &[]).await
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<(&str, String)>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some((ct, b)) => req.header("content-type", ct).body(Body::from(b)).unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        if status.is_client_error() || status.is_server_error() {
+            assert!(
+                ct.starts_with("application/problem+json"),
+                "{status} {uri} answered {ct}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, v)
+    }
+}
+
+const GARDEN: &str = "chengguan/tianshuinanlu/garden";
+const LIUHANGLI: &str = "pingcheng/yongtai/liuhangli/proposal";
+
+#[tokio::test]
+async fn health_needs_no_token_and_the_api_does() {
+    let api = Api::new().await;
+    assert_eq!(api.call("GET", "/healthz", None, None).await.0, StatusCode::OK);
+    assert_eq!(api.call("GET", "/readyz", None, None).await.0, StatusCode::OK);
+    assert_eq!(api.call("GET", "/metrics", None, None).await.0, StatusCode::OK);
+    let (s, v) = api.call("GET", "/api/v1/instances", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["code"], "unauthorized");
+    assert_eq!(api.call("GET", "/api/v1/instances", Some("yishi_0000_nope"), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.call("GET", "/api/v1/nowhere", None, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(api.call("GET", "/nowhere", None, None).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_revoked_token_stops_working_at_once() {
+    let api = Api::new().await;
+    let t = api.token("viewer", "*", &[]).await;
+    assert_eq!(api.call("GET", "/api/v1/whoami", Some(&t), None).await.0, StatusCode::OK);
+    let id = api.engine.store().tokens().await.unwrap().last().unwrap().id;
+    assert!(api.engine.store().revoke_token(id, 1).await.unwrap());
+    let (s, v) = api.call("GET", "/api/v1/whoami", Some(&t), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["detail"].as_str().unwrap().contains("revoked"));
+}
+
+#[tokio::test]
+async fn every_route_refuses_what_the_role_or_scope_does_not_allow_and_changes_nothing() {
+    let api = Api::new().await;
+    let admin = api.token("admin", "*", &[]).await;
+    let viewer = api.token("viewer", "*", &[]).await;
+    let chengguan_op = api.token("operator", "chengguan", &["staff", "resident"]).await;
+    let (s, garden) = api.call("POST", "/api/v1/instances", Some(&admin), Some(json!({"workflow": GARDEN}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{garden}");
+    let (_, pc) = api.call("POST", "/api/v1/instances", Some(&admin), Some(json!({"workflow": LIUHANGLI}))).await;
+    let (g, p) = (garden["id"].as_i64().unwrap(), pc["id"].as_i64().unwrap());
+    let history_len = |id: i64| {
+        let store = api.engine.store().clone();
+        async move { store.history(id).await.unwrap().len() }
+    };
+    let before = (history_len(g).await, history_len(p).await);
+
+    // A viewer reads but may not start, act, cancel, migrate, reload or validate.
+    assert_eq!(api.call("GET", &format!("/api/v1/instances/{g}"), Some(&viewer), None).await.0, StatusCode::OK);
+    for (m, uri, body) in [
+        ("POST", "/api/v1/instances".to_owned(), json!({"workflow": GARDEN})),
+        (
+            "POST",
+            format!("/api/v1/instances/{g}/actions"),
+            json!({"action": "submit", "payload": {"title": "x", "channel": "visit"}}),
+        ),
+        ("POST", format!("/api/v1/instances/{g}/cancel"), json!({"reason": "x"})),
+        ("POST", format!("/api/v1/instances/{g}/migrate"), json!({"to_version": 1})),
+        ("POST", "/api/v1/reload".to_owned(), json!({})),
+        ("POST", "/api/v1/validate".to_owned(), json!({"path": "chengguan/x.toml", "text": ""})),
+    ] {
+        let (s, v) = api.call(m, &uri, Some(&viewer), Some(body)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "viewer {m} {uri}: {v}");
+    }
+    // An operator may not cancel, migrate or reload.
+    for (uri, body) in [
+        (format!("/api/v1/instances/{g}/cancel"), json!({"reason": "x"})),
+        (format!("/api/v1/instances/{g}/migrate"), json!({"to_version": 1})),
+        ("/api/v1/reload".to_owned(), json!({})),
+    ] {
+        assert_eq!(
+            api.call("POST", &uri, Some(&chengguan_op), Some(body)).await.0,
+            StatusCode::FORBIDDEN,
+            "operator {uri}"
+        );
+    }
+    // Outside its scope, everything looks like nothing.
+    for (m, uri, body) in [
+        ("GET", format!("/api/v1/instances/{p}"), None),
+        ("GET", format!("/api/v1/instances/{p}/history"), None),
+        (
+            "POST",
+            format!("/api/v1/instances/{p}/actions"),
+            Some(json!({"action": "submit", "payload": {"title": "x", "channel": "visit"}})),
+        ),
+        ("POST", "/api/v1/instances".to_owned(), Some(json!({"workflow": LIUHANGLI}))),
+        ("GET", format!("/api/v1/workflows/{LIUHANGLI}"), None),
+        ("GET", format!("/api/v1/workflows/{LIUHANGLI}/versions"), None),
+        ("GET", "/api/v1/instances?unit=pingcheng".to_owned(), None),
+        ("POST", "/api/v1/validate".to_owned(), Some(json!({"path": "pingcheng/x.toml", "text": ""}))),
+    ] {
+        let (s, v) = api.call(m, &uri, Some(&chengguan_op), body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "out of scope {m} {uri}: {v}");
+    }
+    // Listings show only what is in scope.
+    let (_, list) = api.call("GET", "/api/v1/instances", Some(&chengguan_op), None).await;
+    let ids: Vec<i64> = list["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [g]);
+    let (_, units) = api.call("GET", "/api/v1/communities", Some(&chengguan_op), None).await;
+    assert!(units["items"].as_array().unwrap().iter().all(|u| u["path"].as_str().unwrap().starts_with("chengguan")));
+    let (_, wfs) = api.call("GET", "/api/v1/workflows", Some(&chengguan_op), None).await;
+    assert!(wfs["items"].as_array().unwrap().iter().all(|w| w["unit"].as_str().unwrap().starts_with("chengguan")));
+    assert_eq!((history_len(g).await, history_len(p).await), before, "refused requests changed nothing");
+    // In scope, the operator acts, recorded as itself and on behalf of the resident.
+    let (s, v) = api.call("POST", &format!("/api/v1/instances/{g}/actions"), Some(&chengguan_op), Some(json!({"action": "submit", "payload": {"title": "garden", "channel": "visit"}, "on_behalf_of": {"id": "res-1", "roles": ["resident"]}}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let h = api.engine.store().history(g).await.unwrap();
+    let action = h
+        .iter()
+        .find(|e| e.event.kind() == "action" && serde_json::to_value(&e.event).unwrap()["action"] == "submit")
+        .unwrap();
+    let a = serde_json::to_value(&action.event).unwrap();
+    assert_eq!(a["actor"]["id"], "operator@chengguan");
+    assert_eq!(a["on_behalf_of"]["id"], "res-1");
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_4xx() {
+    let api = Api::new().await;
+    let t = api.token("admin", "*", &["staff"]).await;
+    let (_, c) = api.call("POST", "/api/v1/instances", Some(&t), Some(json!({"workflow": GARDEN}))).await;
+    let id = c["id"].as_i64().unwrap();
+    let uri = format!("/api/v1/instances/{id}/actions");
+    let (s, v) = api.raw("POST", &uri, Some(&t), Some(("application/json", "{\"action\": ".into())), &[]).await;
+    assert_eq!((s, v["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
+    let (s, _) = api.raw("POST", &uri, Some(&t), Some(("text/plain", "{}".into())), &[]).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (s, v) = api.call("POST", &uri, Some(&t), Some(json!({"action": "submit", "colour": "red"}))).await;
+    assert_eq!((s, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")), "{v}");
+    let (s, v) = api
+        .call("POST", &uri, Some(&t), Some(json!({"action": "submit", "payload": {"title": "x", "channel": "pigeon"}})))
+        .await;
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("channel")), "{v}");
+    let big = "x".repeat(400 * 1024);
+    let (s, _) = api.call("POST", &uri, Some(&t), Some(json!({"action": "submit", "payload": {"title": big}}))).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(api.call("GET", "/api/v1/instances?limit=100000", Some(&t), None).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(api.call("GET", "/api/v1/instances?colour=red", Some(&t), None).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(api.call("GET", "/api/v1/instances/abc", Some(&t), None).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(api.call("GET", "/api/v1/instances/999999", Some(&t), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.call("POST", "/api/v1/instances", Some(&t), Some(json!({"workflow": "no/such"}))).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, v) = api.call("POST", "/api/v1/instances", Some(&t), Some(json!({"workflow": "pingcheng/proposal"}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "an abstract template cannot start: {v}");
+    let (s, v) =
+        api.call("POST", "/api/v1/validate", Some(&t), Some(json!({"path": "../../etc/passwd", "text": ""}))).await;
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("path")));
+}
+
+#[tokio::test]
+async fn stale_revisions_conflict_and_idempotency_keys_apply_once() {
+    let api = Api::new().await;
+    let t = api.token("operator", "*", &["staff", "resident"]).await;
+    let (_, c) = api.call("POST", "/api/v1/instances", Some(&t), Some(json!({"workflow": GARDEN}))).await;
+    let id = c["id"].as_i64().unwrap();
+    let uri = format!("/api/v1/instances/{id}/actions");
+    let submit = json!({"action": "submit", "payload": {"title": "garden", "channel": "visit"}});
+    let (s, v) =
+        api.raw("POST", &uri, Some(&t), Some(("application/json", submit.to_string())), &[("if-match", "\"7\"")]).await;
+    assert_eq!((s, v["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{v}");
+    let (s1, v1) = api
+        .raw("POST", &uri, Some(&t), Some(("application/json", submit.to_string())), &[("idempotency-key", "k1")])
+        .await;
+    let (s2, v2) = api
+        .raw("POST", &uri, Some(&t), Some(("application/json", submit.to_string())), &[("idempotency-key", "k1")])
+        .await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(v1, v2);
+    let submits = api
+        .engine
+        .store()
+        .history(id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| serde_json::to_value(&e.event).unwrap()["action"] == "submit")
+        .count();
+    assert_eq!(submits, 1, "a retried action applies once");
+    let (s, _) =
+        api.raw("POST", &uri, Some(&t), Some(("application/json", submit.to_string())), &[("if-match", "\"2\"")]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "the same action again is refused: submit is no longer accepted");
+}
+
+#[tokio::test]
+async fn workflows_show_versions_diagrams_and_the_effective_definition() {
+    let api = Api::new().await;
+    let t = api.token("viewer", "*", &[]).await;
+    let (s, v) = api.call("GET", &format!("/api/v1/workflows/{LIUHANGLI}"), Some(&t), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let steps: Vec<&str> =
+        v["definition"]["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert!(steps.contains(&"opinion_before") && steps.contains(&"who_decides"), "layered steps: {steps:?}");
+    assert_eq!(v["definition"]["params"]["quorum"]["value"], 0.6);
+    let (s, v) = api.call("GET", &format!("/api/v1/workflows/{LIUHANGLI}/versions"), Some(&t), None).await;
+    assert_eq!((s, v["items"][0]["version"].as_i64()), (StatusCode::OK, Some(1)));
+    let (s, v) = api.call("GET", &format!("/api/v1/workflows/{LIUHANGLI}/diagram"), Some(&t), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v.as_str().unwrap().starts_with("flowchart TD"));
+    let (s, v) = api.call("GET", &format!("/api/v1/workflows/{LIUHANGLI}/diff?from=1&to=1"), Some(&t), None).await;
+    assert_eq!((s, v["changes"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+}

@@ -1,0 +1,256 @@
+//! End-to-end tests of the `yishi` binary: hot reload from the file system, deadlines across a
+//! SIGKILL, graceful shutdown. Each test runs its own server on a free port in a temp folder,
+//! and waits by polling with a deadline.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    dir: PathBuf,
+    base: String,
+    token: String,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target)
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+async fn poll<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+impl Server {
+    async fn start(dir: &Path, token: Option<String>) -> Server {
+        let out = std::fs::File::create(dir.join("out.log")).unwrap();
+        let err = std::fs::File::create(dir.join("err.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_yishi"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap();
+        let dir = dir.to_owned();
+        let base = poll("the server to listen", Duration::from_secs(60), async || {
+            let log = std::fs::read_to_string(dir.join("out.log")).ok()?;
+            let at = log.find("serving http://")? + "serving ".len();
+            Some(log[at..].split_whitespace().next()?.trim_end_matches("/api/v1").to_owned())
+        })
+        .await;
+        let token = match token {
+            Some(t) => t,
+            None => {
+                let err = std::fs::read_to_string(dir.join("err.log")).unwrap();
+                err.split_whitespace().find(|w| w.starts_with("yishi_")).expect("first-run token").to_owned()
+            }
+        };
+        Server { child, dir, base, token }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token));
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req.body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default()))).unwrap();
+        let resp = client.request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    fn kill(mut self) -> PathBuf {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+        self.dir.clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes like an editor that saves through a temporary file and a rename.
+fn save(path: &Path, text: &str) {
+    let tmp = path.with_extension("toml.tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_reload_activates_good_saves_and_keeps_the_last_good_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wf = tmp.path().join("workflows");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/chengguan"), &wf.join("chengguan"));
+    let s = Server::start(tmp.path(), None).await;
+    let key = "chengguan/tianshuinanlu/garden";
+    let file = wf.join("chengguan/tianshuinanlu/garden.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let (st, case) = s.call("POST", "/api/v1/instances", Some(json!({"workflow": key}))).await;
+    assert_eq!(st, 201, "{case}");
+    let v1 = case["version"].as_i64().unwrap();
+    let versions = async |s: &Server| {
+        s.call("GET", &format!("/api/v1/workflows/{key}/versions"), None).await.1["items"].as_array().unwrap().len()
+    };
+    let generation = async |s: &Server| s.call("GET", "/api/v1/reload", None).await.1["generation"].as_i64().unwrap();
+
+    // A good save becomes version 2; the running case stays on version 1.
+    let g0 = generation(&s).await;
+    save(&file, &original.replace("value = 10", "value = 12"));
+    poll("version 2", Duration::from_secs(30), async || (versions(&s).await == 2).then_some(())).await;
+    let (_, one) = s.call("GET", &format!("/api/v1/instances/{}", case["id"]), None).await;
+    assert_eq!(one["instance"]["version"].as_i64(), Some(v1));
+    let (_, diff) = s.call("GET", &format!("/api/v1/workflows/{key}/diff?from=1&to=2"), None).await;
+    assert_eq!(diff["changes"][0]["text"], "param `min_attendance` changed from 10 to 12", "{diff}");
+
+    // A broken save (truncate, then write) changes nothing that runs; the diagnostics are reported.
+    let g1 = poll("the reload", Duration::from_secs(30), async || {
+        let g = generation(&s).await;
+        (g > g0).then_some(g)
+    })
+    .await;
+    std::fs::write(&file, "").unwrap();
+    std::fs::write(&file, original.replace("kind = \"vote\"", "kind = \"vot\"")).unwrap();
+    let status = poll("a failed reload", Duration::from_secs(30), async || {
+        let (_, r) = s.call("GET", "/api/v1/reload", None).await;
+        (r["generation"].as_i64().unwrap() > g1 && r["last"]["ok"] == false).then_some(r)
+    })
+    .await;
+    let d = &status["diagnostics"][0];
+    assert_eq!(
+        (d["code"].as_str(), d["file"].as_str()),
+        (Some("Y0105"), Some("chengguan/tianshuinanlu/garden.toml")),
+        "{status}"
+    );
+    assert!(d["line"].as_u64().unwrap() > 0);
+    assert_eq!(versions(&s).await, 2);
+    let (st, _) = s.call("POST", "/api/v1/instances", Some(json!({"workflow": key}))).await;
+    assert_eq!(st, 201, "the last good version still starts cases");
+
+    // A save whose scenario fails (the 25-person meeting would not reach 30) is not activated.
+    save(&file, &original.replace("value = 10", "value = 30"));
+    let status = poll("the scenario gate", Duration::from_secs(30), async || {
+        let (_, r) = s.call("GET", "/api/v1/reload", None).await;
+        (r["last"]["scenarios_failed"].as_i64() == Some(1)).then_some(r)
+    })
+    .await;
+    assert!(status["diagnostics"].as_array().unwrap().iter().any(|d| d["code"] == "Y0601"), "{status}");
+    assert_eq!(versions(&s).await, 2);
+
+    // Fixing it activates version 3.
+    save(&file, &original.replace("value = 10", "value = 11"));
+    poll("version 3", Duration::from_secs(30), async || (versions(&s).await == 3).then_some(())).await;
+
+    // Deleting the file does not orphan running cases.
+    std::fs::remove_file(&file).unwrap();
+    poll("the removal", Duration::from_secs(30), async || {
+        let (_, w) = s.call("GET", "/api/v1/workflows", None).await;
+        (!w["items"].as_array().unwrap().iter().any(|i| i["key"] == key)).then_some(())
+    })
+    .await;
+    let (st, v) = s.call("POST", &format!("/api/v1/instances/{}/actions", case["id"]), Some(json!({"action": "submit", "payload": {"title": "garden", "channel": "visit"}, "on_behalf_of": {"id": "res-1", "roles": ["resident"]}}))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["active_steps"], json!(["small_stool"]));
+}
+
+const TIMED: &str = r#"
+id = "timed"
+[roles]
+staff = "staff"
+[[steps]]
+id = "wait"
+kind = "task"
+roles = ["staff"]
+actions.done = {}
+deadline = { after = "1s", outcome = "late" }
+on = { done = "finished", late = "expired" }
+[[steps]]
+id = "finished"
+kind = "end"
+outcome = "done"
+[[steps]]
+id = "expired"
+kind = "end"
+outcome = "expired"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deadlines_that_pass_while_the_server_is_down_fire_once_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("workflows/t")).unwrap();
+    std::fs::write(tmp.path().join("workflows/t/timed.toml"), TIMED).unwrap();
+    let s = Server::start(tmp.path(), None).await;
+    let token = s.token.clone();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (st, c) = s.call("POST", "/api/v1/instances", Some(json!({"workflow": "t/timed"}))).await;
+        assert_eq!(st, 201);
+        ids.push(c["id"].as_i64().unwrap());
+    }
+    let started = Instant::now();
+    let dir = s.kill();
+    poll("the deadline to pass while the server is down", Duration::from_secs(10), async || {
+        (started.elapsed() > Duration::from_millis(1500)).then_some(())
+    })
+    .await;
+    let s = Server::start(&dir, Some(token)).await;
+    for id in &ids {
+        let case = poll("the late deadline to fire", Duration::from_secs(20), async || {
+            let (_, c) = s.call("GET", &format!("/api/v1/instances/{id}"), None).await;
+            (c["instance"]["status"] == "completed").then_some(c)
+        })
+        .await;
+        assert_eq!(case["instance"]["outcome"], "expired");
+        let fired = case["history"].as_array().unwrap().iter().filter(|e| e["type"] == "timer_fired").count();
+        assert_eq!(fired, 1, "fires exactly once");
+        assert!(case["timers"].as_array().unwrap().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_server_gracefully() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("workflows/t")).unwrap();
+    std::fs::write(tmp.path().join("workflows/t/timed.toml"), TIMED).unwrap();
+    let mut s = Server::start(tmp.path(), None).await;
+    assert_eq!(s.call("GET", "/api/v1/whoami", None).await.0, 200);
+    let ok = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let status = poll("the server to exit", Duration::from_secs(20), async || s.child.try_wait().unwrap()).await;
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(tmp.path().join("out.log")).unwrap();
+    assert!(log.contains("stopped"), "{log}");
+}
