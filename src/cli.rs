@@ -37,6 +37,19 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Measure (release builds): prints `name value unit` lines.
+    Bench {
+        #[arg(value_enum)]
+        case: crate::bench::Case,
+        /// How many instances (or evaluations, or saves).
+        #[arg(long, default_value_t = 20_000)]
+        n: usize,
+        /// Concurrent clients (`concurrent`).
+        #[arg(long, default_value_t = 256)]
+        clients: usize,
+        #[arg(long, default_value = "workflows")]
+        workflows: PathBuf,
+    },
     /// Print the JSON Schema of workflow files (for editors).
     Schema,
     /// List the step kinds this build provides.
@@ -117,6 +130,15 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Bench { case, n, clients, workflows } => {
+            match runtime().and_then(|rt| rt.block_on(crate::bench::run(case, n, clients, workflows))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("yishi bench: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Schema => {
             println!(
                 "{}",

@@ -1,5 +1,6 @@
 //! Yishi (议事): the `yishi` binary's library: command line, HTTP admin API, file watching.
 
+pub mod bench;
 pub mod cli;
 pub mod reload;
 pub mod serve;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the peer engines' reference workflow (../shared/peers/run.sh: SpiffWorkflow, bpmn-engine,
+# acts; in memory) and Yishi's `reference` and `concurrent` cases (durable, SQLite) in the same
+# run, and prints each figure and the ratio of Yishi to each peer. Release build.
+#
+# Usage: benches/peers.sh [N]     (N instances; default 20000)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+peers=${PEERS_DIR:-$root/../shared/peers}
+N=${1:-20000}
+[ -x "$peers/run.sh" ] || { echo "peers not found at $peers (set PEERS_DIR)" >&2; exit 2; }
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+yishi="$root/target/release/yishi"
+
+echo "# $(date -u +%FT%TZ) commit $(git -C "$root" rev-parse --short HEAD) $(nproc) cores"
+peer_lines=$("$peers/run.sh" "$N")
+echo "$peer_lines"
+ref=$(cd "$root" && "$yishi" bench reference --n "$N" | tee /dev/stderr | awk '$1=="reference_instances_per_second"{print $2}')
+con=$(cd "$root" && "$yishi" bench concurrent --n "$N" | tee /dev/stderr | awk '$1=="concurrent_instances_per_second"{print $2}')
+echo "YISHI reference $ref"
+echo "YISHI concurrent $con"
+echo "$peer_lines" | while read -r _ name rate _; do
+  [ -n "${rate:-}" ] || continue
+  awk -v p="$name" -v r="$rate" -v a="$ref" -v b="$con" 'BEGIN { printf "ratio reference/%s %.2f\nratio concurrent/%s %.2f\n", p, a / r, p, b / r }'
+done
