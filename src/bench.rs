@@ -48,7 +48,7 @@ async fn engine(workflows: &Path, db_dir: &Path) -> Result<Arc<Engine<SqliteStor
     .map_err(|e| e.to_string())?;
     let files = FileSet::load_dir(workflows).map_err(|e| e.to_string())?;
     let report = engine.reload(&files).await.map_err(|e| e.to_string())?;
-    if engine.active().current.get("bench/reference").is_none() {
+    if !engine.active().current.contains_key("bench/reference") {
         return Err(format!(
             "bench/reference is not in {} (or has errors: {:?})",
             workflows.display(),
