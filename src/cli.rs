@@ -34,6 +34,22 @@ pub enum Command {
     },
     /// Serve the HTTP admin API on the embedded SQLite database, watching the workflows folder.
     Serve(ServeArgs),
+    /// List the stored versions of workflows and how many active cases each has.
+    Versions {
+        /// `unit/id` of one workflow (default: all).
+        workflow: Option<String>,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: PathBuf,
+    },
+    /// What changed between two versions of a workflow, in words.
+    Diff {
+        /// `unit/id` of the workflow.
+        workflow: String,
+        from: i64,
+        to: i64,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: PathBuf,
+    },
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -123,6 +139,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 },
                 |()| ExitCode::SUCCESS,
             ),
+        Command::Versions { workflow, db } => report(runtime().and_then(|rt| rt.block_on(versions_cmd(workflow, db)))),
+        Command::Diff { workflow, from, to, db } => {
+            report(runtime().and_then(|rt| rt.block_on(diff_cmd(workflow, from, to, db))))
+        }
         Command::Token(cmd) => match runtime().and_then(|rt| rt.block_on(token_cmd(cmd))) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -286,5 +306,70 @@ async fn token_cmd(cmd: TokenCommand) -> Result<(), String> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+fn report(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("yishi: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn open_existing(db: &Path) -> Result<yishi_engine::store::sqlite::SqliteStore, String> {
+    if !db.exists() {
+        return Err(format!("no database at {} (run `yishi serve` first, or pass --db)", db.display()));
+    }
+    yishi_engine::store::sqlite::SqliteStore::open(db).await.map_err(|e| format!("{}: {e}", db.display()))
+}
+
+async fn versions_cmd(workflow: Option<String>, db: PathBuf) -> Result<(), String> {
+    use yishi_engine::store::Store;
+    let store = open_existing(&db).await?;
+    let rows = store.versions(workflow.as_deref()).await.map_err(|e| e.to_string())?;
+    let counts = store.active_counts().await.map_err(|e| e.to_string())?;
+    if rows.is_empty() {
+        return Err(match workflow {
+            Some(w) => format!("no stored versions of `{w}`"),
+            None => "no stored versions".into(),
+        });
+    }
+    println!("{:<45} {:>7} {:>5} {:<12} {:<20} {:>6}", "workflow", "version", "id", "hash", "created", "active");
+    for r in rows {
+        let created = chrono::DateTime::from_timestamp_millis(r.created_at)
+            .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default();
+        println!(
+            "{:<45} {:>7} {:>5} {:<12} {:<20} {:>6}",
+            r.workflow,
+            r.seq,
+            r.id,
+            &r.hash[..12.min(r.hash.len())],
+            created,
+            counts.get(&r.id).copied().unwrap_or(0)
+        );
+    }
+    Ok(())
+}
+
+async fn diff_cmd(workflow: String, from: i64, to: i64, db: PathBuf) -> Result<(), String> {
+    use yishi_engine::store::Store;
+    let store = open_existing(&db).await?;
+    let rows = store.versions(Some(&workflow)).await.map_err(|e| e.to_string())?;
+    let id = |seq: i64| {
+        rows.iter().find(|r| r.seq == seq).map(|r| r.id).ok_or_else(|| format!("`{workflow}` has no version {seq}"))
+    };
+    let (_, _, a) = store.version(id(from)?).await.map_err(|e| e.to_string())?;
+    let (_, _, b) = store.version(id(to)?).await.map_err(|e| e.to_string())?;
+    let changes = yishi_engine::describe::diff(&a, &b);
+    if changes.is_empty() {
+        println!("no differences");
+    }
+    for c in changes {
+        println!("{:<12} {}", c.area, c.text);
+    }
     Ok(())
 }

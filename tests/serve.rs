@@ -45,10 +45,15 @@ async fn poll<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option
 
 impl Server {
     async fn start(dir: &Path, token: Option<String>) -> Server {
+        Self::start_with(dir, token, &[]).await
+    }
+
+    async fn start_with(dir: &Path, token: Option<String>, extra: &[&str]) -> Server {
         let out = std::fs::File::create(dir.join("out.log")).unwrap();
         let err = std::fs::File::create(dir.join("err.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_yishi"))
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .current_dir(dir)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -238,6 +243,26 @@ async fn deadlines_that_pass_while_the_server_is_down_fire_once_after_restart() 
         assert_eq!(fired, 1, "fires exactly once");
         assert!(case["timers"].as_array().unwrap().is_empty());
     }
+    let (_, versions) = s.call("GET", "/api/v1/workflows/t/timed/versions", None).await;
+    assert_eq!(versions["items"].as_array().unwrap().len(), 1, "a restart makes no new version: {versions}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_files_copied_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("workflows/t")).unwrap();
+    std::fs::write(tmp.path().join("workflows/t/timed.toml"), TIMED).unwrap();
+    let s = Server::start_with(tmp.path(), None, &["--no-watch"]).await;
+    std::fs::write(tmp.path().join("workflows/t/second.toml"), TIMED.replace("id = \"timed\"", "id = \"second\""))
+        .unwrap();
+    assert_eq!(s.call("POST", "/api/v1/instances", Some(json!({"workflow": "t/second"}))).await.0, 404, "not watched");
+    assert!(Command::new("kill").args(["-HUP", &s.child.id().to_string()]).status().unwrap().success());
+    poll("the SIGHUP reload", Duration::from_secs(20), async || {
+        (s.call("POST", "/api/v1/instances", Some(json!({"workflow": "t/second"}))).await.0 == 201).then_some(())
+    })
+    .await;
+    let (_, r) = s.call("GET", "/api/v1/reload", None).await;
+    assert_eq!(r["last"]["trigger"], "SIGHUP");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -324,6 +324,13 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_expressions_are_refused_at_compile_time() {
+        let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
+        let err = run(&deep).unwrap_err();
+        assert_eq!(err.kind, ScriptErrorKind::Syntax, "{err:?}");
+    }
+
+    #[test]
     fn no_file_or_module_access() {
         assert!(run("import \"x\" as y; 1").is_err());
         assert!(run("eval(\"1\")").is_err());
