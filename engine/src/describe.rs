@@ -166,19 +166,17 @@ pub fn mermaid(def: &Value) -> String {
             out.push_str(&format!("    {from} --> {}\n", node_id(next)));
         }
         if let Some(Value::Array(b)) = s.get("branches") {
-            {
-                for br in b {
-                    let (to, when) = match br {
-                        Value::String(t) => (t.as_str(), None),
-                        Value::Object(m) => {
-                            (m.get("to").and_then(Value::as_str).unwrap_or(""), m.get("when").and_then(Value::as_str))
-                        }
-                        _ => continue,
-                    };
-                    match when {
-                        Some(w) => out.push_str(&format!("    {from} -- \"{}\" --> {}\n", label(w), node_id(to))),
-                        None => out.push_str(&format!("    {from} --> {}\n", node_id(to))),
+            for br in b {
+                let (to, when) = match br {
+                    Value::String(t) => (t.as_str(), None),
+                    Value::Object(m) => {
+                        (m.get("to").and_then(Value::as_str).unwrap_or(""), m.get("when").and_then(Value::as_str))
                     }
+                    _ => continue,
+                };
+                match when {
+                    Some(w) => out.push_str(&format!("    {from} -- \"{}\" --> {}\n", label(w), node_id(to))),
+                    None => out.push_str(&format!("    {from} --> {}\n", node_id(to))),
                 }
             }
         }
