@@ -93,58 +93,36 @@ impl StepKind for ScriptedKind {
             return None;
         }
         let sd = to_dynamic(&settings_json);
-        let outcomes = if script.has_fn("outcomes", 1) {
-            match cx.sandbox.call(&script, "outcomes", vec![sd.clone()]).map(|v| from_dynamic(&v)) {
-                Ok(Value::Array(a)) if a.iter().all(Value::is_string) => {
-                    a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
-                }
-                Ok(other) => {
-                    cx.error(
-                        Some(settings.span()),
-                        format!(
-                            "`outcomes(settings)` of kind `{}` must return an array of strings, not {other}",
-                            self.name
-                        ),
-                        None,
-                    );
-                    return None;
-                }
-                Err(e) => {
-                    cx.error(
-                        Some(settings.span()),
-                        format!("`outcomes(settings)` of kind `{}` failed: {}", self.name, e.message),
-                        None,
-                    );
-                    return None;
-                }
+        let mut call_list = |func: &str, what: &str| -> Result<Option<Vec<Value>>, ()> {
+            if !script.has_fn(func, 1) {
+                return Ok(None);
             }
-        } else {
-            vec!["done".to_owned()]
+            let problem = match cx.sandbox.call(&script, func, vec![sd.clone()]).map(|v| from_dynamic(&v)) {
+                Ok(Value::Array(a)) => return Ok(Some(a)),
+                Ok(other) => {
+                    format!("`{func}(settings)` of kind `{}` must return an array of {what}, not {other}", self.name)
+                }
+                Err(e) => format!("`{func}(settings)` of kind `{}` failed: {}", self.name, e.message),
+            };
+            cx.error(Some(settings.span()), problem, None);
+            Err(())
+        };
+        let outcomes: Vec<String> = match call_list("outcomes", "strings").ok()? {
+            None => vec!["done".to_owned()],
+            Some(list) if list.iter().all(Value::is_string) => {
+                list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+            }
+            Some(_) => {
+                cx.error(
+                    Some(settings.span()),
+                    format!("`outcomes(settings)` of kind `{}` must return an array of strings", self.name),
+                    None,
+                );
+                return None;
+            }
         };
         let mut actions = Vec::new();
-        if script.has_fn("actions", 1) {
-            let list = match cx.sandbox.call(&script, "actions", vec![sd]).map(|v| from_dynamic(&v)) {
-                Ok(Value::Array(a)) => a,
-                Ok(other) => {
-                    cx.error(
-                        Some(settings.span()),
-                        format!(
-                            "`actions(settings)` of kind `{}` must return an array of maps, not {other}",
-                            self.name
-                        ),
-                        None,
-                    );
-                    return None;
-                }
-                Err(e) => {
-                    cx.error(
-                        Some(settings.span()),
-                        format!("`actions(settings)` of kind `{}` failed: {}", self.name, e.message),
-                        None,
-                    );
-                    return None;
-                }
-            };
+        if let Some(list) = call_list("actions", "maps").ok()? {
             for a in list {
                 let Some(name) = a.get("name").and_then(Value::as_str) else {
                     cx.error(Some(settings.span()), format!("an action of kind `{}` has no `name`", self.name), None);

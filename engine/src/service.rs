@@ -553,41 +553,10 @@ impl<S: Store> Engine<S> {
         let def = self.definition(row.version).await?;
         let now = self.now();
         match runtime::act(&def, &row.state, &req, now, id) {
-            Ok(mut t) => {
-                self.fill_numbers(&mut t).await?;
-                let has_outbox = !t.spawns.is_empty() || t.notices.iter().any(|n| n.webhook.is_some());
-                let mut next = row.clone();
-                next.state = t.state.clone();
-                next.revision += 1;
-                next.last_seq += t.events.len() as i64;
-                next.updated_at = now;
-                let view = InstanceView::of(&next);
-                let commit = self.commit_of(
-                    id,
-                    None,
-                    row.version,
-                    row.revision,
-                    row.last_seq + 1,
-                    t,
-                    now,
-                    idem.map(|k| (k, serde_json::to_string(&view).unwrap_or_default())),
-                );
-                match self.write(commit).await {
-                    Ok(()) => {
-                        guard.row = Some(next);
-                        if has_outbox {
-                            self.outbox_wake.notify_one();
-                        }
-                        self.metrics.actions_applied.fetch_add(1, Ordering::Relaxed);
-                        self.metrics.transitions.fetch_add(1, Ordering::Relaxed);
-                        self.timer_wake.notify_one();
-                        Ok(view)
-                    }
-                    Err(e) => {
-                        guard.row = None;
-                        Err(e.into())
-                    }
-                }
+            Ok(t) => {
+                let view = self.apply_transition(id, &mut guard, row, t, now, idem).await?;
+                self.metrics.actions_applied.fetch_add(1, Ordering::Relaxed);
+                Ok(view)
             }
             Err(e) => {
                 let err = run_error(e);
@@ -669,7 +638,7 @@ impl<S: Store> Engine<S> {
                 payload: Map::from_iter([("reason".to_owned(), Value::String(reason.into()))]),
             },
         );
-        self.apply_transition(id, &mut guard, row, t, now).await
+        self.apply_transition(id, &mut guard, row, t, now, None).await
     }
 
     async fn apply_transition(
@@ -679,6 +648,7 @@ impl<S: Store> Engine<S> {
         row: InstanceRow,
         mut t: Transition,
         now: i64,
+        idempotency_key: Option<String>,
     ) -> Result<InstanceView, EngineError> {
         self.fill_numbers(&mut t).await?;
         let has_outbox = !t.spawns.is_empty() || t.notices.iter().any(|n| n.webhook.is_some());
@@ -687,12 +657,14 @@ impl<S: Store> Engine<S> {
         next.revision += 1;
         next.last_seq += t.events.len() as i64;
         next.updated_at = now;
-        let commit = self.commit_of(id, None, row.version, row.revision, row.last_seq + 1, t, now, None);
+        let view = InstanceView::of(&next);
+        let idempotency = idempotency_key.map(|k| (k, serde_json::to_string(&view).unwrap_or_default()));
+        let commit = self.commit_of(id, None, row.version, row.revision, row.last_seq + 1, t, now, idempotency);
         match self.write(commit).await {
             Ok(()) => {
-                let view = InstanceView::of(&next);
                 guard.row = Some(next);
                 self.metrics.transitions.fetch_add(1, Ordering::Relaxed);
+                self.timer_wake.notify_one();
                 if has_outbox {
                     self.outbox_wake.notify_one();
                 }
@@ -958,7 +930,7 @@ impl<S: Store> Engine<S> {
                 runtime::fail(&row.state, &msg)
             }
         };
-        self.apply_transition(t.instance_id, &mut guard, row, transition, now).await?;
+        self.apply_transition(t.instance_id, &mut guard, row, transition, now, None).await?;
         self.metrics.timers_fired.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
