@@ -17,8 +17,12 @@ yishi="$root/target/release/yishi"
 echo "# $(date -u +%FT%TZ) commit $(git -C "$root" rev-parse --short HEAD) $(nproc) cores"
 peer_lines=$("$peers/run.sh" "$N")
 echo "$peer_lines"
-ref=$(cd "$root" && "$yishi" bench reference --n "$N" | tee /dev/stderr | awk '$1=="reference_instances_per_second"{print $2}')
-con=$(cd "$root" && "$yishi" bench concurrent --n "$N" | tee /dev/stderr | awk '$1=="concurrent_instances_per_second"{print $2}')
+ref_lines=$(cd "$root" && "$yishi" bench reference --n "$N")
+con_lines=$(cd "$root" && "$yishi" bench concurrent --n "$N")
+echo "$ref_lines"
+echo "$con_lines"
+ref=$(echo "$ref_lines" | awk '$1=="reference_instances_per_second"{print $2}')
+con=$(echo "$con_lines" | awk '$1=="concurrent_instances_per_second"{print $2}')
 echo "YISHI reference $ref"
 echo "YISHI concurrent $con"
 echo "$peer_lines" | while read -r _ name rate _; do

@@ -10,7 +10,7 @@ use yishi_engine::FileSet;
 use yishi_engine::clock::SystemClock;
 use yishi_engine::kind::Actor;
 use yishi_engine::service::{Config, Engine};
-use yishi_engine::store::sqlite::SqliteStore;
+use yishi_engine::store::sqlite::{SqliteStore, Sync};
 
 /// The benchmark cases.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -36,8 +36,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn engine(workflows: &Path, db_dir: &Path) -> Result<Arc<Engine<SqliteStore>>, String> {
-    let store = SqliteStore::open(&db_dir.join("bench.db")).await.map_err(|e| e.to_string())?;
+async fn engine(workflows: &Path, db_dir: &Path, sync: Sync) -> Result<Arc<Engine<SqliteStore>>, String> {
+    let store = SqliteStore::open_with(&db_dir.join("bench.db"), sync).await.map_err(|e| e.to_string())?;
     let engine = Engine::new(
         store,
         crate::registry(),
@@ -58,13 +58,13 @@ async fn engine(workflows: &Path, db_dir: &Path) -> Result<Arc<Engine<SqliteStor
     Ok(engine)
 }
 
-pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf) -> Result<(), String> {
+pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf, sync: Sync) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let actor = Actor { id: "bench".into(), roles: Vec::new() };
     match case {
         Case::Guard => guard(n),
         Case::Reference => {
-            let engine = engine(&workflows, tmp.path()).await?;
+            let engine = engine(&workflows, tmp.path(), sync).await?;
             let mut lat = Vec::with_capacity(n);
             let started = Instant::now();
             for i in 0..n {
@@ -82,7 +82,7 @@ pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf) -> Re
             Ok(())
         }
         Case::Concurrent => {
-            let engine = engine(&workflows, tmp.path()).await?;
+            let engine = engine(&workflows, tmp.path(), sync).await?;
             let started = Instant::now();
             let mut set = tokio::task::JoinSet::new();
             let per = n.div_ceil(clients.max(1));
@@ -118,7 +118,7 @@ pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf) -> Re
             line("concurrent_latency_p99", percentile(&lat, 0.99), "us");
             Ok(())
         }
-        Case::Reload => reload(n, &workflows, tmp.path()).await,
+        Case::Reload => reload(n, &workflows, tmp.path(), sync).await,
     }
 }
 
@@ -176,10 +176,10 @@ fn guard(n: usize) -> Result<(), String> {
     Ok(())
 }
 
-async fn reload(n: usize, workflows: &Path, db_dir: &Path) -> Result<(), String> {
+async fn reload(n: usize, workflows: &Path, db_dir: &Path, sync: Sync) -> Result<(), String> {
     let copy = db_dir.join("workflows");
     copy_dir(workflows, &copy).map_err(|e| e.to_string())?;
-    let engine = engine(&copy, db_dir).await?;
+    let engine = engine(&copy, db_dir, sync).await?;
     let reloader = Arc::new(crate::reload::Reloader::new(copy.clone(), engine.clone()));
     reloader.reload("bench").await.map_err(|e| e.to_string())?;
     let _watcher = reloader.clone().watch(Duration::from_millis(250)).map_err(|e| e.to_string())?;

@@ -65,6 +65,9 @@ pub enum Command {
         clients: usize,
         #[arg(long, default_value = "workflows")]
         workflows: PathBuf,
+        /// Durability of commits (see `serve --sync`).
+        #[arg(long, value_enum, default_value_t = SyncMode::Full)]
+        sync: SyncMode,
     },
     /// Print the JSON Schema of workflow files (for editors).
     Schema,
@@ -86,6 +89,26 @@ pub struct ServeArgs {
     /// Do not watch the workflows folder (reload with SIGHUP or the API instead).
     #[arg(long)]
     pub no_watch: bool,
+    /// `full`: every commit reaches the disk before it is acknowledged (survives power loss).
+    /// `normal`: survives crashes and kills of the process, not power loss; several times faster
+    /// for one-at-a-time work.
+    #[arg(long, env = "YISHI_SYNC", value_enum, default_value_t = SyncMode::Full)]
+    pub sync: SyncMode,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SyncMode {
+    Full,
+    Normal,
+}
+
+impl SyncMode {
+    pub fn store_sync(self) -> yishi_engine::store::sqlite::Sync {
+        match self {
+            SyncMode::Full => yishi_engine::store::sqlite::Sync::Full,
+            SyncMode::Normal => yishi_engine::store::sqlite::Sync::Normal,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,8 +173,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bench { case, n, clients, workflows } => {
-            match runtime().and_then(|rt| rt.block_on(crate::bench::run(case, n, clients, workflows))) {
+        Command::Bench { case, n, clients, workflows, sync } => {
+            match runtime()
+                .and_then(|rt| rt.block_on(crate::bench::run(case, n, clients, workflows, sync.store_sync())))
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("yishi bench: {e}");

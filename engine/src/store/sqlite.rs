@@ -97,14 +97,34 @@ fn active_json(s: &InstanceState) -> String {
     serde_json::to_string(&s.active_steps()).unwrap_or_else(|_| "[]".into())
 }
 
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sync {
+    /// Every commit is synced to disk before it is acknowledged: nothing acknowledged is lost,
+    /// even on power loss.
+    #[default]
+    Full,
+    /// Commits are synced at WAL checkpoints: nothing is lost when the process crashes or is
+    /// killed, but the last commits may be lost if the machine loses power.
+    Normal,
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, Sync::Full).await
+    }
+
+    /// [`SqliteStore::open`] with a chosen durability.
+    pub async fn open_with(path: &Path, sync: Sync) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match sync {
+                Sync::Full => SqliteSynchronous::Full,
+                Sync::Normal => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
             .busy_timeout(StdDuration::from_secs(5))
             .pragma("temp_store", "memory")
