@@ -129,8 +129,13 @@ impl SqliteStore {
             .busy_timeout(StdDuration::from_secs(5))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-32000");
-        let pool =
-            SqlitePoolOptions::new().max_connections(4).min_connections(1).connect_with(opts).await.map_err(map_err)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .connect_with(opts)
+            .await
+            .map_err(map_err)?;
         Self::migrate(pool).await
     }
 
