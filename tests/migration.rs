@@ -1,6 +1,8 @@
 //! Moving running cases to a newer version: explicit, checked, all-or-nothing, recorded.
 
 use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -8,7 +10,7 @@ use yishi_engine::FileSet;
 use yishi_engine::clock::ManualClock;
 use yishi_engine::kind::Actor;
 use yishi_engine::runtime::{ActionRequest, Event, replay};
-use yishi_engine::service::{Config, Engine, EngineError};
+use yishi_engine::service::{Engine, EngineError};
 use yishi_engine::store::Store;
 use yishi_engine::store::sqlite::SqliteStore;
 
@@ -52,15 +54,7 @@ struct H {
 
 impl H {
     async fn new() -> H {
-        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let engine = Engine::new(
-            SqliteStore::memory().await.unwrap(),
-            yishi::registry(),
-            clock.clone(),
-            Config { log_activity: false, ..Config::default() },
-        )
-        .await
-        .unwrap();
+        let (engine, clock) = common::quiet_engine().await;
         H { engine, clock }
     }
     async fn load(&self, text: &str) -> i64 {

@@ -1,6 +1,8 @@
 //! `notify` webhooks go through the outbox after the commit: delivered by HTTP, retried with
 //! backoff when the receiver fails, never blocking the case.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -10,10 +12,7 @@ use axum::routing::post;
 use serde_json::{Map, Value, json};
 use yishi::webhook::HttpWebhooks;
 use yishi_engine::FileSet;
-use yishi_engine::clock::ManualClock;
 use yishi_engine::kind::Actor;
-use yishi_engine::service::{Config, Engine};
-use yishi_engine::store::sqlite::SqliteStore;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_are_delivered_after_the_commit_and_retried() {
@@ -45,15 +44,7 @@ async fn webhooks_are_delivered_after_the_commit_and_retried() {
             "id = \"w\"\n[[steps]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"street_office\"]\nmessage = \"case {{registration}} was decided\"\nwebhook = \"http://127.0.0.1:{port}/hook\"\nnext = \"end\"\n[[steps]]\nid = \"end\"\nkind = \"end\"\n"
         ),
     );
-    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let engine = Engine::new(
-        SqliteStore::memory().await.unwrap(),
-        yishi::registry(),
-        clock.clone(),
-        Config { log_activity: false, ..Config::default() },
-    )
-    .await
-    .unwrap();
+    let (engine, clock) = common::quiet_engine().await;
     assert!(engine.reload(&files).await.unwrap().ok);
     let data: Map<String, Value> = [("registration".to_owned(), json!("LHL-2026-0007"))].into_iter().collect();
     let case = engine.start("u/w", data, &Actor { id: "staff".into(), roles: vec![] }, None).await.unwrap();
