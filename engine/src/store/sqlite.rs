@@ -764,3 +764,67 @@ fn token_row(r: &SqliteRow) -> Result<TokenRow, sqlx::Error> {
         revoked_at: r.try_get("revoked_at")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Event, InstanceState};
+
+    fn commit(id: i64, create: bool, base: i64, version: i64) -> Commit {
+        Commit {
+            instance_id: id,
+            create: create.then(|| ("u".into(), "u/w".into())),
+            version,
+            base_revision: base,
+            state: Some(InstanceState::default()),
+            events: vec![(Event::Completed { outcome: None }, 1)],
+            first_seq: if create { 1 } else { base + 1 },
+            timers: Vec::new(),
+            idempotency: None,
+            outbox: Vec::new(),
+            counters: Vec::new(),
+            now: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_text_round_trips_exactly() {
+        let store = SqliteStore::memory().await.unwrap();
+        let v = store.put_version("u/w", "h", &Default::default(), &serde_json::json!({}), 0).await.unwrap();
+        let nasty = "'); DROP TABLE events; -- \0 引号 \"quotes\" \\ \n";
+        let mut c = commit(1, true, 0, v.id);
+        let state = c.state.as_mut().unwrap();
+        state.data.insert("x".into(), serde_json::json!(nasty));
+        state.outcome = Some(nasty.to_owned());
+        let ev = Event::Cancelled { reason: nasty.to_owned() };
+        c.events = vec![(ev.clone(), 5)];
+        c.timers = vec![TimerChange::Set { token: 1, step: nasty.into(), name: nasty.into(), due_at: 9 }];
+        c.idempotency = Some((nasty.into(), nasty.into()));
+        c.outbox = vec![serde_json::json!({ "n": nasty })];
+        c.counters = vec![(nasty.into(), 3)];
+        store.commit(&[c]).await.unwrap();
+        let row = store.load(1).await.unwrap();
+        assert_eq!(row.state.data["x"], serde_json::json!(nasty));
+        assert_eq!(row.state.outcome.as_deref(), Some(nasty));
+        let listed = store.list(&ListFilter { limit: 5, ..ListFilter::default() }).await.unwrap();
+        assert_eq!(listed[0].outcome.as_deref(), Some(nasty));
+        assert_eq!(store.history(1).await.unwrap()[0].event, ev);
+        assert_eq!(store.timers_of(1).await.unwrap()[0].name, nasty);
+        assert_eq!(store.counter(nasty).await.unwrap(), 3);
+        assert_eq!(store.idempotent_response(nasty).await.unwrap().as_deref(), Some(nasty));
+        assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    }
+
+    #[tokio::test]
+    async fn a_stale_revision_aborts_the_whole_batch() {
+        let store = SqliteStore::memory().await.unwrap();
+        let v = store.put_version("u/w", "h", &Default::default(), &serde_json::json!({}), 0).await.unwrap();
+        store.commit(&[commit(1, true, 0, v.id), commit(2, true, 0, v.id)]).await.unwrap();
+        let err = store.commit(&[commit(1, false, 1, v.id), commit(2, false, 7, v.id)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert_eq!(store.load(1).await.unwrap().revision, 1, "nothing of the batch was kept");
+        assert_eq!(store.history(1).await.unwrap().len(), 1);
+        store.commit(&[commit(1, false, 1, v.id)]).await.unwrap();
+        assert_eq!(store.load(1).await.unwrap().revision, 2, "the store is usable after the rollback");
+    }
+}
