@@ -2,111 +2,14 @@
 //! SIGKILL, graceful shutdown. Each test runs its own server on a free port in a temp folder,
 //! and waits by polling with a deadline.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    base: String,
-    token: String,
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target)
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-async fn poll<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-impl Server {
-    async fn start(dir: &Path, token: Option<String>) -> Server {
-        Self::start_with(dir, token, &[]).await
-    }
-
-    async fn start_with(dir: &Path, token: Option<String>, extra: &[&str]) -> Server {
-        let out = std::fs::File::create(dir.join("out.log")).unwrap();
-        let err = std::fs::File::create(dir.join("err.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_yishi"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap();
-        let dir = dir.to_owned();
-        let base = poll("the server to listen", Duration::from_secs(60), async || {
-            let log = std::fs::read_to_string(dir.join("out.log")).ok()?;
-            let at = log.find("serving http://")? + "serving ".len();
-            Some(log[at..].split_whitespace().next()?.trim_end_matches("/api/v1").to_owned())
-        })
-        .await;
-        let token = match token {
-            Some(t) => t,
-            None => {
-                let err = std::fs::read_to_string(dir.join("err.log")).unwrap();
-                err.split_whitespace().find(|w| w.starts_with("yishi_")).expect("first-run token").to_owned()
-            }
-        };
-        Server { child, dir, base, token }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token));
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req.body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default()))).unwrap();
-        let resp = client.request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-
-    fn kill(mut self) -> PathBuf {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-        self.dir.clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Server, copy_dir, poll};
+use serde_json::json;
 
 /// Writes like an editor that saves through a temporary file and a rename.
 fn save(path: &Path, text: &str) {
