@@ -94,6 +94,9 @@ pub struct ServeArgs {
     /// for one-at-a-time work.
     #[arg(long, env = "YISHI_SYNC", value_enum, default_value_t = SyncMode::Full)]
     pub sync: SyncMode,
+    /// Seconds a client has to send its request headers before the connection is closed.
+    #[arg(long, env = "YISHI_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]

@@ -301,3 +301,57 @@ async fn workflows_show_versions_diagrams_and_the_effective_definition() {
     let (s, v) = api.call("GET", &format!("/api/v1/workflows/{LIUHANGLI}/diff?from=1&to=1"), Some(&t), None).await;
     assert_eq!((s, v["changes"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
 }
+
+#[test]
+fn generated_query_strings_never_cause_a_server_error() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let (api, token) = rt.block_on(async {
+        let api = Api::new().await;
+        let t = api.token("viewer", "*", &[]).await;
+        (api, t)
+    });
+    let key = prop_oneof![
+        Just("unit"),
+        Just("within"),
+        Just("workflow"),
+        Just("version"),
+        Just("status"),
+        Just("step"),
+        Just("limit"),
+        Just("cursor"),
+        Just("created_from"),
+        Just("updated_to"),
+        Just("data.registration"),
+        Just("data."),
+        Just("x")
+    ];
+    let value = prop_oneof![
+        "\\PC{0,20}",
+        "-?[0-9]{1,25}",
+        Just("active".to_owned()),
+        Just("%00".to_owned()),
+        Just("%ZZ".to_owned())
+    ];
+    let strategy = proptest::collection::vec((key, value), 0..5);
+    let mut runner = TestRunner::new(Config { cases: 300, ..Config::default() });
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&strategy, |pairs| {
+            let qs: Vec<String> =
+                pairs.iter().map(|(k, v)| format!("{k}={}", v.replace(['&', '#', ' '], "_"))).collect();
+            let uri = format!("/api/v1/instances?{}", qs.join("&"));
+            let Ok(uri) = uri.parse::<axum::http::Uri>() else { return Ok(()) };
+            let (status, body) = rt.block_on(api.call("GET", &uri.to_string(), Some(&token), None));
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            prop_assert!(
+                status == StatusCode::OK || status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+                "{uri}: {status} {body}"
+            );
+            Ok(())
+        })
+        .unwrap();
+    let seen = seen.into_inner();
+    assert!(seen > 100, "only {seen} queries were well-formed URIs");
+}

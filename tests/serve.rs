@@ -182,3 +182,22 @@ async fn sigterm_stops_the_server_gracefully() {
     let log = std::fs::read_to_string(tmp.path().join("out.log")).unwrap();
     assert!(log.contains("stopped"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_client_is_cut_off_and_others_are_served_meanwhile() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("workflows/t")).unwrap();
+    std::fs::write(tmp.path().join("workflows/t/timed.toml"), TIMED).unwrap();
+    let s = Server::start_with(tmp.path(), None, &["--header-timeout", "1"]).await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap(); // and never finishes
+    assert_eq!(s.call("GET", "/api/v1/whoami", None).await.0, 200, "others are served meanwhile");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the slow connection was not closed");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"), "the slow request was not served");
+}
