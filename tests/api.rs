@@ -201,6 +201,9 @@ async fn every_route_refuses_what_the_role_or_scope_does_not_allow_and_changes_n
     let (_, wfs) = api.call("GET", "/api/v1/workflows", Some(&chengguan_op), None).await;
     assert!(wfs["items"].as_array().unwrap().iter().all(|w| w["unit"].as_str().unwrap().starts_with("chengguan")));
     assert_eq!((history_len(g).await, history_len(p).await), before, "refused requests changed nothing");
+    // A scoped admin may not reload every unit.
+    let chengguan_admin = api.token("admin", "chengguan", &[]).await;
+    assert_eq!(api.call("POST", "/api/v1/reload", Some(&chengguan_admin), None).await.0, StatusCode::FORBIDDEN);
     // In scope, the operator acts, recorded as itself and on behalf of the resident.
     let (s, v) = api.call("POST", &format!("/api/v1/instances/{g}/actions"), Some(&chengguan_op), Some(json!({"action": "submit", "payload": {"title": "garden", "channel": "visit"}, "on_behalf_of": {"id": "res-1", "roles": ["resident"]}}))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -354,4 +357,37 @@ fn generated_query_strings_never_cause_a_server_error() {
         .unwrap();
     let seen = seen.into_inner();
     assert!(seen > 100, "only {seen} queries were well-formed URIs");
+}
+
+#[tokio::test]
+async fn reload_status_shows_only_diagnostics_in_scope() {
+    let tmp = tempfile::tempdir().unwrap();
+    for unit in ["a", "b"] {
+        std::fs::create_dir_all(tmp.path().join(unit)).unwrap();
+        std::fs::write(
+            tmp.path().join(format!("{unit}/w.toml")),
+            "id = \"w\"\n[[steps]]\nid = \"s\"\nkind = \"nope\"\n",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::memory().await.unwrap();
+    let engine = Engine::new(
+        store,
+        yishi::registry(),
+        Arc::new(SystemClock),
+        Config { log_activity: false, ..Config::default() },
+    )
+    .await
+    .unwrap();
+    let reloader = Arc::new(Reloader::new(tmp.path().to_owned(), engine.clone()));
+    assert!(!reloader.reload("test").await.unwrap().ok);
+    let api = Api { app: router(AppState::new(engine.clone(), reloader)), engine };
+    let a = api.token("viewer", "a", &[]).await;
+    let (s, v) = api.call("GET", "/api/v1/reload", Some(&a), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let files: Vec<&str> = v["diagnostics"].as_array().unwrap().iter().map(|d| d["file"].as_str().unwrap()).collect();
+    assert_eq!(files, ["a/w.toml"]);
+    let files: Vec<&str> =
+        v["last"]["diagnostics"].as_array().unwrap().iter().map(|d| d["file"].as_str().unwrap()).collect();
+    assert_eq!(files, ["a/w.toml"]);
 }

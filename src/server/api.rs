@@ -228,15 +228,28 @@ pub async fn workflow<S: Store>(
     }
 }
 
-pub async fn reload_status<S: Store>(State(st): St<S>, Extension(_p): Extension<Principal>) -> ApiResult<Response> {
+pub async fn reload_status<S: Store>(State(st): St<S>, Extension(p): Extension<Principal>) -> ApiResult<Response> {
     let active = st.engine.active();
+    // Only what lies in the token's scope: diagnostics of files in its units.
+    let in_scope = |d: &yishi_engine::Diagnostic| p.sees(yishi_engine::files::parent_dir(&d.file));
+    let diagnostics: Vec<_> = active.diagnostics.iter().filter(|d| in_scope(d)).collect();
+    let last = st.reloader.status().map(|mut s| {
+        s.diagnostics.retain(|d| in_scope(d));
+        s.activated.retain(|(k, _)| p.sees(unit_of(k)));
+        s.kept.retain(|k| p.sees(unit_of(k)));
+        s.removed.retain(|k| p.sees(unit_of(k)));
+        s
+    });
     ok(
-        json!({ "generation": active.generation, "reloaded_at": active.reloaded_at, "last": st.reloader.status(), "diagnostics": active.diagnostics }),
+        json!({ "generation": active.generation, "reloaded_at": active.reloaded_at, "last": last, "diagnostics": diagnostics }),
     )
 }
 
 pub async fn reload<S: Store>(State(st): St<S>, Extension(p): Extension<Principal>) -> ApiResult<Response> {
     p.require(ApiRole::Admin)?;
+    if p.scope != "*" {
+        return Err(ApiError::forbidden("a reload affects every unit: it needs an admin token with scope `*`"));
+    }
     let status = st.reloader.reload(&format!("api ({})", p.name)).await?;
     ok(status)
 }
