@@ -150,9 +150,12 @@ pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Ca
 
     // 2. Parse workflow files.
     let mut parsed: Vec<ParsedFile<'_>> = Vec::new();
+    let mut unreadable_workflows = Vec::new();
     for (path, text) in workflow_paths {
-        if let Some(p) = parse_workflow(path, text, &mut diags) {
-            parsed.push(p);
+        match parse_workflow(path, text, &mut diags) {
+            Some(p) => parsed.push(p),
+            // Named by its file: without a readable header there is no id.
+            None => unreadable_workflows.push(path.to_owned()),
         }
     }
     let mut by_key: HashMap<String, usize> = HashMap::new();
@@ -176,6 +179,9 @@ pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Ca
 
     // 3. Layer and compile each workflow.
     let mut catalog = Catalog { units, ..Catalog::default() };
+    for path in unreadable_workflows {
+        catalog.failed.insert(path.trim_end_matches(".toml").to_owned(), vec![path]);
+    }
     let mut keys: Vec<(&String, &usize)> = by_key.iter().collect();
     keys.sort();
     let mut lists = BTreeMap::new();
