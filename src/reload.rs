@@ -22,7 +22,7 @@ pub struct Reloader<S: Store> {
 }
 
 /// The outcome of the last reload, for `/api/v1/reload`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReloadStatus {
     pub ok: bool,
     pub at: i64,

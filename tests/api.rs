@@ -301,6 +301,14 @@ async fn workflows_show_versions_diagrams_and_the_effective_definition() {
     let (s, v) = api.call("GET", &format!("/api/v1/workflows/{LIUHANGLI}/diagram"), Some(&t), None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(v.as_str().unwrap().starts_with("flowchart TD"));
+    let (s, v) = api.call("GET", &format!("/api/v1/workflows/{LIUHANGLI}/diagram?format=svg"), Some(&t), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let svg = v.as_str().unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("representatives or the full assembly") && svg.contains("</svg>"),
+        "{}",
+        &svg[..svg.len().min(300)]
+    );
     let (s, v) = api.call("GET", &format!("/api/v1/workflows/{LIUHANGLI}/diff?from=1&to=1"), Some(&t), None).await;
     assert_eq!((s, v["changes"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
 }
@@ -390,4 +398,76 @@ async fn reload_status_shows_only_diagnostics_in_scope() {
     let files: Vec<&str> =
         v["last"]["diagnostics"].as_array().unwrap().iter().map(|d| d["file"].as_str().unwrap()).collect();
     assert_eq!(files, ["a/w.toml"]);
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_and_only_those() {
+    use yishi::server::{api_routes, openapi, public_routes};
+    let served: std::collections::BTreeSet<(String, String)> = api_routes::<SqliteStore>()
+        .into_iter()
+        .chain(public_routes::<SqliteStore>())
+        .map(|(m, p, _)| (m.to_string(), p.to_owned()))
+        .collect();
+    let documented: std::collections::BTreeSet<(String, String)> =
+        openapi::operations().into_iter().map(|o| (o.method.to_string(), o.route.to_owned())).collect();
+    assert_eq!(served, documented, "routes and operations must match");
+    let api = Api::new().await;
+    let (s, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for op in openapi::operations() {
+        let o = &doc["paths"][op.path][op.method.as_str().to_lowercase()];
+        assert_eq!(o["operationId"], op.id, "{} {}", op.method, op.path);
+        assert!(o["responses"].as_object().unwrap().keys().any(|k| k.starts_with('2')));
+        if op.role.is_some() {
+            assert!(o["responses"]["401"].is_object(), "{} documents 401", op.id);
+        }
+    }
+    // Every $ref resolves.
+    let text = doc.to_string();
+    for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = part.split('"').next().unwrap();
+        assert!(doc["components"]["schemas"][name].is_object(), "dangling $ref {name}");
+    }
+}
+
+#[tokio::test]
+async fn documented_success_responses_match_their_schemas_top_level() {
+    use yishi::server::openapi;
+    let api = Api::new().await;
+    let admin = api.token("admin", "*", &["staff"]).await;
+    let (_, c) = api.call("POST", "/api/v1/instances", Some(&admin), Some(json!({"workflow": GARDEN}))).await;
+    let id = c["id"].as_i64().unwrap();
+    let (_, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    let resolve = |schema: &Value| -> Value {
+        match schema["$ref"].as_str() {
+            Some(r) => doc["components"]["schemas"][r.rsplit('/').next().unwrap()].clone(),
+            None => schema.clone(),
+        }
+    };
+    let uris = [
+        ("getInstance", format!("/api/v1/instances/{id}")),
+        ("history", format!("/api/v1/instances/{id}/history")),
+        ("listInstances", "/api/v1/instances".to_owned()),
+        ("listWorkflows", "/api/v1/workflows".to_owned()),
+        ("listUnits", "/api/v1/communities".to_owned()),
+        ("reloadStatus", "/api/v1/reload".to_owned()),
+        ("whoami", "/api/v1/whoami".to_owned()),
+        ("getWorkflow", format!("/api/v1/workflows/{GARDEN}")),
+        ("listVersions", format!("/api/v1/workflows/{GARDEN}/versions")),
+        ("diffVersions", format!("/api/v1/workflows/{GARDEN}/diff?from=1&to=1")),
+    ];
+    for (op_id, uri) in uris {
+        let op = openapi::operations().into_iter().find(|o| o.id == op_id).unwrap();
+        let (s, body) = api.call("GET", &uri, Some(&admin), None).await;
+        assert_eq!(s, StatusCode::OK, "{uri}");
+        let schema =
+            resolve(&doc["paths"][op.path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]);
+        for key in schema["required"].as_array().into_iter().flatten() {
+            assert!(body.get(key.as_str().unwrap()).is_some(), "{op_id}: the answer lacks required `{key}`: {body}");
+        }
+        for key in body.as_object().unwrap().keys() {
+            assert!(schema["properties"].get(key).is_some(), "{op_id}: `{key}` is not in the schema");
+        }
+    }
 }

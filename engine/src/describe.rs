@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// One difference between two versions.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Change {
     /// `params`, `roles`, `steps`, `transitions`, `scripts`, `settings` or `workflow`.
     pub area: &'static str,
@@ -187,6 +187,64 @@ pub fn mermaid(def: &Value) -> String {
             out.push_str(&format!("    {from} -.-> {}\n", node_id(join)));
         }
     }
+    out
+}
+
+fn dot_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " "))
+}
+
+/// A Graphviz DOT graph of an effective definition (for SVG rendering).
+pub fn dot(def: &Value) -> String {
+    let mut out = String::from("digraph workflow {\n");
+    let steps = steps_of(def);
+    for (id, s) in &steps {
+        let kind = s.get("kind").and_then(Value::as_str).unwrap_or("?");
+        let title = s.get("title").and_then(Value::as_str).unwrap_or(id);
+        let shape = match kind {
+            "end" => "ellipse",
+            "choice" => "diamond",
+            "parallel" | "inclusive" | "foreach" | "join" => "hexagon",
+            _ => "box",
+        };
+        out.push_str(&format!("  {} [label={}, shape={shape}];\n", dot_str(id), dot_str(&format!("{title} ({kind})"))));
+    }
+    for (id, s) in &steps {
+        let mut edge = |to: &str, label: Option<&str>| match label {
+            Some(l) => out.push_str(&format!("  {} -> {} [label={}];\n", dot_str(id), dot_str(to), dot_str(l))),
+            None => out.push_str(&format!("  {} -> {};\n", dot_str(id), dot_str(to))),
+        };
+        if let Some(Value::Object(on)) = s.get("on") {
+            for (outcome, to) in on {
+                if let Some(to) = to.as_str() {
+                    edge(to, Some(outcome));
+                }
+            }
+        }
+        if let Some(next) = s.get("next").and_then(Value::as_str) {
+            edge(next, None);
+        }
+        if let Some(Value::Array(b)) = s.get("branches") {
+            for br in b {
+                match br {
+                    Value::String(t) => edge(t, None),
+                    Value::Object(m) => {
+                        if let Some(t) = m.get("to").and_then(Value::as_str) {
+                            edge(t, m.get("when").and_then(Value::as_str));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(body) = s.get("body").and_then(Value::as_str) {
+            edge(body, Some("each item"));
+        }
+        if let Some(join) = s.get("join").and_then(Value::as_str) {
+            edge(join, Some("joins"));
+        }
+    }
+    out.push_str("}\n");
     out
 }
 

@@ -137,7 +137,7 @@ pub enum JoinWait {
 }
 
 /// An action a step accepts.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ActionSpec {
     pub name: String,
     pub summary: String,
@@ -155,7 +155,7 @@ impl ActionSpec {
 }
 
 /// A payload field of an action.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Field {
     pub name: String,
     #[serde(rename = "type")]
@@ -164,7 +164,7 @@ pub struct Field {
     pub summary: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "values")]
 pub enum FieldType {
     String,
@@ -259,7 +259,7 @@ impl ActionSpec {
 }
 
 /// Who acts. `roles` are the roles of the workflow this person holds.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Actor {
     pub id: String,
     #[serde(default)]
@@ -307,7 +307,7 @@ impl From<ScriptError> for StepError {
 }
 
 /// A message for people or systems outside the case (delivered after the commit).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Notice {
     /// What happened, e.g. `reminder`, `escalated`, `vote_opened`.
     pub topic: String,

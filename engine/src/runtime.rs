@@ -18,7 +18,7 @@ use crate::kind::{
 use crate::script::ScriptError;
 
 /// Where a case stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Active,
@@ -48,7 +48,7 @@ impl Status {
 }
 
 /// A position in the workflow: one active step of a case (several after a split).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Token {
     pub id: u32,
     pub step: String,
@@ -64,7 +64,7 @@ pub struct Token {
 }
 
 /// An open split: how many branches started and how many reached the join.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Scope {
     pub id: u32,
     pub split: String,
@@ -80,7 +80,7 @@ pub struct Scope {
 }
 
 /// The whole state of a case. Always equal to the fold of its events.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceState {
     pub status: Status,
     #[serde(default)]
@@ -125,7 +125,7 @@ impl InstanceState {
 
 /// One entry of a case's history. Cause events (`action`, `timer_fired`, `refused`) change
 /// nothing by themselves; effect events change the state as [`apply`] says.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     Started {

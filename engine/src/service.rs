@@ -96,7 +96,7 @@ pub struct Active {
 }
 
 /// What a reload did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReloadReport {
     pub ok: bool,
     /// Workflows whose active version changed: (`unit/id`, new version seq).
@@ -124,7 +124,7 @@ pub struct Metrics {
 }
 
 /// A case as shown to clients.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct InstanceView {
     pub id: i64,
     pub unit: String,
@@ -166,7 +166,7 @@ impl InstanceView {
 }
 
 /// An action the instance accepts now, and from whom.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AcceptedAction {
     pub step: String,
     pub action: String,
@@ -962,7 +962,7 @@ impl<S: Store> Engine<S> {
 }
 
 /// What a migration does (or would do).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MigrationPlan {
     pub instance: i64,
     pub from_version: i64,

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use yishi_engine::kind::Actor;
 use yishi_engine::runtime::ActionRequest;
 use yishi_engine::store::{ListFilter, Store};
@@ -22,6 +22,114 @@ use super::auth::{ApiRole, Principal};
 use super::error::{ApiError, ApiResult};
 
 type St<S> = State<Arc<AppState<S>>>;
+
+/// A page of items.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+/// A workflow in a listing.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct WorkflowItem {
+    pub key: String,
+    pub unit: String,
+    pub id: String,
+    pub title: String,
+    #[serde(rename = "abstract")]
+    pub is_abstract: bool,
+    /// The active version's number (1, 2 ...).
+    pub version: i64,
+    /// The active version's id (for migrations).
+    pub version_id: i64,
+    pub hash: String,
+    pub active_instances: i64,
+    /// `ok`, or `kept_last_good` when the files have problems and the last good version runs.
+    pub status: String,
+}
+
+/// A workflow's effective definition.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct WorkflowDetail {
+    pub key: String,
+    pub version: i64,
+    pub version_id: i64,
+    pub hash: String,
+    #[serde(rename = "abstract")]
+    pub is_abstract: bool,
+    /// The effective definition after layering.
+    pub definition: Value,
+}
+
+/// A stored version.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct VersionItem {
+    pub version: i64,
+    pub version_id: i64,
+    pub hash: String,
+    pub created_at: i64,
+    pub active_instances: i64,
+    pub current: bool,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Versions {
+    pub workflow: String,
+    pub items: Vec<VersionItem>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Diff {
+    pub workflow: String,
+    pub from: String,
+    pub to: String,
+    pub changes: Vec<yishi_engine::describe::Change>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct ReloadState {
+    pub generation: u64,
+    pub reloaded_at: i64,
+    pub last: Option<crate::reload::ReloadStatus>,
+    pub diagnostics: Vec<yishi_engine::Diagnostic>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Validation {
+    pub ok: bool,
+    pub diagnostics: Vec<yishi_engine::Diagnostic>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct InstancePage {
+    pub items: Vec<yishi_engine::store::InstanceSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct TimerItem {
+    pub step: String,
+    pub token: u32,
+    pub timer: String,
+    pub due_at: i64,
+}
+
+/// A case with what it accepts now and its whole history.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct InstanceDetail {
+    pub instance: yishi_engine::service::InstanceView,
+    pub tokens: Vec<yishi_engine::runtime::Token>,
+    pub accepts: Vec<yishi_engine::service::AcceptedAction>,
+    pub timers: Vec<TimerItem>,
+    pub history: Vec<yishi_engine::store::EventRow>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct History {
+    pub instance: i64,
+    pub events: Vec<yishi_engine::store::EventRow>,
+}
 
 /// JSON body extractor whose rejections are problem details.
 pub struct Body<T>(pub T);
@@ -118,8 +226,8 @@ pub async fn whoami<S: Store>(Extension(p): Extension<Principal>) -> ApiResult<R
 
 pub async fn communities<S: Store>(State(st): St<S>, Extension(p): Extension<Principal>) -> ApiResult<Response> {
     let active = st.engine.active();
-    let units: Vec<_> = active.catalog.units.values().filter(|u| p.sees(&u.path)).collect();
-    ok(json!({ "items": units }))
+    let items: Vec<_> = active.catalog.units.values().filter(|u| p.sees(&u.path)).cloned().collect();
+    ok(Items { items })
 }
 
 #[derive(Deserialize)]
@@ -141,14 +249,20 @@ pub async fn workflows<S: Store>(
             continue;
         }
         let problems = active.catalog.failed.contains_key(key);
-        items.push(json!({
-            "key": key, "unit": def.unit, "id": def.id, "title": def.title, "abstract": def.is_abstract,
-            "version": row.seq, "version_id": row.id, "hash": def.hash,
-            "active_instances": counts.get(&row.id).copied().unwrap_or(0),
-            "status": if problems { "kept_last_good" } else { "ok" },
-        }));
+        items.push(WorkflowItem {
+            key: key.clone(),
+            unit: def.unit.clone(),
+            id: def.id.clone(),
+            title: def.title.clone(),
+            is_abstract: def.is_abstract,
+            version: row.seq,
+            version_id: row.id,
+            hash: def.hash.clone(),
+            active_instances: counts.get(&row.id).copied().unwrap_or(0),
+            status: if problems { "kept_last_good" } else { "ok" }.into(),
+        });
     }
-    ok(json!({ "items": items }))
+    ok(Items { items })
 }
 
 pub async fn workflow<S: Store>(
@@ -184,9 +298,16 @@ pub async fn workflow<S: Store>(
             let counts = store.active_counts().await?;
             let items: Vec<_> = versions
                 .iter()
-                .map(|v| json!({ "version": v.seq, "version_id": v.id, "hash": v.hash, "created_at": v.created_at, "active_instances": counts.get(&v.id).copied().unwrap_or(0), "current": current.is_some_and(|(r, _)| r.id == v.id) }))
+                .map(|v| VersionItem {
+                    version: v.seq,
+                    version_id: v.id,
+                    hash: v.hash.clone(),
+                    created_at: v.created_at,
+                    active_instances: counts.get(&v.id).copied().unwrap_or(0),
+                    current: current.is_some_and(|(r, _)| r.id == v.id),
+                })
                 .collect();
-            ok(json!({ "workflow": key, "items": items }))
+            ok(Versions { workflow: key, items })
         }
         "diff" => {
             let (Some(from), Some(to)) = (q.get("from"), q.get("to")) else {
@@ -194,7 +315,12 @@ pub async fn workflow<S: Store>(
             };
             let (_, _, a) = store.version(seq_to_id(from)?).await?;
             let (_, _, b) = store.version(seq_to_id(to)?).await?;
-            ok(json!({ "workflow": key, "from": from, "to": to, "changes": yishi_engine::describe::diff(&a, &b) }))
+            ok(Diff {
+                workflow: key.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                changes: yishi_engine::describe::diff(&a, &b),
+            })
         }
         "diagram" => {
             let effective = match q.get("version") {
@@ -209,10 +335,14 @@ pub async fn workflow<S: Store>(
                     yishi_engine::describe::mermaid(&effective),
                 )
                     .into_response()),
-                Some(other) => {
-                    Err(ApiError::bad_request(format!("unknown diagram format `{other}`; `mermaid` is available"))
-                        .field("format"))
+                Some("svg") => {
+                    let svg = render_svg(&yishi_engine::describe::dot(&effective)).map_err(ApiError::internal)?;
+                    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
                 }
+                Some(other) => Err(ApiError::bad_request(format!(
+                    "unknown diagram format `{other}`; `mermaid` and `svg` are available"
+                ))
+                .field("format")),
             }
         }
         _ => {
@@ -221,9 +351,14 @@ pub async fn workflow<S: Store>(
                     "`{key}` has no active version (its files were removed); its stored versions are at {key}/versions"
                 )));
             };
-            ok(
-                json!({ "key": key, "version": row.seq, "version_id": row.id, "hash": def.hash, "abstract": def.is_abstract, "definition": def.effective }),
-            )
+            ok(WorkflowDetail {
+                key: key.clone(),
+                version: row.seq,
+                version_id: row.id,
+                hash: def.hash.clone(),
+                is_abstract: def.is_abstract,
+                definition: def.effective.clone(),
+            })
         }
     }
 }
@@ -232,7 +367,7 @@ pub async fn reload_status<S: Store>(State(st): St<S>, Extension(p): Extension<P
     let active = st.engine.active();
     // Only what lies in the token's scope: diagnostics of files in its units.
     let in_scope = |d: &yishi_engine::Diagnostic| p.sees(yishi_engine::files::parent_dir(&d.file));
-    let diagnostics: Vec<_> = active.diagnostics.iter().filter(|d| in_scope(d)).collect();
+    let diagnostics: Vec<_> = active.diagnostics.iter().filter(|d| in_scope(d)).cloned().collect();
     let last = st.reloader.status().map(|mut s| {
         s.diagnostics.retain(|d| in_scope(d));
         s.activated.retain(|(k, _)| p.sees(unit_of(k)));
@@ -240,9 +375,7 @@ pub async fn reload_status<S: Store>(State(st): St<S>, Extension(p): Extension<P
         s.removed.retain(|k| p.sees(unit_of(k)));
         s
     });
-    ok(
-        json!({ "generation": active.generation, "reloaded_at": active.reloaded_at, "last": last, "diagnostics": diagnostics }),
-    )
+    ok(ReloadState { generation: active.generation, reloaded_at: active.reloaded_at, last, diagnostics })
 }
 
 pub async fn reload<S: Store>(State(st): St<S>, Extension(p): Extension<Principal>) -> ApiResult<Response> {
@@ -254,7 +387,7 @@ pub async fn reload<S: Store>(State(st): St<S>, Extension(p): Extension<Principa
     ok(status)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateBody {
     /// Path of the file relative to the workflows folder, e.g. `pingcheng/proposal.toml`.
@@ -286,10 +419,10 @@ pub async fn validate<S: Store>(
         .cloned()
         .collect();
     let ok_ = !diagnostics.iter().any(|d| d.is_error());
-    ok(json!({ "ok": ok_, "diagnostics": diagnostics }))
+    ok(Validation { ok: ok_, diagnostics })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartBody {
     /// `unit/id` of the workflow.
@@ -386,7 +519,7 @@ pub async fn list_instances<S: Store>(
     }
     let items = st.engine.list(&f).await?;
     let next_cursor = (items.len() as u32 == f.limit).then(|| items.last().map(|i| i.id)).flatten();
-    ok(json!({ "items": items, "next_cursor": next_cursor }))
+    ok(InstancePage { items, next_cursor })
 }
 
 async fn visible<S: Store>(st: &AppState<S>, p: &Principal, id: i64) -> ApiResult<yishi_engine::store::InstanceRow> {
@@ -405,13 +538,16 @@ pub async fn get_instance<S: Store>(
     let history = st.engine.history(id).await?;
     let timers = st.engine.store().timers_of(id).await?;
     let view = yishi_engine::service::InstanceView::of_row(&row);
-    ok(json!({
-        "instance": view,
-        "tokens": row.state.tokens,
-        "accepts": accepts,
-        "timers": timers.iter().map(|t| json!({ "step": t.step, "token": t.token, "timer": t.name, "due_at": t.due_at })).collect::<Vec<_>>(),
-        "history": history,
-    }))
+    ok(InstanceDetail {
+        instance: view,
+        tokens: row.state.tokens,
+        accepts,
+        timers: timers
+            .into_iter()
+            .map(|t| TimerItem { step: t.step, token: t.token, timer: t.name, due_at: t.due_at })
+            .collect(),
+        history,
+    })
 }
 
 #[derive(Deserialize)]
@@ -433,7 +569,7 @@ pub async fn history<S: Store>(
     visible(&st, &p, id).await?;
     let events = st.engine.history(id).await?;
     match q.format.as_deref() {
-        None | Some("json") => ok(json!({ "instance": id, "events": events })),
+        None | Some("json") => ok(History { instance: id, events }),
         Some("csv") => {
             let mut out = String::from("seq,at,version,type,step,actor,detail\n");
             for e in &events {
@@ -465,7 +601,7 @@ pub async fn history<S: Store>(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActBody {
     action: String,
@@ -527,7 +663,7 @@ pub async fn act<S: Store>(
     Ok(([(header::ETAG, etag)], axum::Json(view)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     reason: String,
@@ -550,7 +686,7 @@ pub async fn cancel<S: Store>(
     ok(st.engine.cancel(id, b.step.as_deref(), &b.reason, &actor_of(&p)).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateBody {
     /// The version id (`version_id` in the versions listing) to move to.
@@ -605,4 +741,21 @@ pub async fn metrics<S: Store>(State(st): St<S>) -> Response {
         st.started_at.elapsed().as_secs(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+pub async fn openapi() -> Response {
+    static DOC: std::sync::LazyLock<Value> = std::sync::LazyLock::new(super::openapi::document);
+    axum::Json(DOC.clone()).into_response()
+}
+
+/// Lays out a DOT graph and draws it as SVG (pure Rust, layout-rs).
+pub fn render_svg(dot: &str) -> Result<String, String> {
+    let mut parser = layout::gv::DotParser::new(dot);
+    let graph = parser.process()?;
+    let mut builder = layout::gv::GraphBuilder::new();
+    builder.visit_graph(&graph);
+    let mut visual = builder.get();
+    let mut svg = layout::backends::svg::SVGWriter::new();
+    visual.do_it(false, false, false, &mut svg);
+    Ok(svg.finalize())
 }

@@ -17,7 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 
 /// What a token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ApiRole {
     Viewer,
@@ -44,7 +44,7 @@ impl ApiRole {
 }
 
 /// The holder of the token that made a request.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Principal {
     pub token_id: i64,
     pub name: String,

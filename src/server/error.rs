@@ -17,16 +17,23 @@ pub struct ApiError {
     pub field: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// RFC 9457 problem details, as every error is answered.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Problem {
+    /// A URI naming the problem type.
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    code: &'a str,
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, in plain words.
+    pub detail: String,
+    /// A stable machine code: bad_request, unauthorized, forbidden, role_not_allowed, not_found,
+    /// conflict, closed, too_large, unsupported_media_type, invalid_body, refused, script_failed,
+    /// unavailable, internal.
+    pub code: String,
+    /// The request field at fault, for bad input.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -64,11 +71,11 @@ impl IntoResponse for ApiError {
         let title = self.status.canonical_reason().unwrap_or("Error");
         let body = Problem {
             kind: format!("https://yishi.invalid/problems/{}", self.code),
-            title,
+            title: title.to_owned(),
             status: self.status.as_u16(),
-            detail: &self.detail,
-            code: self.code,
-            field: self.field.as_deref(),
+            detail: self.detail,
+            code: self.code.to_owned(),
+            field: self.field,
         };
         let mut resp = (self.status, Json(body)).into_response();
         resp.headers_mut()

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod openapi;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,8 +11,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::routing::MethodRouter;
 use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -62,27 +65,48 @@ async fn count<S: Store>(State(state): State<Arc<AppState<S>>>, req: Request, ne
     resp
 }
 
+/// The routes the router serves: (method, path, handler). `openapi::operations` documents each.
+pub fn api_routes<S: Store>() -> Vec<(Method, &'static str, MethodRouter<Arc<AppState<S>>>)> {
+    vec![
+        (Method::GET, "/api/v1/communities", get(api::communities::<S>)),
+        (Method::GET, "/api/v1/workflows", get(api::workflows::<S>)),
+        (Method::GET, "/api/v1/workflows/{*path}", get(api::workflow::<S>)),
+        (Method::GET, "/api/v1/reload", get(api::reload_status::<S>)),
+        (Method::POST, "/api/v1/reload", post(api::reload::<S>)),
+        (Method::POST, "/api/v1/validate", post(api::validate::<S>)),
+        (Method::GET, "/api/v1/instances", get(api::list_instances::<S>)),
+        (Method::POST, "/api/v1/instances", post(api::start_instance::<S>)),
+        (Method::GET, "/api/v1/instances/{id}", get(api::get_instance::<S>)),
+        (Method::GET, "/api/v1/instances/{id}/history", get(api::history::<S>)),
+        (Method::POST, "/api/v1/instances/{id}/actions", post(api::act::<S>)),
+        (Method::POST, "/api/v1/instances/{id}/cancel", post(api::cancel::<S>)),
+        (Method::POST, "/api/v1/instances/{id}/migrate", post(api::migrate::<S>)),
+        (Method::GET, "/api/v1/whoami", get(api::whoami::<S>)),
+    ]
+}
+
+/// The routes that need no token.
+pub fn public_routes<S: Store>() -> Vec<(Method, &'static str, MethodRouter<Arc<AppState<S>>>)> {
+    vec![
+        (Method::GET, "/healthz", get(api::healthz)),
+        (Method::GET, "/readyz", get(api::readyz::<S>)),
+        (Method::GET, "/metrics", get(api::metrics::<S>)),
+        (Method::GET, "/api/v1/openapi.json", get(api::openapi)),
+    ]
+}
+
 /// The whole router.
 pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
-    let api = Router::new()
-        .route("/communities", get(api::communities::<S>))
-        .route("/workflows", get(api::workflows::<S>))
-        .route("/workflows/{*path}", get(api::workflow::<S>))
-        .route("/reload", get(api::reload_status::<S>).post(api::reload::<S>))
-        .route("/validate", post(api::validate::<S>))
-        .route("/instances", get(api::list_instances::<S>).post(api::start_instance::<S>))
-        .route("/instances/{id}", get(api::get_instance::<S>))
-        .route("/instances/{id}/history", get(api::history::<S>))
-        .route("/instances/{id}/actions", post(api::act::<S>))
-        .route("/instances/{id}/cancel", post(api::cancel::<S>))
-        .route("/instances/{id}/migrate", post(api::migrate::<S>))
-        .route("/whoami", get(api::whoami::<S>))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate::<S>));
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz::<S>))
-        .route("/metrics", get(api::metrics::<S>))
+    let mut authed: Router<Arc<AppState<S>>> = Router::new();
+    for (_, path, handler) in api_routes::<S>() {
+        authed = authed.route(path, handler);
+    }
+    let authed = authed.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate::<S>));
+    let mut app: Router<Arc<AppState<S>>> = Router::new();
+    for (_, path, handler) in public_routes::<S>() {
+        app = app.route(path, handler);
+    }
+    app.merge(authed)
         .fallback(api::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), count::<S>))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

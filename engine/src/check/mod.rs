@@ -28,7 +28,7 @@ use crate::script::Sandbox;
 pub const RESERVED_DIRS: &[&str] = &["lists", "scripts", "scenarios", "kinds", "calendars", "data"];
 
 /// A unit of the hierarchy: a folder under `workflows/` (district, street, community ...).
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Unit {
     /// Folder path, e.g. `pingcheng/yongtai/liuhangli`.
     pub path: String,

@@ -29,7 +29,7 @@ pub enum StoreError {
 }
 
 /// A stored version of a workflow.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct VersionRow {
     /// The version's id, unique across workflows.
     pub id: i64,
@@ -55,7 +55,7 @@ pub struct InstanceRow {
 }
 
 /// One event as stored.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct EventRow {
     pub seq: i64,
     pub at: i64,
@@ -65,7 +65,7 @@ pub struct EventRow {
 }
 
 /// A listing entry.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct InstanceSummary {
     pub id: i64,
     pub unit: String,
@@ -136,7 +136,7 @@ pub struct Commit {
 }
 
 /// An API token as stored (never the secret).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TokenRow {
     pub id: i64,
     pub name: String,
