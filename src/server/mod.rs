@@ -65,8 +65,11 @@ async fn count<S: Store>(State(state): State<Arc<AppState<S>>>, req: Request, ne
     resp
 }
 
-/// The routes the router serves: (method, path, handler). `openapi::operations` documents each.
-pub fn api_routes<S: Store>() -> Vec<(Method, &'static str, MethodRouter<Arc<AppState<S>>>)> {
+/// A route: its method, its path, and the handler.
+pub type Route<S> = (Method, &'static str, MethodRouter<Arc<AppState<S>>>);
+
+/// The routes the router serves. `openapi::operations` documents each.
+pub fn api_routes<S: Store>() -> Vec<Route<S>> {
     vec![
         (Method::GET, "/api/v1/communities", get(api::communities::<S>)),
         (Method::GET, "/api/v1/workflows", get(api::workflows::<S>)),
@@ -86,7 +89,7 @@ pub fn api_routes<S: Store>() -> Vec<(Method, &'static str, MethodRouter<Arc<App
 }
 
 /// The routes that need no token.
-pub fn public_routes<S: Store>() -> Vec<(Method, &'static str, MethodRouter<Arc<AppState<S>>>)> {
+pub fn public_routes<S: Store>() -> Vec<Route<S>> {
     vec![
         (Method::GET, "/healthz", get(api::healthz)),
         (Method::GET, "/readyz", get(api::readyz::<S>)),
