@@ -261,6 +261,7 @@ impl ActionSpec {
 /// Who acts. `roles` are the roles of the workflow this person holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Actor {
+    #[schemars(length(min = 1))]
     pub id: String,
     #[serde(default)]
     pub roles: Vec<String>,

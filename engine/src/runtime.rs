@@ -130,7 +130,8 @@ impl InstanceState {
 pub enum Event {
     Started {
         workflow: String,
-        version: String,
+        /// Content hash of the definition version the case started on.
+        hash: String,
         data: Map<String, Value>,
     },
     Action {
@@ -764,7 +765,7 @@ fn step_err(step: &str, e: StepError) -> RunError {
 /// Starts a case: records `started` and runs until every branch waits.
 pub fn start(def: &Definition, data: Map<String, Value>, now: i64, instance_id: i64) -> Result<Transition, RunError> {
     let mut run = Run::new(def, InstanceState::default(), now, instance_id);
-    run.emit(Event::Started { workflow: def.key.clone(), version: def.hash.clone(), data });
+    run.emit(Event::Started { workflow: def.key.clone(), hash: def.hash.clone(), data });
     run.queue.push_back((def.steps[def.start].id.clone(), Vec::new(), None));
     run.drain()?;
     Ok(run.finish())

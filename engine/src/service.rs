@@ -697,7 +697,13 @@ impl<S: Store> Engine<S> {
                 row.state.status.as_str()
             )));
         }
-        let (to_row, _, _) = self.store.version(to_version).await?;
+        let (to_row, _, _) = self.store.version(to_version).await.map_err(|e| match e {
+            StoreError::NotFound(_) => EngineError::Refused {
+                message: format!("there is no version {to_version}"),
+                field: Some("to_version".into()),
+            },
+            e => e.into(),
+        })?;
         if to_row.workflow != row.workflow {
             return Err(EngineError::Refused {
                 message: format!("version {to_version} belongs to `{}`, not to `{}`", to_row.workflow, row.workflow),

@@ -391,6 +391,9 @@ pub async fn reload<S: Store>(State(st): St<S>, Extension(p): Extension<Principa
 #[serde(deny_unknown_fields)]
 pub struct ValidateBody {
     /// Path of the file relative to the workflows folder, e.g. `pingcheng/proposal.toml`.
+    #[schemars(regex(
+        pattern = r"^([^\x00-\x1f\x7f-\x9f/\\:.][^\x00-\x1f\x7f-\x9f/\\:]*/)+[^\x00-\x1f\x7f-\x9f/\\:.][^\x00-\x1f\x7f-\x9f/\\:]*\.toml$"
+    ))]
     path: String,
     /// The file's text as it would be saved.
     text: String,
@@ -402,6 +405,14 @@ pub async fn validate<S: Store>(
     Body(b): Body<ValidateBody>,
 ) -> ApiResult<Response> {
     p.require(ApiRole::Operator)?;
+    if !valid_workflow_path(&b.path) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`path` is a workflow file inside a unit folder, e.g. `pingcheng/proposal.toml`",
+        )
+        .field("path"));
+    }
     let key = yishi_engine::files::resolve_reference("", &b.path)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.to_string()).field("path"))?;
     p.require_unit(yishi_engine::files::parent_dir(&key))?;
@@ -420,6 +431,34 @@ pub async fn validate<S: Store>(
         .collect();
     let ok_ = !diagnostics.iter().any(|d| d.is_error());
     ok(Validation { ok: ok_, diagnostics })
+}
+
+/// A workflow file's path as `validate` takes it (the same rule as its schema's pattern):
+/// folders and a `.toml` file, no segment starting with `.`, no control characters, `\` or `:`.
+fn valid_workflow_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').collect();
+    let ok_char = |c: char| !(c.is_control() || c == '\\' || c == ':');
+    segments.len() >= 2
+        && segments.iter().all(|s| !s.is_empty() && !s.starts_with('.') && s.chars().all(ok_char))
+        && segments.last().is_some_and(|f| f.len() > 5 && f.ends_with(".toml"))
+}
+
+/// An integer that also accepts integral floats (`138.0`), which JSON Schema counts as integers.
+fn de_opt_int<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => {
+            let v =
+                n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64));
+            v.and_then(|v| T::try_from(v).ok())
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number in range")))
+        }
+    }
+}
+
+fn de_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    de_opt_int::<D, i64>(d)?.ok_or_else(|| serde::de::Error::custom("a whole number is required"))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -607,7 +646,8 @@ pub struct ActBody {
     action: String,
     #[serde(default)]
     step: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_opt_int")]
+    #[schemars(range(min = 0, max = u32::MAX))]
     token: Option<u32>,
     #[serde(default)]
     payload: Map<String, Value>,
@@ -615,7 +655,7 @@ pub struct ActBody {
     #[serde(default)]
     on_behalf_of: Option<Actor>,
     /// The revision the client last saw; the action is refused with 409 if it moved on.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_opt_int")]
     expected_revision: Option<i64>,
 }
 
@@ -666,6 +706,8 @@ pub async fn act<S: Store>(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
+    /// Why (recorded in the history).
+    #[schemars(regex(pattern = r"\S"))]
     reason: String,
     /// Cancel only this active step (WCP-19) instead of the whole case.
     #[serde(default)]
@@ -690,6 +732,8 @@ pub async fn cancel<S: Store>(
 #[serde(deny_unknown_fields)]
 pub struct MigrateBody {
     /// The version id (`version_id` in the versions listing) to move to.
+    #[serde(deserialize_with = "de_int")]
+    #[schemars(range(min = 1))]
     to_version: i64,
     /// Old step -> new step, for active steps whose id changed or that are part-way through.
     #[serde(default)]

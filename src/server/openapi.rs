@@ -19,11 +19,18 @@ fn s<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
 /// How an operation answers on success.
 pub enum Answer {
     Json(u16, SchemaFn),
-    Text(&'static str),
+    /// JSON by default, or one of these text types when asked for (`format=csv`).
+    JsonOr(SchemaFn, &'static [&'static str]),
+    /// Text in one of these content types.
+    Text(&'static [&'static str]),
 }
 
-/// A parameter: name, where (`path`, `query`), required, description, JSON type.
+/// A parameter: name, where (`path`, `query`, `header`), required, description, and its JSON
+/// Schema (a JSON text).
 pub type Param = (&'static str, &'static str, bool, &'static str, &'static str);
+
+const INT: &str = r#"{"type": "integer", "format": "int64"}"#;
+const TEXT: &str = r#"{"type": "string"}"#;
 
 /// One documented operation.
 pub struct Op {
@@ -42,16 +49,27 @@ pub struct Op {
     pub errors: &'static [u16],
 }
 
-const ID: Param = ("id", "path", true, "the instance id", "integer");
+const ID: Param = (
+    "id",
+    "path",
+    true,
+    "the instance id",
+    r#"{"type": "integer", "format": "int64", "minimum": 1, "maximum": 9223372036854775807, "examples": [1, 2]}"#,
+);
 const KEY: Param = (
     "key",
     "path",
     true,
     "`unit/id` of a workflow; it contains slashes, e.g. `pingcheng/yongtai/liuhangli/proposal`",
-    "string",
+    r#"{"type": "string", "examples": ["bench/counter", "chengguan/tianshuinanlu/garden"]}"#,
 );
-const IDEMPOTENCY: Param =
-    ("Idempotency-Key", "header", false, "a retried request with the same key applies once", "string");
+const IDEMPOTENCY: Param = (
+    "Idempotency-Key",
+    "header",
+    false,
+    "a retried request with the same key applies once",
+    r#"{"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"}"#,
+);
 
 /// Every operation of the API.
 pub fn operations() -> Vec<Op> {
@@ -68,7 +86,7 @@ pub fn operations() -> Vec<Op> {
             role: None,
             params: &[],
             body: None,
-            answer: Text("text/plain"),
+            answer: Text(&["text/plain"]),
             errors: &[],
         },
         Op {
@@ -80,7 +98,7 @@ pub fn operations() -> Vec<Op> {
             role: None,
             params: &[],
             body: None,
-            answer: Text("text/plain"),
+            answer: Text(&["text/plain"]),
             errors: &[503],
         },
         Op {
@@ -92,7 +110,7 @@ pub fn operations() -> Vec<Op> {
             role: None,
             params: &[],
             body: None,
-            answer: Text("text/plain"),
+            answer: Text(&["text/plain"]),
             errors: &[],
         },
         Op {
@@ -138,7 +156,7 @@ pub fn operations() -> Vec<Op> {
             id: "listWorkflows",
             summary: "active workflows in scope with their versions and active cases",
             role: Some(ApiRole::Viewer),
-            params: &[("unit", "query", false, "only this unit", "string")],
+            params: &[("unit", "query", false, "only this unit", TEXT)],
             body: None,
             answer: Json(200, s::<api::Items<api::WorkflowItem>>),
             errors: &[400],
@@ -176,8 +194,8 @@ pub fn operations() -> Vec<Op> {
             role: Some(ApiRole::Viewer),
             params: &[
                 KEY,
-                ("from", "query", true, "version number", "integer"),
-                ("to", "query", true, "version number", "integer"),
+                ("from", "query", true, "version number", INT),
+                ("to", "query", true, "version number", INT),
             ],
             body: None,
             answer: Json(200, s::<api::Diff>),
@@ -192,11 +210,11 @@ pub fn operations() -> Vec<Op> {
             role: Some(ApiRole::Viewer),
             params: &[
                 KEY,
-                ("version", "query", false, "version number (default: active)", "integer"),
-                ("format", "query", false, "mermaid or svg", "string"),
+                ("version", "query", false, "version number (default: active)", INT),
+                ("format", "query", false, "mermaid or svg", r#"{"type": "string", "enum": ["mermaid", "svg"]}"#),
             ],
             body: None,
-            answer: Text("text/plain"),
+            answer: Text(&["text/plain", "image/svg+xml"]),
             errors: &[400, 404],
         },
         Op {
@@ -243,18 +261,30 @@ pub fn operations() -> Vec<Op> {
             summary: "cases, newest first, filtered; `data.<field>=<value>` filters on the data document",
             role: Some(ApiRole::Viewer),
             params: &[
-                ("unit", "query", false, "exactly this unit", "string"),
-                ("within", "query", false, "this unit and the units below it", "string"),
-                ("workflow", "query", false, "`unit/id`", "string"),
-                ("version", "query", false, "version id", "integer"),
-                ("status", "query", false, "active, completed, cancelled or failed", "string"),
-                ("step", "query", false, "an active step", "string"),
-                ("created_from", "query", false, "Unix ms", "integer"),
-                ("created_to", "query", false, "Unix ms", "integer"),
-                ("updated_from", "query", false, "Unix ms", "integer"),
-                ("updated_to", "query", false, "Unix ms", "integer"),
-                ("cursor", "query", false, "`next_cursor` of the previous page", "integer"),
-                ("limit", "query", false, "1 to 500 (default 50)", "integer"),
+                ("unit", "query", false, "exactly this unit", TEXT),
+                ("within", "query", false, "this unit and the units below it", TEXT),
+                ("workflow", "query", false, "`unit/id`", TEXT),
+                ("version", "query", false, "version id", INT),
+                (
+                    "status",
+                    "query",
+                    false,
+                    "active, completed, cancelled or failed",
+                    r#"{"type": "string", "enum": ["active", "completed", "cancelled", "failed"]}"#,
+                ),
+                ("step", "query", false, "an active step", TEXT),
+                ("created_from", "query", false, "Unix ms", INT),
+                ("created_to", "query", false, "Unix ms", INT),
+                ("updated_from", "query", false, "Unix ms", INT),
+                ("updated_to", "query", false, "Unix ms", INT),
+                ("cursor", "query", false, "`next_cursor` of the previous page", INT),
+                (
+                    "limit",
+                    "query",
+                    false,
+                    "1 to 500 (default 50)",
+                    r#"{"type": "integer", "minimum": 1, "maximum": 500}"#,
+                ),
             ],
             body: None,
             answer: Json(200, s::<api::InstancePage>),
@@ -291,9 +321,9 @@ pub fn operations() -> Vec<Op> {
             id: "history",
             summary: "a case's history (`format` json, the default, or csv)",
             role: Some(ApiRole::Viewer),
-            params: &[ID, ("format", "query", false, "json or csv", "string")],
+            params: &[ID, ("format", "query", false, "json or csv", r#"{"type": "string", "enum": ["json", "csv"]}"#)],
             body: None,
-            answer: Json(200, s::<api::History>),
+            answer: JsonOr(s::<api::History>, &["text/csv"]),
             errors: &[400, 404],
         },
         Op {
@@ -303,7 +333,17 @@ pub fn operations() -> Vec<Op> {
             id: "act",
             summary: "submit an action (`If-Match: \"<revision>\"` for optimistic concurrency)",
             role: Some(ApiRole::Operator),
-            params: &[ID, IDEMPOTENCY, ("If-Match", "header", false, "the revision the client last saw", "string")],
+            params: &[
+                ID,
+                IDEMPOTENCY,
+                (
+                    "If-Match",
+                    "header",
+                    false,
+                    "the revision the client last saw",
+                    r#"{"type": "string", "pattern": "^\"?[0-9]{1,18}\"?$"}"#,
+                ),
+            ],
             body: Some(s::<api::ActBody>),
             answer: Json(200, s::<yishi_engine::service::InstanceView>),
             errors: &[400, 403, 404, 409, 413, 415, 422],
@@ -368,7 +408,15 @@ pub fn document() -> Value {
                 json!(format!("Needs a token with role `{}` or above, and the thing in its scope.", role.as_str())),
             );
         }
-        let params: Vec<Value> = op.params.iter().map(|(name, at, required, desc, ty)| json!({ "name": name, "in": at, "required": required, "description": desc, "schema": { "type": ty } })).collect();
+        let params: Vec<Value> = op
+            .params
+            .iter()
+            .map(|(name, at, required, desc, schema)| {
+                let schema: Value =
+                    serde_json::from_str(schema).unwrap_or_else(|e| panic!("bad schema of `{name}`: {e}"));
+                json!({ "name": name, "in": at, "required": required, "description": desc, "schema": schema })
+            })
+            .collect();
         if !params.is_empty() {
             o.insert("parameters".into(), Value::Array(params));
         }
@@ -383,11 +431,18 @@ pub fn document() -> Value {
             Answer::Json(code, schema) => {
                 responses.insert(code.to_string(), json!({ "description": "success", "content": { "application/json": { "schema": schema(&mut g) } } }));
             }
-            Answer::Text(ct) => {
-                responses.insert(
-                    "200".into(),
-                    json!({ "description": "success", "content": { ct: { "schema": { "type": "string" } } } }),
-                );
+            Answer::JsonOr(schema, types) => {
+                let mut content = Map::new();
+                content.insert("application/json".into(), json!({ "schema": schema(&mut g) }));
+                for ct in types {
+                    content.insert((*ct).to_owned(), json!({ "schema": { "type": "string" } }));
+                }
+                responses.insert("200".into(), json!({ "description": "success", "content": content }));
+            }
+            Answer::Text(types) => {
+                let content: Map<String, Value> =
+                    types.iter().map(|ct| ((*ct).to_owned(), json!({ "schema": { "type": "string" } }))).collect();
+                responses.insert("200".into(), json!({ "description": "success", "content": content }));
             }
         }
         let mut errors: Vec<u16> = op.errors.to_vec();
