@@ -471,3 +471,65 @@ async fn documented_success_responses_match_their_schemas_top_level() {
         }
     }
 }
+
+/// What the schema-driven fuzzer (schemathesis) found, kept fixed.
+#[tokio::test]
+async fn schemathesis_findings_stay_fixed() {
+    let api = Api::new().await;
+    let t = api.token("admin", "*", &["staff"]).await;
+    let (_, c) = api.call("POST", "/api/v1/instances", Some(&t), Some(json!({"workflow": GARDEN}))).await;
+    let id = c["id"].as_i64().unwrap();
+    // 1. The history had two `version` keys in the `started` event (row version and definition hash).
+    let (_, h) = api.raw("GET", &format!("/api/v1/instances/{id}/history"), Some(&t), None, &[]).await;
+    let started = &h["events"][0];
+    assert!(started["version"].is_i64() && started["hash"].is_string(), "{started}");
+    // 2. A path with control characters was accepted by `validate`.
+    let (s, v) = api.call("POST", "/api/v1/validate", Some(&t), Some(json!({"path": "\u{95}", "text": ""}))).await;
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("path")));
+    // 3. Migrating to a version that does not exist answered 404, as if the case were gone.
+    let (s, v) =
+        api.call("POST", &format!("/api/v1/instances/{id}/migrate"), Some(&t), Some(json!({"to_version": 999}))).await;
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("to_version")), "{v}");
+    // 4. Integral floats are integers in JSON Schema.
+    let own = c["version"].as_i64().unwrap() as f64;
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/api/v1/instances/{id}/migrate"),
+            Some(&t),
+            Some(json!({"to_version": own, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/api/v1/instances/{id}/actions"),
+            Some(&t),
+            Some(json!({"action": "submit", "expected_revision": 1.5})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // 5. A blank reason, and an empty `on_behalf_of.id`, are refused as documented.
+    let (s, _) =
+        api.call("POST", &format!("/api/v1/instances/{id}/cancel"), Some(&t), Some(json!({"reason": "   "}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = api
+        .call(
+            "POST",
+            &format!("/api/v1/instances/{id}/actions"),
+            Some(&t),
+            Some(json!({"action": "submit", "on_behalf_of": {"id": ""}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // 6. The SVG and CSV answers are documented.
+    let (_, doc) = api.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert!(
+        doc["paths"]["/api/v1/workflows/{key}/diagram"]["get"]["responses"]["200"]["content"]["image/svg+xml"]
+            .is_object()
+    );
+    assert!(
+        doc["paths"]["/api/v1/instances/{id}/history"]["get"]["responses"]["200"]["content"]["text/csv"].is_object()
+    );
+}

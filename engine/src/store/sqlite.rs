@@ -117,6 +117,16 @@ impl SqliteStore {
 
     /// [`SqliteStore::open`] with a chosen durability.
     pub async fn open_with(path: &Path, sync: Sync) -> Result<Self, StoreError> {
+        Self::open_options(path, sync, |o| o).await
+    }
+
+    /// Opens with extra connection options (tests use them to make the disk "full"
+    /// (`max_page_count`) or the file read-only, exactly as SQLite reports those).
+    pub async fn open_options(
+        path: &Path,
+        sync: Sync,
+        extra: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+    ) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -129,6 +139,7 @@ impl SqliteStore {
             .busy_timeout(StdDuration::from_secs(5))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-32000");
+        let opts = extra(opts);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)

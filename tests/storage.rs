@@ -1,0 +1,104 @@
+//! When the disk is full or the database read-only: clients get a clear "unavailable" error,
+//! nothing is half-written or corrupted, reads keep working, and writes work again once space
+//! returns. SQLite's `max_page_count` produces the same SQLITE_FULL a full disk does.
+
+mod common;
+
+use std::sync::Arc;
+
+use serde_json::{Map, json};
+use yishi_engine::FileSet;
+use yishi_engine::clock::SystemClock;
+use yishi_engine::kind::Actor;
+use yishi_engine::runtime::{ActionRequest, replay};
+use yishi_engine::service::{Config, Engine, EngineError};
+use yishi_engine::store::Store;
+use yishi_engine::store::sqlite::{SqliteStore, Sync};
+
+const COUNTER: &str = "id = \"counter\"\n[[steps]]\nid = \"count\"\nkind = \"task\"\nroles = [\"*\"]\nactions.tick = { fields = { note = \"string?\" } }\nactions.finish = {}\non = { tick = \"count\", finish = \"end\" }\n[[steps]]\nid = \"end\"\nkind = \"end\"\n";
+
+async fn engine_on(store: SqliteStore) -> Arc<Engine<SqliteStore>> {
+    let engine = Engine::new(
+        store,
+        yishi::registry(),
+        Arc::new(SystemClock),
+        Config { log_activity: false, ..Config::default() },
+    )
+    .await
+    .unwrap();
+    let mut files = FileSet::new();
+    files.insert("u/counter.toml", COUNTER);
+    assert!(engine.reload(&files).await.unwrap().ok);
+    engine
+}
+
+fn tick(note: &str) -> ActionRequest {
+    let payload: Map<String, serde_json::Value> = [("note".to_owned(), json!(note))].into_iter().collect();
+    ActionRequest {
+        action: "tick".into(),
+        step: None,
+        token: None,
+        payload,
+        actor: Actor { id: "a".into(), roles: vec![] },
+        on_behalf_of: None,
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_reported_as_unavailable_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("y.db");
+    let pages = 160; // small: fills after some hundreds of actions
+    let store =
+        SqliteStore::open_options(&db, Sync::Full, |o| o.pragma("max_page_count", pages.to_string())).await.unwrap();
+    let engine = engine_on(store).await;
+    let actor = Actor { id: "a".into(), roles: vec![] };
+    let case = engine.start("u/counter", Map::new(), &actor, None).await.unwrap();
+    let big = "x".repeat(2_000);
+    let mut acknowledged = 0;
+    let err = loop {
+        match engine.act(case.id, tick(&big), None, None).await {
+            Ok(_) => acknowledged += 1,
+            Err(e) => break e,
+        }
+        assert!(acknowledged < 10_000, "the disk never filled");
+    };
+    assert!(matches!(err, EngineError::Unavailable(_)), "{err:?}");
+    assert!(acknowledged > 10);
+    // Reads keep working, and the case is exactly what was acknowledged.
+    let row = engine.get(case.id).await.unwrap();
+    assert_eq!(row.revision, 1 + acknowledged);
+    // Space returns: the same file opened without the limit takes writes again.
+    drop(engine);
+    let store = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    let history = store.history(case.id).await.unwrap();
+    let ticks = history
+        .iter()
+        .filter(|e| e.event.kind() == "action" && serde_json::to_value(&e.event).unwrap()["action"] == "tick")
+        .count() as i64;
+    assert_eq!(ticks, acknowledged, "every acknowledged action, and nothing else");
+    let row = store.load(case.id).await.unwrap();
+    assert_eq!(replay(history.iter().map(|e| (&e.event, e.at))), row.state);
+    let engine = engine_on(store).await;
+    engine.act(case.id, tick("after"), None, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_read_only_database_answers_reads_and_refuses_writes_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("y.db");
+    let case = {
+        let engine = engine_on(SqliteStore::open(&db).await.unwrap()).await;
+        let c = engine.start("u/counter", Map::new(), &Actor { id: "a".into(), roles: vec![] }, None).await.unwrap();
+        engine.store().close().await;
+        c
+    };
+    let store = SqliteStore::open_options(&db, Sync::Full, |o| o.read_only(true)).await.unwrap();
+    // Versions are already stored, so loading the same workflows writes nothing.
+    let engine = engine_on(store).await;
+    assert_eq!(engine.view(case.id).await.unwrap().revision, 1);
+    let err = engine.act(case.id, tick("x"), None, None).await.unwrap_err();
+    assert!(matches!(err, EngineError::Unavailable(_)), "{err:?}");
+    assert_eq!(engine.view(case.id).await.unwrap().revision, 1, "nothing changed");
+}
