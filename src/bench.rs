@@ -23,6 +23,11 @@ pub enum Case {
     Concurrent,
     /// Time from saving a workflow file to its new version being active.
     Reload,
+    /// The full Liuhangli proposal loop with a 50-voter vote, many cases at once.
+    Case,
+    /// A database of 1,000,000 instances and 10,000,000 events: start-up, memory, list and read
+    /// latency, and 100,000 overdue deadlines fired after start.
+    Scale,
 }
 
 fn line(name: &str, value: f64, unit: &str) {
@@ -119,6 +124,8 @@ pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf, sync:
             Ok(())
         }
         Case::Reload => reload(n, &workflows, tmp.path(), sync).await,
+        Case::Case => full_case(n, clients, &workflows, tmp.path(), sync).await,
+        Case::Scale => scale(n, &workflows, tmp.path(), sync).await,
     }
 }
 
@@ -223,5 +230,213 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
             std::fs::copy(e.path(), target)?;
         }
     }
+    Ok(())
+}
+
+fn act(action: &str, id: &str, roles: &[&str], payload: Value) -> yishi_engine::runtime::ActionRequest {
+    yishi_engine::runtime::ActionRequest {
+        action: action.into(),
+        step: None,
+        token: None,
+        payload: payload.as_object().cloned().unwrap_or_default(),
+        actor: Actor { id: "staff-desk".into(), roles: vec![] },
+        on_behalf_of: Some(Actor { id: id.into(), roles: roles.iter().map(|r| (*r).to_owned()).collect() }),
+    }
+}
+
+/// The actions of one whole Liuhangli case, in order.
+fn case_script() -> Vec<yishi_engine::runtime::ActionRequest> {
+    let staff = &["staff"];
+    let mut v = vec![
+        act(
+            "submit",
+            "zhang",
+            &["resident"],
+            json!({"title": "chairs on the stairs", "channel": "suggestion_box", "category": "building", "cost": 6000}),
+        ),
+        act("attend", "staff1", staff, json!({"attendees": ["rep1", "rep2", "rep3", "rep4", "rep5"]})),
+        act("conclude", "staff1", staff, json!({"outcome": "agreed"})),
+    ];
+    for i in 0..50 {
+        v.push(act(
+            "vote",
+            &format!("rep{i}"),
+            &["representative"],
+            json!({"choice": if i % 5 == 0 { "against" } else { "for" }}),
+        ));
+    }
+    v.push(act("close", "staff1", staff, json!({})));
+    v.push(act("approve", "street1", &["street_office"], json!({})));
+    v.push(act("close", "staff1", staff, json!({})));
+    v.push(act("plan", "staff1", staff, json!({"tasks": [{"id": "install", "title": "install"}]})));
+    v.push(act("report", "head1", &["building_head"], json!({"task": "install", "progress": 100})));
+    v.push(act("sign_off", "sup1", &["supervisor"], json!({"task": "install"})));
+    for i in 0..5 {
+        v.push(act("rate", &format!("r{i}"), &["resident"], json!({"score": 5})));
+    }
+    v.push(act("close", "staff1", staff, json!({})));
+    v
+}
+
+async fn full_case(n: usize, clients: usize, workflows: &Path, db_dir: &Path, sync: Sync) -> Result<(), String> {
+    let engine = engine(workflows, db_dir, sync).await?;
+    let key = "pingcheng/yongtai/liuhangli/proposal";
+    let script = Arc::new(case_script());
+    let cases = n.max(1);
+    let clients = clients.clamp(1, cases);
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let (engine, script) = (engine.clone(), script.clone());
+        let mine = cases / clients + usize::from(c < cases % clients);
+        set.spawn(async move {
+            let mut lat = Vec::new();
+            for _ in 0..mine {
+                let v = engine
+                    .start(key, Map::new(), &Actor { id: "staff-desk".into(), roles: vec![] }, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for req in script.iter() {
+                    let t = Instant::now();
+                    engine.act(v.id, req.clone(), None, None).await.map_err(|e| format!("{}: {e}", req.action))?;
+                    lat.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                let end = engine.view(v.id).await.map_err(|e| e.to_string())?;
+                if end.outcome.as_deref() != Some("closed") {
+                    return Err(format!("case {} ended {:?} at {:?}", v.id, end.outcome, end.active_steps));
+                }
+            }
+            Ok::<_, String>(lat)
+        });
+    }
+    let mut lat = Vec::new();
+    while let Some(r) = set.join_next().await {
+        lat.extend(r.map_err(|e| e.to_string())??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    line("case_cases_per_second", cases as f64 / secs, "cases/s");
+    line("case_actions_per_case", script.len() as f64, "actions");
+    line("case_actions_per_second", lat.len() as f64 / secs, "actions/s");
+    line("case_action_latency_p50", percentile(&lat, 0.5), "us");
+    line("case_action_latency_p99", percentile(&lat, 0.99), "us");
+    Ok(())
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn scale(n: usize, workflows: &Path, db_dir: &Path, sync: Sync) -> Result<(), String> {
+    let instances = n.max(1000) as i64;
+    let db = db_dir.join("bench.db");
+    // 1. Versions, through the engine; then rows generated by SQLite itself.
+    let (counter, timed) = {
+        let engine = engine(workflows, db_dir, sync).await?;
+        let active = engine.active();
+        let (c, t) = (active.current["bench/counter"].0.id, active.current["bench/timed"].0.id);
+        engine.store().close().await;
+        (c, t)
+    };
+    let t = Instant::now();
+    let store = SqliteStore::open_with(&db, Sync::Normal).await.map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let deadlines = (instances / 10).min(100_000);
+    let sql = format!(
+        "BEGIN;
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {instances})
+         INSERT INTO instances (id, unit, workflow, version, status, outcome, active_steps, data, state, revision, last_seq, created_at, updated_at)
+         SELECT x, 'bench/c' || (x % 100),
+                CASE WHEN x <= {deadlines} THEN 'bench/timed' ELSE 'bench/counter' END,
+                CASE WHEN x <= {deadlines} THEN {timed} ELSE {counter} END,
+                CASE WHEN x <= {deadlines} OR (x / 100) % 2 = 0 THEN 'active' ELSE 'completed' END,
+                CASE WHEN x <= {deadlines} OR (x / 100) % 2 = 0 THEN NULL ELSE 'done' END,
+                CASE WHEN x <= {deadlines} THEN '[\"wait\"]' WHEN (x / 100) % 2 = 0 THEN '[\"count\"]' ELSE '[]' END,
+                '{{\"n\":' || x || ',\"building\":' || (x % 40) || '}}',
+                CASE WHEN x <= {deadlines} THEN '{{\"status\":\"active\",\"tokens\":[{{\"id\":1,\"step\":\"wait\",\"entered_at\":0}}],\"visits\":{{\"wait\":1}},\"next_token\":2,\"next_scope\":1}}'
+                     WHEN (x / 100) % 2 = 0 THEN '{{\"status\":\"active\",\"tokens\":[{{\"id\":1,\"step\":\"count\",\"entered_at\":0}}],\"visits\":{{\"count\":1}},\"next_token\":2,\"next_scope\":1}}'
+                     ELSE '{{\"status\":\"completed\",\"outcome\":\"done\",\"tokens\":[],\"visits\":{{\"count\":1}},\"next_token\":2,\"next_scope\":1}}' END,
+                1, 10, {now} - x, {now} - x
+         FROM c;
+         WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < {instances} * 10 - 1)
+         INSERT INTO events (instance_id, seq, at, version, type, body)
+         SELECT x / 10 + 1, x % 10 + 1, {now}, {counter}, 'action',
+                '{{\"type\":\"action\",\"action\":\"tick\",\"step\":\"count\",\"token\":1,\"actor\":{{\"id\":\"bench\",\"roles\":[]}},\"payload\":{{\"n\":' || x || '}}}}'
+         FROM c;
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {deadlines})
+         INSERT INTO timers (instance_id, token, name, step, due_at) SELECT x, 1, 'deadline', 'wait', {now} - 1000 FROM c;
+         COMMIT;"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await.map_err(|e| e.to_string())?;
+    sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")
+        .execute(store.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+    store.close().await;
+    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    line("scale_instances", instances as f64, "instances");
+    line("scale_events", (instances * 10) as f64, "events");
+    line("scale_overdue_deadlines", deadlines as f64, "deadlines");
+    line("scale_database_size", size as f64 / 1e6, "MB");
+    line("scale_generate_seconds", t.elapsed().as_secs_f64(), "s");
+
+    // 2. Start as `serve` does: open, migrate, load the workflows, ready to answer. (The peak
+    // memory counter is reset first, so it measures the engine, not the data generation.)
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let t = Instant::now();
+    let engine = engine(workflows, db_dir, sync).await?;
+    line("scale_startup", t.elapsed().as_secs_f64() * 1000.0, "ms");
+
+    // 3. The overdue deadlines fire, each once.
+    let t = Instant::now();
+    let fired = engine.fire_due().await.map_err(|e| e.to_string())?;
+    line("scale_deadlines_fired", fired as f64, "deadlines");
+    line("scale_deadlines_fire_seconds", t.elapsed().as_secs_f64(), "s");
+    if fired as i64 != deadlines {
+        return Err(format!("{fired} deadlines fired, {deadlines} were due"));
+    }
+    // 4. List active cases of one community with a filter; read one case with its history.
+    let mut list = Vec::new();
+    for i in 0..200 {
+        let f = yishi_engine::store::ListFilter {
+            units: Some(vec![format!("bench/c{}", i % 100)]),
+            status: Some("active".into()),
+            step: Some("count".into()),
+            limit: 50,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let page = engine.list(&f).await.map_err(|e| e.to_string())?;
+        list.push(t.elapsed().as_secs_f64() * 1000.0);
+        if page.len() != 50 {
+            return Err(format!("a page held {} cases", page.len()));
+        }
+    }
+    let mut read = Vec::new();
+    for i in 0..200 {
+        let id = deadlines + 1 + (i * 4_999) % (instances - deadlines);
+        let t = Instant::now();
+        let row = engine.get(id).await.map_err(|e| e.to_string())?;
+        let history = engine.history(id).await.map_err(|e| e.to_string())?;
+        read.push(t.elapsed().as_secs_f64() * 1000.0);
+        if history.len() < 10 || row.id != id {
+            return Err(format!("case {id} has {} events", history.len()));
+        }
+    }
+    list.sort_by(f64::total_cmp);
+    read.sort_by(f64::total_cmp);
+    line("scale_list_active_one_community_p50", percentile(&list, 0.5), "ms");
+    line("scale_list_active_one_community_p99", percentile(&list, 0.99), "ms");
+    line("scale_read_instance_with_history_p50", percentile(&read, 0.5), "ms");
+    line("scale_read_instance_with_history_p99", percentile(&read, 0.99), "ms");
+    line("scale_peak_rss", peak_rss_mb(), "MB");
     Ok(())
 }
