@@ -201,9 +201,23 @@ async fn every_route_refuses_what_the_role_or_scope_does_not_allow_and_changes_n
     let (_, wfs) = api.call("GET", "/api/v1/workflows", Some(&chengguan_op), None).await;
     assert!(wfs["items"].as_array().unwrap().iter().all(|w| w["unit"].as_str().unwrap().starts_with("chengguan")));
     assert_eq!((history_len(g).await, history_len(p).await), before, "refused requests changed nothing");
-    // A scoped admin may not reload every unit.
+    // A scoped admin may not reload every unit, nor touch anything outside its scope.
     let chengguan_admin = api.token("admin", "chengguan", &[]).await;
     assert_eq!(api.call("POST", "/api/v1/reload", Some(&chengguan_admin), None).await.0, StatusCode::FORBIDDEN);
+    for (m, uri, body) in [
+        ("POST", format!("/api/v1/instances/{p}/cancel"), Some(json!({"reason": "x"}))),
+        ("POST", format!("/api/v1/instances/{p}/migrate"), Some(json!({"to_version": 1, "dry_run": true}))),
+        ("GET", format!("/api/v1/workflows/{LIUHANGLI}/diff?from=1&to=1"), None),
+        ("GET", format!("/api/v1/workflows/{LIUHANGLI}/diagram"), None),
+        ("GET", format!("/api/v1/instances?workflow={LIUHANGLI}&unit=pingcheng/yongtai/liuhangli"), None),
+    ] {
+        let (s, v) = api.call(m, &uri, Some(&chengguan_admin), body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "scoped admin {m} {uri}: {v}");
+    }
+    let (_, list) =
+        api.call("GET", &format!("/api/v1/instances?workflow={LIUHANGLI}"), Some(&chengguan_admin), None).await;
+    assert!(list["items"].as_array().unwrap().is_empty(), "filters never widen the scope: {list}");
+    assert_eq!((history_len(g).await, history_len(p).await), before, "still nothing changed");
     // In scope, the operator acts, recorded as itself and on behalf of the resident.
     let (s, v) = api.call("POST", &format!("/api/v1/instances/{g}/actions"), Some(&chengguan_op), Some(json!({"action": "submit", "payload": {"title": "garden", "channel": "visit"}, "on_behalf_of": {"id": "res-1", "roles": ["resident"]}}))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
