@@ -200,7 +200,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_batch: 1024, cache_instances: 100_000, timer_concurrency: 256, log_activity: true }
+        Config { max_batch: 1024, cache_instances: 10_000, timer_concurrency: 256, log_activity: true }
     }
 }
 
