@@ -71,6 +71,9 @@ const IDEMPOTENCY: Param = (
     r#"{"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"}"#,
 );
 
+/// What a write with a JSON body can answer besides success (and 401).
+const WRITE_ERRORS: &[u16] = &[400, 403, 404, 409, 413, 415, 422];
+
 /// Every operation of the API.
 pub fn operations() -> Vec<Op> {
     use Answer::*;
@@ -300,7 +303,7 @@ pub fn operations() -> Vec<Op> {
             params: &[IDEMPOTENCY],
             body: Some(s::<api::StartBody>),
             answer: Json(201, s::<yishi_engine::service::InstanceView>),
-            errors: &[400, 403, 404, 409, 413, 415, 422],
+            errors: WRITE_ERRORS,
         },
         Op {
             method: get.clone(),
@@ -346,7 +349,7 @@ pub fn operations() -> Vec<Op> {
             ],
             body: Some(s::<api::ActBody>),
             answer: Json(200, s::<yishi_engine::service::InstanceView>),
-            errors: &[400, 403, 404, 409, 413, 415, 422],
+            errors: WRITE_ERRORS,
         },
         Op {
             method: post.clone(),
@@ -358,7 +361,7 @@ pub fn operations() -> Vec<Op> {
             params: &[ID],
             body: Some(s::<api::CancelBody>),
             answer: Json(200, s::<yishi_engine::service::InstanceView>),
-            errors: &[400, 403, 404, 409, 413, 415, 422],
+            errors: WRITE_ERRORS,
         },
         Op {
             method: post.clone(),
@@ -370,7 +373,7 @@ pub fn operations() -> Vec<Op> {
             params: &[ID],
             body: Some(s::<api::MigrateBody>),
             answer: Json(200, s::<yishi_engine::service::MigrationPlan>),
-            errors: &[400, 403, 404, 409, 413, 415, 422],
+            errors: WRITE_ERRORS,
         },
     ]
 }
