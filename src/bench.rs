@@ -31,7 +31,7 @@ pub enum Case {
 }
 
 fn line(name: &str, value: f64, unit: &str) {
-    println!("{name} {value:.2} {unit}");
+    crate::cli::print_line(format_args!("{name} {value:.2} {unit}"));
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

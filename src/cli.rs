@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// `println!` that ends quietly when stdout is a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::print_line(format_args!($($arg)*)) };
+}
 use yishi_engine::script::Sandbox;
 use yishi_engine::{FileSet, check};
 
@@ -188,7 +193,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Schema => {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(&yishi_engine::schema::workflow_schema(&crate::registry()))
                     .unwrap_or_default()
@@ -197,7 +202,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Kinds => {
             for k in crate::registry().iter() {
-                println!("{:<12} {}", k.name(), k.summary());
+                out!("{:<12} {}", k.name(), k.summary());
             }
             ExitCode::SUCCESS
         }
@@ -220,15 +225,15 @@ fn check_cmd(dir: &Path, format: Format) -> ExitCode {
                 "failed": catalog.failed.keys().collect::<Vec<_>>(),
                 "diagnostics": catalog.diagnostics,
             });
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         }
         Format::Human => {
             for d in &catalog.diagnostics {
-                println!("{d}");
+                out!("{d}");
             }
             let errors = catalog.diagnostics.iter().filter(|d| d.is_error()).count();
             let warnings = catalog.diagnostics.len() - errors;
-            println!(
+            out!(
                 "{} workflow(s) ok, {} with errors; {errors} error(s), {warnings} warning(s)",
                 catalog.definitions.len(),
                 catalog.failed.len()
@@ -259,25 +264,39 @@ fn test_cmd(dir: &Path, format: Format) -> ExitCode {
     let passed = results.iter().filter(|r| r.passed).count();
     let failed = results.len() - passed;
     match format {
-        Format::Json => println!(
+        Format::Json => out!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "scenarios": results, "check": catalog.diagnostics }))
                 .unwrap_or_default()
         ),
         Format::Human => {
             for d in catalog.diagnostics.iter().filter(|d| d.is_error()) {
-                println!("{d}");
+                out!("{d}");
             }
             for r in &results {
-                println!("{} {} ({})", if r.passed { "ok  " } else { "FAIL" }, r.title, r.file);
+                out!("{} {} ({})", if r.passed { "ok  " } else { "FAIL" }, r.title, r.file);
                 for f in &r.failures {
-                    println!("     {f}");
+                    out!("     {f}");
                 }
             }
-            println!("{passed} passed, {failed} failed");
+            out!("{passed} passed, {failed} failed");
         }
     }
     if failed > 0 || catalog.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// Prints a line to stdout; a reader that went away (`yishi check | head`) ends the command
+/// quietly (status 141, as SIGPIPE would) instead of a panic.
+pub(crate) fn print_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141); // as a tool killed by SIGPIPE would
+        }
+        eprintln!("yishi: cannot write the output: {e}");
+        std::process::exit(2);
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -310,12 +329,12 @@ async fn token_cmd(cmd: TokenCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             eprintln!("token {id} for `{name}` ({role}, scope {scope}); keep it secret, it is not shown again:");
-            println!("{token}");
+            out!("{token}");
         }
         TokenCommand::List { .. } => {
             for t in store.tokens().await.map_err(|e| e.to_string())? {
                 let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
-                println!(
+                out!(
                     "{:>4}  {:<20} {:<8} {:<30} {:<8} acts as [{}]",
                     t.id,
                     t.name,
@@ -365,12 +384,12 @@ async fn versions_cmd(workflow: Option<String>, db: PathBuf) -> Result<(), Strin
             None => "no stored versions".into(),
         });
     }
-    println!("{:<45} {:>7} {:>5} {:<12} {:<20} {:>6}", "workflow", "version", "id", "hash", "created", "active");
+    out!("{:<45} {:>7} {:>5} {:<12} {:<20} {:>6}", "workflow", "version", "id", "hash", "created", "active");
     for r in rows {
         let created = chrono::DateTime::from_timestamp_millis(r.created_at)
             .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_default();
-        println!(
+        out!(
             "{:<45} {:>7} {:>5} {:<12} {:<20} {:>6}",
             r.workflow,
             r.seq,
@@ -394,10 +413,10 @@ async fn diff_cmd(workflow: String, from: i64, to: i64, db: PathBuf) -> Result<(
     let (_, _, b) = store.version(id(to)?).await.map_err(|e| e.to_string())?;
     let changes = yishi_engine::describe::diff(&a, &b);
     if changes.is_empty() {
-        println!("no differences");
+        out!("no differences");
     }
     for c in changes {
-        println!("{:<12} {}", c.area, c.text);
+        out!("{:<12} {}", c.area, c.text);
     }
     Ok(())
 }
