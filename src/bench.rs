@@ -34,6 +34,15 @@ fn line(name: &str, value: f64, unit: &str) {
     crate::cli::print_line(format_args!("{name} {value:.2} {unit}"));
 }
 
+/// Waits for every client and collects their latencies.
+async fn gather(mut set: tokio::task::JoinSet<Result<Vec<f64>, String>>) -> Result<Vec<f64>, String> {
+    let mut lat = Vec::new();
+    while let Some(r) = set.join_next().await {
+        lat.extend(r.map_err(|e| e.to_string())??);
+    }
+    Ok(lat)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -105,10 +114,7 @@ pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf, sync:
                     Ok::<_, String>(lat)
                 });
             }
-            let mut lat = Vec::new();
-            while let Some(r) = set.join_next().await {
-                lat.extend(r.map_err(|e| e.to_string())??);
-            }
+            let mut lat = gather(set).await?;
             let secs = started.elapsed().as_secs_f64();
             lat.sort_by(f64::total_cmp);
             let m = &engine.metrics;
@@ -309,10 +315,7 @@ async fn full_case(n: usize, clients: usize, workflows: &Path, db_dir: &Path, sy
             Ok::<_, String>(lat)
         });
     }
-    let mut lat = Vec::new();
-    while let Some(r) = set.join_next().await {
-        lat.extend(r.map_err(|e| e.to_string())??);
-    }
+    let mut lat = gather(set).await?;
     let secs = started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
     line("case_cases_per_second", cases as f64 / secs, "cases/s");

@@ -1,6 +1,8 @@
 //! The HTTP API, in process: access control on every route, problem details for bad input,
 //! conflicts and idempotency.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use yishi::reload::Reloader;
 use yishi::server::auth::new_token;
 use yishi::server::{AppState, router};
 use yishi_engine::clock::SystemClock;
-use yishi_engine::service::{Config, Engine};
+use yishi_engine::service::Engine;
 use yishi_engine::store::sqlite::SqliteStore;
 use yishi_engine::store::{NewToken, Store};
 
@@ -25,15 +27,7 @@ struct Api {
 
 impl Api {
     async fn new() -> Self {
-        let store = SqliteStore::memory().await.unwrap();
-        let engine = Engine::new(
-            store,
-            yishi::registry(),
-            Arc::new(SystemClock),
-            Config { log_activity: false, ..Config::default() },
-        )
-        .await
-        .unwrap();
+        let engine = common::engine_on(SqliteStore::memory().await.unwrap(), Arc::new(SystemClock)).await;
         let reloader = Arc::new(Reloader::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"), engine.clone()));
         assert!(reloader.reload("test").await.unwrap().ok);
         Api { app: router(AppState::new(engine.clone(), reloader)), engine }
@@ -392,15 +386,7 @@ async fn reload_status_shows_only_diagnostics_in_scope() {
         )
         .unwrap();
     }
-    let store = SqliteStore::memory().await.unwrap();
-    let engine = Engine::new(
-        store,
-        yishi::registry(),
-        Arc::new(SystemClock),
-        Config { log_activity: false, ..Config::default() },
-    )
-    .await
-    .unwrap();
+    let engine = common::engine_on(SqliteStore::memory().await.unwrap(), Arc::new(SystemClock)).await;
     let reloader = Arc::new(Reloader::new(tmp.path().to_owned(), engine.clone()));
     assert!(!reloader.reload("test").await.unwrap().ok);
     let api = Api { app: router(AppState::new(engine.clone(), reloader)), engine };

@@ -11,43 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use common::{Server, poll};
+use common::{Server, TIMED, poll};
 use serde_json::json;
 use yishi_engine::runtime::{Event, replay};
 use yishi_engine::store::Store;
 use yishi_engine::store::sqlite::SqliteStore;
-
-const COUNTER: &str = r#"
-id = "counter"
-[roles]
-staff = "staff"
-[[steps]]
-id = "count"
-kind = "task"
-roles = ["*"]
-actions.tick = { fields = { n = "int" } }
-actions.finish = {}
-on = { tick = "count", finish = "end" }
-[[steps]]
-id = "end"
-kind = "end"
-"#;
-
-const TIMED: &str = r#"
-id = "timed"
-[roles]
-staff = "staff"
-[[steps]]
-id = "wait"
-kind = "task"
-roles = ["staff"]
-actions.done = {}
-deadline = { after = "1s", outcome = "late" }
-on = { done = "end", late = "end" }
-[[steps]]
-id = "end"
-kind = "end"
-"#;
 
 const CYCLES: usize = 20;
 const INSTANCES: usize = 12;
@@ -57,7 +25,8 @@ const CLIENTS: usize = 6;
 async fn nothing_acknowledged_is_lost_across_twenty_kills() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("workflows/t")).unwrap();
-    std::fs::write(tmp.path().join("workflows/t/counter.toml"), COUNTER).unwrap();
+    std::fs::write(tmp.path().join("workflows/t/counter.toml"), include_str!("../workflows/bench/counter.toml"))
+        .unwrap();
     std::fs::write(tmp.path().join("workflows/t/timed.toml"), TIMED).unwrap();
     let mut server = Server::start(tmp.path(), None).await;
     let token = server.token.clone();

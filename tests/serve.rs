@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, copy_dir, poll};
+use common::{Server, TIMED, copy_dir, poll};
 use serde_json::json;
 
 /// Writes like an editor that saves through a temporary file and a rename.
@@ -93,27 +93,6 @@ async fn hot_reload_activates_good_saves_and_keeps_the_last_good_version() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["active_steps"], json!(["small_stool"]));
 }
-
-const TIMED: &str = r#"
-id = "timed"
-[roles]
-staff = "staff"
-[[steps]]
-id = "wait"
-kind = "task"
-roles = ["staff"]
-actions.done = {}
-deadline = { after = "1s", outcome = "late" }
-on = { done = "finished", late = "expired" }
-[[steps]]
-id = "finished"
-kind = "end"
-outcome = "done"
-[[steps]]
-id = "expired"
-kind = "end"
-outcome = "expired"
-"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deadlines_that_pass_while_the_server_is_down_fire_once_after_restart() {

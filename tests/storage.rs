@@ -11,21 +11,14 @@ use yishi_engine::FileSet;
 use yishi_engine::clock::SystemClock;
 use yishi_engine::kind::Actor;
 use yishi_engine::runtime::{ActionRequest, replay};
-use yishi_engine::service::{Config, Engine, EngineError};
+use yishi_engine::service::{Engine, EngineError};
 use yishi_engine::store::Store;
 use yishi_engine::store::sqlite::{SqliteStore, Sync};
 
 const COUNTER: &str = "id = \"counter\"\n[[steps]]\nid = \"count\"\nkind = \"task\"\nroles = [\"*\"]\nactions.tick = { fields = { note = \"string?\" } }\nactions.finish = {}\non = { tick = \"count\", finish = \"end\" }\n[[steps]]\nid = \"end\"\nkind = \"end\"\n";
 
 async fn engine_on(store: SqliteStore) -> Arc<Engine<SqliteStore>> {
-    let engine = Engine::new(
-        store,
-        yishi::registry(),
-        Arc::new(SystemClock),
-        Config { log_activity: false, ..Config::default() },
-    )
-    .await
-    .unwrap();
+    let engine = common::engine_on(store, Arc::new(SystemClock)).await;
     let mut files = FileSet::new();
     files.insert("u/counter.toml", COUNTER);
     assert!(engine.reload(&files).await.unwrap().ok);

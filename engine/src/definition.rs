@@ -88,10 +88,6 @@ impl Definition {
         self.index.get(id).map(|&i| &self.steps[i])
     }
 
-    pub fn step_index(&self, id: &str) -> Option<usize> {
-        self.index.get(id).copied()
-    }
-
     /// A short summary for listings.
     pub fn summary(&self) -> DefinitionSummary {
         DefinitionSummary {

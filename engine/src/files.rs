@@ -113,21 +113,6 @@ impl FileSet {
         self.files.is_empty()
     }
 
-    /// A new set holding only `paths` (those that exist).
-    pub fn subset<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> FileSet {
-        let mut out = FileSet::new();
-        for p in paths {
-            if let Some(t) = self.files.get(p) {
-                out.files.insert(p.to_owned(), t.clone());
-            }
-        }
-        out
-    }
-
-    pub fn into_map(self) -> BTreeMap<String, String> {
-        self.files
-    }
-
     pub fn from_map(files: BTreeMap<String, String>) -> Self {
         FileSet { files, unreadable: BTreeMap::new() }
     }

@@ -62,10 +62,8 @@ impl StepKind for ScriptedKind {
     }
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let settings_json = devalue_to_json(settings.table.get_ref());
-        let path = toml::Spanned::new(settings.span(), format!("kinds/{}.rhai", self.name));
         let text = cx.files.get(&self.path)?.to_owned();
         let origin = crate::script::ScriptOrigin { file: self.path.clone(), line: 1, column: 1 };
-        let _ = path;
         let script = match cx.sandbox.compile(&text, origin, &[]) {
             Ok(s) => s,
             Err(e) => {

@@ -928,8 +928,7 @@ pub fn fire(
     let step = def.step(step_id).ok_or_else(|| RunError::NoSuchStep(step_id.to_owned()))?;
     let mut run = Run::new(def, state.clone(), now, instance_id);
     run.emit(Event::TimerFired { timer: timer.to_owned(), step: step_id.to_owned(), token });
-    if let Some(i) = timer.strip_prefix("remind:") {
-        let _ = i;
+    if timer.starts_with("remind:") {
         let notice = Notice {
             topic: "reminder".into(),
             to: step.roles.clone(),

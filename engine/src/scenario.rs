@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use crate::check::{Catalog, RESERVED_DIRS};
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::diag::{Code, Diagnostic, Diagnostics, Origin};
 use crate::duration::Duration;
 use crate::files::{FileSet, parent_dir};
@@ -232,7 +232,7 @@ async fn play(
         };
         if let Some(d) = &s.advance {
             let d = Duration::parse(d).map_err(|e| format!("step {}: {e}", i + 1))?;
-            let now = clock.now_ms();
+            let now = clock.now();
             clock.set(def.calendar.add(now, d));
             engine.deliver_outbox(&NoWebhooks).await.map_err(|e| e.to_string())?;
             if let Err(e) = Box::pin(engine.fire_due()).await {

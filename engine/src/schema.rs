@@ -20,14 +20,12 @@ pub fn workflow_schema(registry: &Registry) -> Value {
             // Settings sit beside the common keys, so unknown-key checking is left to the checker.
             m.remove("additionalProperties");
             m.remove("required");
-            if let Some(Value::Object(defs)) = m.remove("$defs") {
-                if let Some(r) = root.as_object_mut() {
-                    r.entry("$defs").or_insert_with(|| json!({}));
-                }
+            if let Some(Value::Object(defs)) = m.remove("$defs")
+                && let Some(root_defs) =
+                    root.as_object_mut().and_then(|r| r.entry("$defs").or_insert_with(|| json!({})).as_object_mut())
+            {
                 for (name, def) in defs {
-                    if let Some(rd) = root.get_mut("$defs").and_then(Value::as_object_mut) {
-                        rd.entry(name).or_insert(def);
-                    }
+                    root_defs.entry(name).or_insert(def);
                 }
             }
         }

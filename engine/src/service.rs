@@ -143,11 +143,7 @@ pub struct InstanceView {
 
 impl InstanceView {
     /// The view of a stored instance.
-    pub fn of_row(row: &InstanceRow) -> Self {
-        Self::of(row)
-    }
-
-    fn of(row: &InstanceRow) -> Self {
+    pub fn of(row: &InstanceRow) -> Self {
         InstanceView {
             id: row.id,
             unit: row.unit.clone(),

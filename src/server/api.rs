@@ -576,7 +576,7 @@ pub async fn get_instance<S: Store>(
     let accepts = st.engine.accepted_actions(&row).await?;
     let history = st.engine.history(id).await?;
     let timers = st.engine.store().timers_of(id).await?;
-    let view = yishi_engine::service::InstanceView::of_row(&row);
+    let view = yishi_engine::service::InstanceView::of(&row);
     ok(InstanceDetail {
         instance: view,
         tokens: row.state.tokens,

@@ -13,19 +13,42 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use yishi_engine::clock::ManualClock;
+use yishi_engine::clock::{Clock, ManualClock};
 use yishi_engine::service::{Config, Engine};
 use yishi_engine::store::sqlite::SqliteStore;
 
+/// An engine with every step kind on `store`, not logging the cases it runs.
+pub async fn engine_on(store: SqliteStore, clock: Arc<dyn Clock>) -> Arc<Engine<SqliteStore>> {
+    Engine::new(store, yishi::registry(), clock, Config { log_activity: false, ..Config::default() }).await.unwrap()
+}
+
 pub async fn quiet_engine() -> (Arc<Engine<SqliteStore>>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let store = SqliteStore::memory().await.unwrap();
-    let engine =
-        Engine::new(store, yishi::registry(), clock.clone(), Config { log_activity: false, ..Config::default() })
-            .await
-            .unwrap();
+    let engine = engine_on(SqliteStore::memory().await.unwrap(), clock.clone()).await;
     (engine, clock)
 }
+
+/// A case that waits one second for a deadline (outcome `expired`) unless `done` comes first.
+pub const TIMED: &str = r#"
+id = "timed"
+[roles]
+staff = "staff"
+[[steps]]
+id = "wait"
+kind = "task"
+roles = ["staff"]
+actions.done = {}
+deadline = { after = "1s", outcome = "late" }
+on = { done = "finished", late = "expired" }
+[[steps]]
+id = "finished"
+kind = "end"
+outcome = "done"
+[[steps]]
+id = "expired"
+kind = "end"
+outcome = "expired"
+"#;
 
 /// A `yishi serve` process on a free port in a temp folder.
 pub struct Server {

@@ -862,8 +862,6 @@ fn compile(
                     } else {
                         "add it to `on`, or add `next`"
                     };
-                    let what = if is_split { "the join after the branches" } else { "this step" };
-                    let _ = what;
                     diags.push(
                         Code::UnmappedOutcome,
                         &at(c.id.span()),
