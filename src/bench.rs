@@ -93,6 +93,10 @@ pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf, sync:
             line("reference_instances_per_second", n as f64 / secs, "inst/s");
             line("reference_latency_p50", percentile(&lat, 0.5), "us");
             line("reference_latency_p99", percentile(&lat, 0.99), "us");
+            let m = &engine.metrics;
+            let batches = m.commit_batches.load(std::sync::atomic::Ordering::Relaxed).max(1);
+            let micros = m.commit_micros.load(std::sync::atomic::Ordering::Relaxed);
+            line("reference_commit_mean", micros as f64 / batches as f64, "us");
             Ok(())
         }
         Case::Concurrent => {
@@ -125,6 +129,9 @@ pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf, sync:
             // Each reference instance passes four steps (script, choice, end, and the case's end) in one transition.
             line("concurrent_step_transitions_per_second", (total * 4) as f64 / secs, "steps/s");
             line("concurrent_commits_per_transaction", commits as f64 / batches as f64, "commits");
+            let micros = m.commit_micros.load(std::sync::atomic::Ordering::Relaxed);
+            line("concurrent_commit_mean", micros as f64 / batches as f64, "us");
+            line("concurrent_commit_busy_share", micros as f64 / 1e6 / secs, "share");
             line("concurrent_latency_p50", percentile(&lat, 0.5), "us");
             line("concurrent_latency_p99", percentile(&lat, 0.99), "us");
             Ok(())

@@ -135,6 +135,13 @@ pub struct Commit {
     pub now: i64,
 }
 
+impl Commit {
+    /// The sequence number of the commit's last event (the instance's `last_seq` after it).
+    pub fn last_seq(&self) -> i64 {
+        self.first_seq + self.events.len() as i64 - 1
+    }
+}
+
 /// An API token as stored (never the secret).
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TokenRow {

@@ -1,30 +1,42 @@
 //! The SQLite store: WAL, foreign keys, embedded migrations, and batches written with
 //! multi-row statements so that many instances share one transaction and one disk sync.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
 use super::*;
 use crate::runtime::{InstanceState, Scope, Status, TimerChange, Token};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Rows per multi-row statement, well under SQLite's 32,766 bound variables.
-const CHUNK: usize = 2_000;
-
 /// The embedded SQLite store.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// Reads, and the rare writes outside commits (versions, tokens, outbox bookkeeping).
     pool: SqlitePool,
+    /// Commits go through one connection of their own, so that its page cache stays valid
+    /// from one commit to the next (a connection whose cache another connection's write made
+    /// stale re-reads every page it touches). `None` for an in-memory database, which exists
+    /// only inside the pool's one connection.
+    writer: Option<Arc<Writer>>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    options: SqliteConnectOptions,
+    /// `None` after a connection failed; the next commit reconnects.
+    conn: tokio::sync::Mutex<Option<SqliteConnection>>,
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
@@ -144,10 +156,12 @@ impl SqliteStore {
             .max_connections(4)
             .min_connections(1)
             .test_before_acquire(false)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(map_err)?;
-        Self::migrate(pool).await
+        let mut store = Self::migrate(pool).await?;
+        store.writer = Some(Arc::new(Writer { options: opts, conn: tokio::sync::Mutex::new(None) }));
+        Ok(store)
     }
 
     /// A private in-memory database (tests, benchmarks of the engine alone).
@@ -166,7 +180,7 @@ impl SqliteStore {
 
     async fn migrate(pool: SqlitePool) -> Result<Self, StoreError> {
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Fatal(format!("migrating the database: {e}")))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, writer: None })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -174,6 +188,11 @@ impl SqliteStore {
     }
 
     pub async fn close(&self) {
+        if let Some(w) = &self.writer
+            && let Some(conn) = w.conn.lock().await.take()
+        {
+            let _ = conn.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -416,191 +435,30 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, batch: &[Commit]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        // New instances.
-        let creates: Vec<&Commit> = batch.iter().filter(|c| c.create.is_some() && c.state.is_some()).collect();
-        for chunk in creates.chunks(CHUNK / 8) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO instances (id, unit, workflow, version, status, outcome, active_steps, data, state, revision, last_seq, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut b, c| {
-                let s = c.state.as_ref().expect("filtered");
-                let (unit, workflow) = c.create.clone().unwrap_or_default();
-                b.push_bind(c.instance_id)
-                    .push_bind(unit)
-                    .push_bind(workflow)
-                    .push_bind(c.version)
-                    .push_bind(s.status.as_str())
-                    .push_bind(s.outcome.clone())
-                    .push_bind(active_json(s))
-                    .push_bind(serde_json::to_string(&s.data).unwrap_or_default())
-                    .push_bind(state_json(s))
-                    .push_bind(1_i64)
-                    .push_bind(c.first_seq + c.events.len() as i64 - 1)
-                    .push_bind(c.now)
-                    .push_bind(c.now);
-            });
-            q.build().execute(&mut *tx).await.map_err(map_err)?;
+        let mut query = sqlx::query("INSERT INTO commit_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        for rows in commit_rows(batch) {
+            query = query.bind(rows);
         }
-        // Changed instances: one UPDATE ... FROM (VALUES ...) per chunk, guarded by revision.
-        let updates: Vec<&Commit> = batch.iter().filter(|c| c.create.is_none() && c.state.is_some()).collect();
-        for chunk in updates.chunks(CHUNK / 10) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "WITH v(id, base, status, outcome, active_steps, data, state, last_seq, now, version) AS (",
-            );
-            q.push_values(chunk, |mut b, c| {
-                let s = c.state.as_ref().expect("filtered");
-                b.push_bind(c.instance_id)
-                    .push_bind(c.base_revision)
-                    .push_bind(s.status.as_str())
-                    .push_bind(s.outcome.clone())
-                    .push_bind(active_json(s))
-                    .push_bind(serde_json::to_string(&s.data).unwrap_or_default())
-                    .push_bind(state_json(s))
-                    .push_bind(c.first_seq + c.events.len() as i64 - 1)
-                    .push_bind(c.now)
-                    .push_bind(c.version);
-            });
-            q.push(
-                ") UPDATE instances SET status = v.status, outcome = v.outcome, active_steps = v.active_steps, data = v.data, state = v.state, \
-                 revision = instances.revision + 1, last_seq = v.last_seq, updated_at = v.now, version = v.version \
-                 FROM v WHERE instances.id = v.id AND instances.revision = v.base",
-            );
-            let done = q.build().execute(&mut *tx).await.map_err(map_err)?.rows_affected();
-            if done != chunk.len() as u64 {
-                return Err(StoreError::Conflict(format!(
-                    "{} of {} instances changed since they were read",
-                    chunk.len() as u64 - done,
-                    chunk.len()
-                )));
-            }
-        }
-        // Events-only commits (refusals) still move last_seq.
-        for c in batch.iter().filter(|c| c.state.is_none() && !c.events.is_empty()) {
-            sqlx::query("UPDATE instances SET last_seq = ? WHERE id = ?")
-                .bind(c.first_seq + c.events.len() as i64 - 1)
-                .bind(c.instance_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        // Events.
-        let rows: Vec<(i64, i64, i64, i64, &'static str, String)> = batch
-            .iter()
-            .flat_map(|c| {
-                c.events.iter().enumerate().map(move |(i, (e, at))| {
-                    (
-                        c.instance_id,
-                        c.first_seq + i as i64,
-                        *at,
-                        c.version,
-                        e.kind(),
-                        serde_json::to_string(e).unwrap_or_default(),
-                    )
-                })
-            })
-            .collect();
-        for chunk in rows.chunks(CHUNK) {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO events (instance_id, seq, at, version, type, body) ");
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.0).push_bind(r.1).push_bind(r.2).push_bind(r.3).push_bind(r.4).push_bind(r.5.clone());
-            });
-            q.build().execute(&mut *tx).await.map_err(map_err)?;
-        }
-        // Timers: net effect per commit, deletes first.
-        let mut clear_all: Vec<i64> = Vec::new();
-        let mut clear_token: Vec<(i64, i64)> = Vec::new();
-        let mut clear_one: Vec<(i64, i64, String)> = Vec::new();
-        let mut sets: Vec<(i64, i64, String, String, i64)> = Vec::new();
-        for c in batch {
-            let mut local: HashMap<(u32, String), (String, i64)> = HashMap::new();
-            for t in &c.timers {
-                match t {
-                    TimerChange::Set { token, step, name, due_at } => {
-                        local.insert((*token, name.clone()), (step.clone(), *due_at));
-                    }
-                    TimerChange::Clear { token, name } => {
-                        local.remove(&(*token, name.clone()));
-                        clear_one.push((c.instance_id, i64::from(*token), name.clone()));
-                    }
-                    TimerChange::ClearToken { token } => {
-                        local.retain(|(t, _), _| t != token);
-                        clear_token.push((c.instance_id, i64::from(*token)));
-                    }
-                    TimerChange::ClearAll => {
-                        local.clear();
-                        clear_all.push(c.instance_id);
-                    }
+        let result = match &self.writer {
+            None => query.execute(&self.pool).await,
+            Some(w) => {
+                let mut conn = w.conn.lock().await;
+                if conn.is_none() {
+                    *conn = Some(SqliteConnection::connect_with(&w.options).await.map_err(map_err)?);
                 }
+                let result = query.execute(conn.as_mut().expect("connected above")).await;
+                if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)) = &result {
+                    *conn = None;
+                }
+                result
             }
-            sets.extend(
-                local
-                    .into_iter()
-                    .map(|((token, name), (step, due))| (c.instance_id, i64::from(token), name, step, due)),
-            );
-        }
-        for chunk in clear_all.chunks(CHUNK) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("DELETE FROM timers WHERE instance_id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
+        };
+        result.map(drop).map_err(|e| match map_err(e) {
+            StoreError::Conflict(m) if m.contains("instances.revision") => {
+                StoreError::Conflict("an instance changed since it was read".into())
             }
-            q.push(")");
-            q.build().execute(&mut *tx).await.map_err(map_err)?;
-        }
-        for chunk in clear_token.chunks(CHUNK / 2) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(i, t) AS (");
-            q.push_values(chunk, |mut b, (i, t)| {
-                b.push_bind(*i).push_bind(*t);
-            });
-            q.push(") DELETE FROM timers WHERE (instance_id, token) IN (SELECT i, t FROM v)");
-            q.build().execute(&mut *tx).await.map_err(map_err)?;
-        }
-        for (i, t, n) in &clear_one {
-            sqlx::query("DELETE FROM timers WHERE instance_id = ? AND token = ? AND name = ?")
-                .bind(i)
-                .bind(t)
-                .bind(n)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        for chunk in sets.chunks(CHUNK / 5) {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT OR REPLACE INTO timers (instance_id, token, name, step, due_at) ");
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.0).push_bind(r.1).push_bind(r.2.clone()).push_bind(r.3.clone()).push_bind(r.4);
-            });
-            q.build().execute(&mut *tx).await.map_err(map_err)?;
-        }
-        for c in batch {
-            if let Some((key, response)) = &c.idempotency {
-                sqlx::query("INSERT INTO idempotency (key, instance_id, response, created_at) VALUES (?, ?, ?, ?)")
-                    .bind(key)
-                    .bind(c.instance_id)
-                    .bind(response)
-                    .bind(c.now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            }
-            for n in &c.outbox {
-                sqlx::query("INSERT INTO outbox (instance_id, notice, next_at) VALUES (?, ?, ?)")
-                    .bind(c.instance_id)
-                    .bind(n.to_string())
-                    .bind(c.now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            }
-        }
-        for c in batch {
-            for (name, value) in &c.counters {
-                sqlx::query("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)").bind(name).bind(value).execute(&mut *tx).await.map_err(map_err)?;
-            }
-        }
-        tx.commit().await.map_err(map_err)
+            other => other,
+        })
     }
 
     async fn counter(&self, name: &str) -> Result<i64, StoreError> {
@@ -749,6 +607,131 @@ impl Store for SqliteStore {
     async fn integrity_check(&self) -> Result<String, StoreError> {
         sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&self.pool).await.map_err(map_err)
     }
+}
+
+/// The arguments of `INSERT INTO commit_batch` (migrations/0002_commit_batch.sql): each part
+/// of the batch as one JSON array of rows, or `None` when the batch has none of that part.
+/// The statement's text never changes, so SQLite prepares it once per connection, whatever
+/// the size of the batch.
+fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
+    let created = json_rows(batch.iter().filter(|c| c.create.is_some()).filter_map(|c| {
+        let s = c.state.as_ref()?;
+        let (unit, workflow) = c.create.as_ref()?;
+        Some((
+            c.instance_id,
+            unit,
+            workflow,
+            c.version,
+            s.status.as_str(),
+            &s.outcome,
+            active_json(s),
+            serde_json::to_string(&s.data).unwrap_or_default(),
+            state_json(s),
+            c.last_seq(),
+            c.now,
+        ))
+    }));
+    let changed = json_rows(batch.iter().filter(|c| c.create.is_none()).filter_map(|c| {
+        let s = c.state.as_ref()?;
+        Some((
+            c.instance_id,
+            c.base_revision,
+            s.status.as_str(),
+            &s.outcome,
+            active_json(s),
+            serde_json::to_string(&s.data).unwrap_or_default(),
+            state_json(s),
+            c.last_seq(),
+            c.now,
+            c.version,
+        ))
+    }));
+    // Events-only commits (refused actions) still move last_seq.
+    let refused = json_rows(
+        batch.iter().filter(|c| c.state.is_none() && !c.events.is_empty()).map(|c| (c.instance_id, c.last_seq())),
+    );
+    let events = json_rows(batch.iter().flat_map(|c| {
+        c.events.iter().enumerate().map(move |(i, (e, at))| {
+            (
+                c.instance_id,
+                c.first_seq + i as i64,
+                at,
+                c.version,
+                e.kind(),
+                serde_json::to_string(e).unwrap_or_default(),
+            )
+        })
+    }));
+    // Timers: the net effect of each commit, deletes first. A new instance has none stored.
+    let mut clear_all: Vec<i64> = Vec::new();
+    let mut clear_token: Vec<(i64, u32)> = Vec::new();
+    let mut clear_one: Vec<(i64, u32, &str)> = Vec::new();
+    let mut sets: Vec<(i64, u32, &str, &str, i64)> = Vec::new();
+    for c in batch {
+        let stored = c.create.is_none();
+        let mut local: Vec<(u32, &str, &str, i64)> = Vec::new();
+        for t in &c.timers {
+            match t {
+                TimerChange::Set { token, step, name, due_at } => {
+                    local.retain(|(t, n, _, _)| (t, n) != (token, &name.as_str()));
+                    local.push((*token, name.as_str(), step.as_str(), *due_at));
+                }
+                TimerChange::Clear { token, name } => {
+                    local.retain(|(t, n, _, _)| (t, n) != (token, &name.as_str()));
+                    if stored {
+                        clear_one.push((c.instance_id, *token, name.as_str()));
+                    }
+                }
+                TimerChange::ClearToken { token } => {
+                    local.retain(|(t, _, _, _)| t != token);
+                    if stored {
+                        clear_token.push((c.instance_id, *token));
+                    }
+                }
+                TimerChange::ClearAll => {
+                    local.clear();
+                    if stored {
+                        clear_all.push(c.instance_id);
+                    }
+                }
+            }
+        }
+        sets.extend(local.into_iter().map(|(token, name, step, due)| (c.instance_id, token, name, step, due)));
+    }
+    let idempotency =
+        json_rows(batch.iter().filter_map(|c| c.idempotency.as_ref().map(|(k, r)| (k, c.instance_id, r, c.now))));
+    let outbox =
+        json_rows(batch.iter().flat_map(|c| c.outbox.iter().map(move |n| (c.instance_id, n.to_string(), c.now))));
+    let counters = json_rows(batch.iter().flat_map(|c| c.counters.iter()));
+    [
+        created,
+        changed,
+        refused,
+        events,
+        json_rows(clear_all.iter()),
+        json_rows(clear_token.iter()),
+        json_rows(clear_one.iter()),
+        json_rows(sets.iter()),
+        idempotency,
+        outbox,
+        counters,
+    ]
+}
+
+/// Rows as one JSON array of arrays, or `None` when there are none.
+fn json_rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Option<String> {
+    let mut out = Vec::with_capacity(256);
+    out.push(b'[');
+    let mut empty = true;
+    for row in rows {
+        if !empty {
+            out.push(b',');
+        }
+        empty = false;
+        serde_json::to_writer(&mut out, &row).expect("rows of plain values serialise");
+    }
+    out.push(b']');
+    (!empty).then(|| String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 fn timer_row(r: &SqliteRow) -> Result<TimerRow, sqlx::Error> {
