@@ -182,9 +182,16 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Bench { case, n, clients, workflows, sync } => {
-            match runtime()
-                .and_then(|rt| rt.block_on(crate::bench::run(case, n, clients, workflows, sync.store_sync())))
-            {
+            // The bench runs on a worker thread, as a request's handler does in the server
+            // (`block_on` parks the main thread between awaits, which costs tens of microseconds a wake).
+            let bench = |rt: tokio::runtime::Runtime| {
+                rt.block_on(async move {
+                    tokio::spawn(crate::bench::run(case, n, clients, workflows, sync.store_sync()))
+                        .await
+                        .map_err(|e| e.to_string())?
+                })
+            };
+            match runtime().and_then(bench) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("yishi bench: {e}");

@@ -3,7 +3,8 @@
 -- single statement is atomic on its own, so the batch is kept whole or not at all, with no
 -- explicit transaction that a cancelled caller could leave open, and it costs one round trip
 -- to SQLite's thread. The row layouts are written by `commit_rows` in
--- engine/src/store/sqlite.rs; keep the two in step.
+-- engine/src/store/sqlite.rs; keep the two in step. `->>` reads a scalar; `->` reads a
+-- document (data, state, an event's body) as its JSON text.
 CREATE VIEW commit_batch (created, changed, refused, events, clear_all, clear_token, clear_one, timers,
                           idempotency, outbox, counters) AS
     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0;
@@ -13,7 +14,7 @@ BEGIN
     -- New instances: [id, unit, workflow, version, status, outcome, active_steps, data, state, last_seq, now]
     INSERT INTO instances (id, unit, workflow, version, status, outcome, active_steps, data, state, revision,
                            last_seq, created_at, updated_at)
-        SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8,
+        SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->6, value->7, value->8,
                1, value->>9, value->>10, value->>10
         FROM jsonb_each(NEW.created);
 
@@ -26,7 +27,7 @@ BEGIN
             revision = CASE WHEN instances.revision = v.base THEN instances.revision + 1 END,
             last_seq = v.last_seq, updated_at = v.now, version = v.version
         FROM (SELECT value->>0 AS id, value->>1 AS base, value->>2 AS status, value->>3 AS outcome,
-                     value->>4 AS active_steps, value->>5 AS data, value->>6 AS state, value->>7 AS last_seq,
+                     value->4 AS active_steps, value->5 AS data, value->6 AS state, value->>7 AS last_seq,
                      value->>8 AS now, value->>9 AS version
               FROM jsonb_each(NEW.changed)) AS v
         WHERE instances.id = v.id;
@@ -38,7 +39,7 @@ BEGIN
 
     -- Events: [instance_id, seq, at, version, type, body]
     INSERT INTO events (instance_id, seq, at, version, type, body)
-        SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM jsonb_each(NEW.events);
+        SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->5 FROM jsonb_each(NEW.events);
 
     -- Timers, deletes first: [instance_id], [instance_id, token], [instance_id, token, name]
     DELETE FROM timers WHERE instance_id IN (SELECT value FROM jsonb_each(NEW.clear_all));

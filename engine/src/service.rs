@@ -10,7 +10,7 @@
 //!   reloaded from the store next time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -123,6 +123,14 @@ pub struct Metrics {
     pub reloads_failed: AtomicU64,
 }
 
+impl Metrics {
+    fn record_batch(&self, commits: usize, took: StdDuration) {
+        self.commit_batches.fetch_add(1, Ordering::Relaxed);
+        self.commits.fetch_add(commits as u64, Ordering::Relaxed);
+        self.commit_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
 /// A case as shown to clients.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct InstanceView {
@@ -179,6 +187,10 @@ struct WriteReq {
 #[derive(Default)]
 struct Slot {
     row: Option<InstanceRow>,
+    /// Set while a commit of this instance is under way. Still set afterwards only if its
+    /// caller went away before the commit returned (an HTTP client disconnecting): the commit
+    /// may still land, so the next user waits for it before reading the instance.
+    unsettled: bool,
 }
 
 /// Engine settings.
@@ -211,6 +223,10 @@ pub struct Engine<S: Store> {
     slots: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Slot>>>>,
     next_id: AtomicI64,
     writer: mpsc::UnboundedSender<WriteReq>,
+    /// Requests sent to the writer task and not yet taken by it.
+    queued: Arc<AtomicUsize>,
+    /// Held by whoever is committing: the writer task, or a caller committing alone.
+    commit_gate: Arc<tokio::sync::Mutex<()>>,
     timer_wake: Notify,
     outbox_wake: Notify,
     counters: tokio::sync::Mutex<HashMap<String, i64>>,
@@ -235,6 +251,8 @@ impl<S: Store> Engine<S> {
         let store = Arc::new(store);
         let max = store.max_instance_id().await?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let commit_gate = Arc::new(tokio::sync::Mutex::new(()));
         let engine = Arc::new(Engine {
             store: store.clone(),
             clock,
@@ -245,6 +263,8 @@ impl<S: Store> Engine<S> {
             slots: Mutex::new(HashMap::new()),
             next_id: AtomicI64::new(max + 1),
             writer: tx,
+            queued: queued.clone(),
+            commit_gate: commit_gate.clone(),
             timer_wake: Notify::new(),
             outbox_wake: Notify::new(),
             counters: tokio::sync::Mutex::new(HashMap::new()),
@@ -252,7 +272,7 @@ impl<S: Store> Engine<S> {
             metrics: Metrics::default(),
         });
         let weak = Arc::downgrade(&engine);
-        tokio::spawn(writer_loop(store, rx, weak));
+        tokio::spawn(writer_loop(store, rx, queued, commit_gate, weak));
         Ok(engine)
     }
 
@@ -346,12 +366,36 @@ impl<S: Store> Engine<S> {
         slots.entry(id).or_default().clone()
     }
 
+    /// Commits one change and returns once it is durable. When no other commit is under way
+    /// or waiting, the caller commits it itself, saving two hand-overs between tasks; otherwise
+    /// the writer task puts it into the next batch with everything else that is waiting.
     async fn write(&self, commit: Commit) -> Result<(), StoreError> {
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Ok(_gate) = self.commit_gate.try_lock()
+        {
+            let started = Instant::now();
+            let result = self.store.commit(std::slice::from_ref(&commit)).await;
+            self.metrics.record_batch(1, started.elapsed());
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "commit failed");
+            }
+            return result;
+        }
         let (tx, rx) = oneshot::channel();
-        self.writer
-            .send(WriteReq { commit, done: tx })
-            .map_err(|_| StoreError::Unavailable("the engine is shutting down".into()))?;
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.writer.send(WriteReq { commit, done: tx }).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Unavailable("the engine is shutting down".into()));
+        }
         rx.await.map_err(|_| StoreError::Unavailable("the engine is shutting down".into()))?
+    }
+
+    /// [`Engine::write`] for the instance whose slot is `slot`, marking it unsettled meanwhile.
+    async fn write_slot(&self, slot: &mut Slot, commit: Commit) -> Result<(), StoreError> {
+        slot.unsettled = true;
+        let result = self.write(commit).await;
+        slot.unsettled = false;
+        result
     }
 
     /// Starts a case of workflow `unit/id` with `data`.
@@ -426,7 +470,7 @@ impl<S: Store> Engine<S> {
         );
         let slot = self.slot(id);
         let mut guard = slot.lock().await;
-        match self.write(commit).await {
+        match self.write_slot(&mut guard, commit).await {
             Ok(()) => {
                 guard.row = Some(view_row);
                 self.metrics.instances_started.fetch_add(1, Ordering::Relaxed);
@@ -512,6 +556,12 @@ impl<S: Store> Engine<S> {
         id: i64,
         guard: &'a mut tokio::sync::MutexGuard<'_, Slot>,
     ) -> Result<&'a mut InstanceRow, EngineError> {
+        if guard.unsettled {
+            // An empty commit goes after everything already sent, by either path.
+            self.write(Commit::nothing(self.now())).await?;
+            guard.unsettled = false;
+            guard.row = None;
+        }
         if guard.row.is_none() {
             guard.row = Some(self.store.load(id).await.map_err(|e| match e {
                 StoreError::NotFound(_) => EngineError::NotFound(format!("no instance {id}")),
@@ -588,7 +638,7 @@ impl<S: Store> Engine<S> {
                         counters: Vec::new(),
                         now,
                     };
-                    match self.write(commit).await {
+                    match self.write_slot(&mut guard, commit).await {
                         Ok(()) => {
                             if let Some(r) = guard.row.as_mut() {
                                 r.last_seq += 1;
@@ -656,7 +706,7 @@ impl<S: Store> Engine<S> {
         let view = InstanceView::of(&next);
         let idempotency = idempotency_key.map(|k| (k, serde_json::to_string(&view).unwrap_or_default()));
         let commit = self.commit_of(id, None, row.version, row.revision, row.last_seq + 1, t, now, idempotency);
-        match self.write(commit).await {
+        match self.write_slot(guard, commit).await {
             Ok(()) => {
                 guard.row = Some(next);
                 self.metrics.transitions.fetch_add(1, Ordering::Relaxed);
@@ -784,7 +834,7 @@ impl<S: Store> Engine<S> {
             version: to_version,
             ..self.commit_of(id, None, to_version, row.revision, row.last_seq + 1, t.clone(), now, None)
         };
-        self.write(commit).await.inspect_err(|_| guard.row = None)?;
+        self.write_slot(&mut guard, commit).await.inspect_err(|_| guard.row = None)?;
         next.state = t.state;
         next.revision += 1;
         next.last_seq += t.events.len() as i64;
@@ -979,47 +1029,53 @@ pub struct MigrationPlan {
 async fn writer_loop<S: Store>(
     store: Arc<S>,
     mut rx: mpsc::UnboundedReceiver<WriteReq>,
+    queued: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Mutex<()>>,
     engine: std::sync::Weak<Engine<S>>,
 ) {
     let max = engine.upgrade().map_or(1024, |e| e.config.max_batch);
-    let mut batch: Vec<WriteReq> = Vec::with_capacity(max);
+    let mut commits: Vec<Commit> = Vec::with_capacity(max);
+    let mut waiting: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::with_capacity(max);
     while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < max {
+        let _gate = gate.lock().await;
+        commits.push(first.commit);
+        waiting.push(first.done);
+        while commits.len() < max {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => {
+                    commits.push(r.commit);
+                    waiting.push(r.done);
+                }
                 Err(_) => break,
             }
         }
+        queued.fetch_sub(commits.len(), Ordering::AcqRel);
         let started = Instant::now();
-        let commits: Vec<Commit> = batch.iter().map(|r| r.commit.clone()).collect();
         let result = store.commit(&commits).await;
         if let Some(e) = engine.upgrade() {
-            e.metrics.commit_batches.fetch_add(1, Ordering::Relaxed);
-            e.metrics.commits.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            e.metrics.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            e.metrics.record_batch(commits.len(), started.elapsed());
         }
         match result {
             Ok(()) => {
-                for r in batch.drain(..) {
-                    let _ = r.done.send(Ok(()));
+                for done in waiting.drain(..) {
+                    let _ = done.send(Ok(()));
                 }
             }
-            Err(e) if batch.len() == 1 => {
+            Err(e) if commits.len() == 1 => {
                 tracing::warn!(error = %e, "commit failed");
-                if let Some(r) = batch.pop() {
-                    let _ = r.done.send(Err(e));
+                if let Some(done) = waiting.pop() {
+                    let _ = done.send(Err(e));
                 }
             }
             Err(e) => {
                 // One bad change must not sink the others: retry each on its own.
-                tracing::debug!(error = %e, n = batch.len(), "batch commit failed; retrying one by one");
-                for r in batch.drain(..) {
-                    let res = store.commit(std::slice::from_ref(&r.commit)).await;
-                    let _ = r.done.send(res);
+                tracing::debug!(error = %e, n = commits.len(), "batch commit failed; retrying one by one");
+                for (commit, done) in commits.iter().zip(waiting.drain(..)) {
+                    let _ = done.send(store.commit(std::slice::from_ref(commit)).await);
                 }
             }
         }
+        commits.clear();
     }
 }
 

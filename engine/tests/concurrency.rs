@@ -1,10 +1,13 @@
 //! Two conflicting actions on one instance at the same moment: exactly one applies, the other
-//! gets a conflict it can retry. Real threads, many rounds.
+//! gets a conflict it can retry. Real threads, many rounds. And a caller that goes away in the
+//! middle of its action (an HTTP client disconnecting) leaves nothing half done.
 
 mod common;
 
 use common::*;
 use serde_json::json;
+use std::future::Future;
+
 use yishi_engine::runtime::{ActionRequest, Event};
 use yishi_engine::service::EngineError;
 
@@ -81,6 +84,58 @@ async fn many_instances_advance_at_once_without_losing_anything() {
     let commits = h.engine.metrics.commits.load(std::sync::atomic::Ordering::Relaxed);
     assert!(commits >= 600, "{commits}");
     assert!(batches <= commits);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_abandoned_mid_commit_leaves_the_case_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = yishi_engine::store::sqlite::SqliteStore::open(&dir.path().join("y.db")).await.unwrap();
+    let h = harness_on(store, &patterns_dir(), yishi_engine::kind::Registry::with_builtins()).await;
+    let staff = actor("li", &["staff"]);
+    for round in 0..30 {
+        let c = h.start("wcp/sequence", json!({})).await;
+        let req = ActionRequest {
+            action: "register".into(),
+            step: None,
+            token: None,
+            payload: Default::default(),
+            actor: staff.clone(),
+            on_behalf_of: None,
+        };
+        // Poll the action a few times (the commit is under way), then drop it, as axum drops
+        // a handler whose client went away. Vary how far it gets.
+        {
+            let fut = h.engine.act(c.id, req, None, None);
+            tokio::pin!(fut);
+            for _ in 0..(round % 4) {
+                let _ = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+            }
+        }
+        // The abandoned action either applied once or not at all; the case goes on either way.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let view = loop {
+            match h.act(c.id, "done", &staff, json!({})).await {
+                Ok(v) => break v,
+                Err(EngineError::Refused { .. }) => {
+                    // Not applied: `done` is not accepted before `register`. Register now.
+                    h.act(c.id, "register", &staff, json!({})).await.unwrap();
+                }
+                Err(EngineError::Conflict(_)) => {}
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+            assert!(std::time::Instant::now() < deadline, "round {round}: the case never moved on");
+            tokio::task::yield_now().await;
+        };
+        assert_eq!(view.status, yishi_engine::runtime::Status::Completed, "round {round}");
+        let registers = h
+            .events(c.id)
+            .await
+            .iter()
+            .filter(|e| matches!(e, Event::Action { action, .. } if action == "register"))
+            .count();
+        assert_eq!(registers, 1, "round {round}");
+        h.assert_replays(c.id).await;
+    }
 }
 
 async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {

@@ -136,6 +136,25 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// A commit that changes nothing. Committed after other commits, it returns once they
+    /// have been applied (a barrier).
+    pub fn nothing(now: i64) -> Self {
+        Commit {
+            instance_id: 0,
+            create: None,
+            version: 0,
+            base_revision: 0,
+            state: None,
+            events: Vec::new(),
+            first_seq: 0,
+            timers: Vec::new(),
+            idempotency: None,
+            outbox: Vec::new(),
+            counters: Vec::new(),
+            now,
+        }
+    }
+
     /// The sequence number of the commit's last event (the instance's `last_seq` after it).
     pub fn last_seq(&self) -> i64 {
         self.first_seq + self.events.len() as i64 - 1

@@ -91,8 +91,8 @@ struct LoadedState {
     error: Option<String>,
 }
 
-fn state_json(s: &InstanceState) -> String {
-    serde_json::to_string(&StoredState {
+fn stored_state(s: &InstanceState) -> StoredState<'_> {
+    StoredState {
         status: s.status,
         outcome: &s.outcome,
         tokens: &s.tokens,
@@ -101,12 +101,7 @@ fn state_json(s: &InstanceState) -> String {
         next_token: s.next_token,
         next_scope: s.next_scope,
         error: &s.error,
-    })
-    .unwrap_or_default()
-}
-
-fn active_json(s: &InstanceState) -> String {
-    serde_json::to_string(&s.active_steps()).unwrap_or_else(|_| "[]".into())
+    }
 }
 
 /// How hard a commit waits for the disk.
@@ -611,6 +606,8 @@ impl Store for SqliteStore {
 
 /// The arguments of `INSERT INTO commit_batch` (migrations/0002_commit_batch.sql): each part
 /// of the batch as one JSON array of rows, or `None` when the batch has none of that part.
+/// Documents (data, state, event bodies) are written inline, not as strings, so that neither
+/// side escapes and unescapes them; the trigger stores their JSON text.
 /// The statement's text never changes, so SQLite prepares it once per connection, whatever
 /// the size of the batch.
 fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
@@ -624,9 +621,9 @@ fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
             c.version,
             s.status.as_str(),
             &s.outcome,
-            active_json(s),
-            serde_json::to_string(&s.data).unwrap_or_default(),
-            state_json(s),
+            s.active_steps(),
+            &s.data,
+            stored_state(s),
             c.last_seq(),
             c.now,
         ))
@@ -638,9 +635,9 @@ fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
             c.base_revision,
             s.status.as_str(),
             &s.outcome,
-            active_json(s),
-            serde_json::to_string(&s.data).unwrap_or_default(),
-            state_json(s),
+            s.active_steps(),
+            &s.data,
+            stored_state(s),
             c.last_seq(),
             c.now,
             c.version,
@@ -651,16 +648,10 @@ fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
         batch.iter().filter(|c| c.state.is_none() && !c.events.is_empty()).map(|c| (c.instance_id, c.last_seq())),
     );
     let events = json_rows(batch.iter().flat_map(|c| {
-        c.events.iter().enumerate().map(move |(i, (e, at))| {
-            (
-                c.instance_id,
-                c.first_seq + i as i64,
-                at,
-                c.version,
-                e.kind(),
-                serde_json::to_string(e).unwrap_or_default(),
-            )
-        })
+        c.events
+            .iter()
+            .enumerate()
+            .map(move |(i, (e, at))| (c.instance_id, c.first_seq + i as i64, at, c.version, e.kind(), e))
     }));
     // Timers: the net effect of each commit, deletes first. A new instance has none stored.
     let mut clear_all: Vec<i64> = Vec::new();

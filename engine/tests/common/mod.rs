@@ -28,8 +28,12 @@ pub struct Harness {
 }
 
 pub async fn harness_with(dir: &Path, registry: Registry) -> Harness {
+    harness_on(SqliteStore::memory().await.expect("memory db"), dir, registry).await
+}
+
+/// [`harness_with`] on a given store (a database file, to use the writer connection).
+pub async fn harness_on(store: SqliteStore, dir: &Path, registry: Registry) -> Harness {
     let clock = Arc::new(ManualClock::new(t0()));
-    let store = SqliteStore::memory().await.expect("memory db");
     let engine = Engine::new(store, registry, clock.clone(), Config::default()).await.expect("engine");
     let files = FileSet::load_dir(dir).expect("workflows folder");
     let report = engine.reload(&files).await.expect("reload");
@@ -37,8 +41,12 @@ pub async fn harness_with(dir: &Path, registry: Registry) -> Harness {
     Harness { engine, clock }
 }
 
+pub fn patterns_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/patterns")
+}
+
 pub async fn patterns() -> Harness {
-    harness_with(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/patterns"), Registry::with_builtins()).await
+    harness_with(&patterns_dir(), Registry::with_builtins()).await
 }
 
 pub fn actor(id: &str, roles: &[&str]) -> Actor {
