@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,52 @@ struct Writer {
     options: SqliteConnectOptions,
     /// `None` after a connection failed; the next commit reconnects.
     conn: tokio::sync::Mutex<Option<SqliteConnection>>,
+    /// Commits so far; the checkpointer runs when it has moved.
+    commits: AtomicU64,
+}
+
+/// WAL pages after which the writer checkpoints by itself, should the checkpointer fall behind.
+const WRITER_CHECKPOINT_BACKSTOP: u32 = 10_000;
+/// How often the checkpointer looks for new commits.
+const CHECKPOINT_EVERY: StdDuration = StdDuration::from_millis(250);
+
+impl Writer {
+    async fn connect(&self) -> Result<SqliteConnection, sqlx::Error> {
+        let mut conn = SqliteConnection::connect_with(&self.options).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_BACKSTOP}")))
+            .execute(&mut conn)
+            .await?;
+        Ok(conn)
+    }
+}
+
+/// Copies committed pages from the WAL into the database file, on a connection of its own, so
+/// that commits do not wait for it: left to itself, the committing connection checkpoints every
+/// 1,000 pages (4 MB), writing and syncing them while every caller in its batch waits. Ends when
+/// the store is dropped.
+async fn checkpointer(writer: std::sync::Weak<Writer>) {
+    let mut conn: Option<SqliteConnection> = None;
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        let Some(w) = writer.upgrade() else { return };
+        let commits = w.commits.load(Ordering::Relaxed);
+        if commits == seen {
+            continue;
+        }
+        if conn.is_none() {
+            conn = SqliteConnection::connect_with(&w.options).await.ok();
+        }
+        drop(w);
+        let Some(c) = conn.as_mut() else { continue };
+        match sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *c).await {
+            Ok(_) => seen = commits,
+            Err(e) => {
+                tracing::debug!(error = %e, "checkpoint failed; retrying later");
+                conn = None;
+            }
+        }
+    }
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
@@ -155,7 +202,10 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         let mut store = Self::migrate(pool).await?;
-        store.writer = Some(Arc::new(Writer { options: opts, conn: tokio::sync::Mutex::new(None) }));
+        let writer =
+            Arc::new(Writer { options: opts, conn: tokio::sync::Mutex::new(None), commits: AtomicU64::new(0) });
+        tokio::spawn(checkpointer(Arc::downgrade(&writer)));
+        store.writer = Some(writer);
         Ok(store)
     }
 
@@ -439,11 +489,15 @@ impl Store for SqliteStore {
             Some(w) => {
                 let mut conn = w.conn.lock().await;
                 if conn.is_none() {
-                    *conn = Some(SqliteConnection::connect_with(&w.options).await.map_err(map_err)?);
+                    *conn = Some(w.connect().await.map_err(map_err)?);
                 }
                 let result = query.execute(conn.as_mut().expect("connected above")).await;
-                if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)) = &result {
-                    *conn = None;
+                match &result {
+                    Ok(_) => {
+                        w.commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)) => *conn = None,
+                    Err(_) => {}
                 }
                 result
             }
