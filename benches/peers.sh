@@ -18,13 +18,22 @@ echo "# $(date -u +%FT%TZ) commit $(git -C "$root" rev-parse --short HEAD) $(npr
 peer_lines=$("$peers/run.sh" "$N")
 echo "$peer_lines"
 ref_lines=$(cd "$root" && "$yishi" bench reference --n "$N")
-con_lines=$(cd "$root" && "$yishi" bench concurrent --n "$N")
+# Concurrent runs long enough (at least 100,000 instances) to measure the steady state.
+con_n=$(( N > 100000 ? N : 100000 ))
+con_lines=$(cd "$root" && "$yishi" bench concurrent --n "$con_n")
 echo "$ref_lines"
 echo "$con_lines"
+# The same reference with commits synced at checkpoints only, and raw SQLite writing the same
+# rows one transaction at a time (the floor under `reference` on this disk).
+(cd "$root" && "$yishi" bench reference --n "$N" --sync normal | sed 's/^reference_/reference_sync_normal_/')
+floor_lines=$(python3 "$here/sqlite-floor.py" "$N")
+echo "$floor_lines"
+floor=$(echo "$floor_lines" | awk '$1=="sqlite_floor_full_instances_per_second"{print $2}')
 ref=$(echo "$ref_lines" | awk '$1=="reference_instances_per_second"{print $2}')
 con=$(echo "$con_lines" | awk '$1=="concurrent_instances_per_second"{print $2}')
 echo "YISHI reference $ref"
 echo "YISHI concurrent $con"
+awk -v a="$ref" -v f="$floor" 'BEGIN { printf "ratio reference/sqlite-floor-full %.2f\n", a / f }'
 echo "$peer_lines" | while read -r _ name rate _; do
   [ -n "${rate:-}" ] || continue
   awk -v p="$name" -v r="$rate" -v a="$ref" -v b="$con" 'BEGIN { printf "ratio reference/%s %.2f\nratio concurrent/%s %.2f\n", p, a / r, p, b / r }'

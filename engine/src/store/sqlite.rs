@@ -665,48 +665,60 @@ impl Store for SqliteStore {
 /// The statement's text never changes, so SQLite prepares it once per connection, whatever
 /// the size of the batch.
 fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
-    let created = json_rows(batch.iter().filter(|c| c.create.is_some()).filter_map(|c| {
-        let s = c.state.as_ref()?;
-        let (unit, workflow) = c.create.as_ref()?;
-        Some((
-            c.instance_id,
-            unit,
-            workflow,
-            c.version,
-            s.status.as_str(),
-            &s.outcome,
-            s.active_steps(),
-            &s.data,
-            stored_state(s),
-            c.last_seq(),
-            c.now,
-        ))
-    }));
-    let changed = json_rows(batch.iter().filter(|c| c.create.is_none()).filter_map(|c| {
-        let s = c.state.as_ref()?;
-        Some((
-            c.instance_id,
-            c.base_revision,
-            s.status.as_str(),
-            &s.outcome,
-            s.active_steps(),
-            &s.data,
-            stored_state(s),
-            c.last_seq(),
-            c.now,
-            c.version,
-        ))
-    }));
+    let n = batch.len();
+    let n_events: usize = batch.iter().map(|c| c.events.len()).sum();
+    let created = json_rows(
+        n,
+        batch.iter().filter(|c| c.create.is_some()).filter_map(|c| {
+            let s = c.state.as_ref()?;
+            let (unit, workflow) = c.create.as_ref()?;
+            Some((
+                c.instance_id,
+                unit,
+                workflow,
+                c.version,
+                s.status.as_str(),
+                &s.outcome,
+                s.active_steps(),
+                &s.data,
+                stored_state(s),
+                c.last_seq(),
+                c.now,
+            ))
+        }),
+    );
+    let changed = json_rows(
+        n,
+        batch.iter().filter(|c| c.create.is_none()).filter_map(|c| {
+            let s = c.state.as_ref()?;
+            Some((
+                c.instance_id,
+                c.base_revision,
+                s.status.as_str(),
+                &s.outcome,
+                s.active_steps(),
+                &s.data,
+                stored_state(s),
+                c.last_seq(),
+                c.now,
+                c.version,
+            ))
+        }),
+    );
     // Events-only commits (refused actions) still move last_seq.
     let refused = json_rows(
+        0,
         batch.iter().filter(|c| c.state.is_none() && !c.events.is_empty()).map(|c| (c.instance_id, c.last_seq())),
     );
-    let events = json_rows(batch.iter().flat_map(|c| {
-        c.events
-            .iter()
-            .enumerate()
-            .map(move |(i, (e, at))| (c.instance_id, c.first_seq + i as i64, at, c.version, e.kind(), e))
-    }));
+    let events = json_rows(
+        n_events,
+        batch.iter().flat_map(|c| {
+            c.events
+                .iter()
+                .enumerate()
+                .map(move |(i, (e, at))| (c.instance_id, c.first_seq + i as i64, at, c.version, e.kind(), e))
+        }),
+    );
     // Timers: the net effect of each commit, deletes first. A new instance has none stored.
     let mut clear_all: Vec<i64> = Vec::new();
     let mut clear_token: Vec<(i64, u32)> = Vec::new();
@@ -744,35 +756,39 @@ fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
         sets.extend(local.into_iter().map(|(token, name, step, due)| (c.instance_id, token, name, step, due)));
     }
     let idempotency =
-        json_rows(batch.iter().filter_map(|c| c.idempotency.as_ref().map(|(k, r)| (k, c.instance_id, r, c.now))));
+        json_rows(0, batch.iter().filter_map(|c| c.idempotency.as_ref().map(|(k, r)| (k, c.instance_id, r, c.now))));
     let outbox =
-        json_rows(batch.iter().flat_map(|c| c.outbox.iter().map(move |n| (c.instance_id, n.to_string(), c.now))));
-    let counters = json_rows(batch.iter().flat_map(|c| c.counters.iter()));
+        json_rows(0, batch.iter().flat_map(|c| c.outbox.iter().map(move |n| (c.instance_id, n.to_string(), c.now))));
+    let counters = json_rows(0, batch.iter().flat_map(|c| c.counters.iter()));
     [
         created,
         changed,
         refused,
         events,
-        json_rows(clear_all.iter()),
-        json_rows(clear_token.iter()),
-        json_rows(clear_one.iter()),
-        json_rows(sets.iter()),
+        json_rows(0, clear_all.iter()),
+        json_rows(0, clear_token.iter()),
+        json_rows(0, clear_one.iter()),
+        json_rows(0, sets.iter()),
         idempotency,
         outbox,
         counters,
     ]
 }
 
-/// Rows as one JSON array of arrays, or `None` when there are none.
-fn json_rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Option<String> {
+/// Rows as one JSON array of arrays, or `None` when there are none. With `expected` rows,
+/// the buffer is sized from the first row (a batch's arrays run to hundreds of kilobytes).
+fn json_rows<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Option<String> {
     let mut out = Vec::with_capacity(256);
     out.push(b'[');
     let mut empty = true;
     for row in rows {
-        if !empty {
-            out.push(b',');
+        if empty {
+            serde_json::to_writer(&mut out, &row).expect("rows of plain values serialise");
+            out.reserve((out.len() + 1) * expected.saturating_sub(1) * 5 / 4);
+            empty = false;
+            continue;
         }
-        empty = false;
+        out.push(b',');
         serde_json::to_writer(&mut out, &row).expect("rows of plain values serialise");
     }
     out.push(b']');
