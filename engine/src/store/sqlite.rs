@@ -1,5 +1,5 @@
-//! The SQLite store: WAL, foreign keys, embedded migrations, and batches written with
-//! multi-row statements so that many instances share one transaction and one disk sync.
+//! The SQLite store: WAL, foreign keys, embedded migrations; each batch of changes committed as
+//! one statement on a writer connection of its own, and WAL checkpoints kept off that path.
 
 use std::collections::BTreeMap;
 use std::path::Path;
