@@ -10,7 +10,7 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 work=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000))
-(cd "$work" && "$root/target/release/yishi" serve --workflows "$root/workflows" --listen "127.0.0.1:$port" --no-watch >serve.log 2>err.log) & pid=$!
+(cd "$work" && exec "$root/target/release/yishi" serve --workflows "$root/workflows" --listen "127.0.0.1:$port" --no-watch >serve.log 2>err.log) & pid=$!
 for _ in $(seq 1 200); do curl -sf "127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 token=$(grep -o 'yishi_[0-9a-f]*_[0-9a-f]*' "$work/err.log")
 api="http://127.0.0.1:$port/api/v1"
