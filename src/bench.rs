@@ -43,6 +43,13 @@ async fn gather(mut set: tokio::task::JoinSet<Result<Vec<f64>, String>>) -> Resu
     Ok(lat)
 }
 
+/// Transactions (at least 1), changes committed, and microseconds spent committing, so far.
+fn commit_totals(engine: &Engine<SqliteStore>) -> (f64, f64, f64) {
+    let m = &engine.metrics;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    (get(&m.commit_batches).max(1.0), get(&m.commits), get(&m.commit_micros))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -93,10 +100,8 @@ pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf, sync:
             line("reference_instances_per_second", n as f64 / secs, "inst/s");
             line("reference_latency_p50", percentile(&lat, 0.5), "us");
             line("reference_latency_p99", percentile(&lat, 0.99), "us");
-            let m = &engine.metrics;
-            let batches = m.commit_batches.load(std::sync::atomic::Ordering::Relaxed).max(1);
-            let micros = m.commit_micros.load(std::sync::atomic::Ordering::Relaxed);
-            line("reference_commit_mean", micros as f64 / batches as f64, "us");
+            let (batches, _, micros) = commit_totals(&engine);
+            line("reference_commit_mean", micros / batches, "us");
             Ok(())
         }
         Case::Concurrent => {
@@ -121,17 +126,14 @@ pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf, sync:
             let mut lat = gather(set).await?;
             let secs = started.elapsed().as_secs_f64();
             lat.sort_by(f64::total_cmp);
-            let m = &engine.metrics;
-            let batches = m.commit_batches.load(std::sync::atomic::Ordering::Relaxed).max(1);
-            let commits = m.commits.load(std::sync::atomic::Ordering::Relaxed);
+            let (batches, commits, micros) = commit_totals(&engine);
             let total = clients.max(1) * per;
             line("concurrent_instances_per_second", total as f64 / secs, "inst/s");
             // Each reference instance passes four steps (script, choice, end, and the case's end) in one transition.
             line("concurrent_step_transitions_per_second", (total * 4) as f64 / secs, "steps/s");
-            line("concurrent_commits_per_transaction", commits as f64 / batches as f64, "commits");
-            let micros = m.commit_micros.load(std::sync::atomic::Ordering::Relaxed);
-            line("concurrent_commit_mean", micros as f64 / batches as f64, "us");
-            line("concurrent_commit_busy_share", micros as f64 / 1e6 / secs, "share");
+            line("concurrent_commits_per_transaction", commits / batches, "commits");
+            line("concurrent_commit_mean", micros / batches, "us");
+            line("concurrent_commit_busy_share", micros / 1e6 / secs, "share");
             line("concurrent_latency_p50", percentile(&lat, 0.5), "us");
             line("concurrent_latency_p99", percentile(&lat, 0.99), "us");
             Ok(())
