@@ -8,7 +8,7 @@ use common::*;
 use serde_json::json;
 use std::future::Future;
 
-use yishi_engine::runtime::{ActionRequest, Event};
+use yishi_engine::runtime::Event;
 use yishi_engine::service::EngineError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -20,14 +20,7 @@ async fn conflicting_actions_never_both_apply() {
         let mut tasks = Vec::new();
         for who in ["a", "b"] {
             let engine = h.engine.clone();
-            let req = ActionRequest {
-                action: "register".into(),
-                step: None,
-                token: None,
-                payload: Default::default(),
-                actor: actor(who, &["staff"]),
-                on_behalf_of: None,
-            };
+            let req = request("register", &actor(who, &["staff"]), json!({}));
             tasks.push(tokio::spawn(async move { engine.act(c.id, req, Some(c.revision), None).await }));
         }
         let results: Vec<_> = futures_join(tasks).await;
@@ -60,14 +53,7 @@ async fn many_instances_advance_at_once_without_losing_anything() {
         let engine = h.engine.clone();
         tasks.push(tokio::spawn(async move {
             for action in ["register", "done"] {
-                let req = ActionRequest {
-                    action: action.into(),
-                    step: None,
-                    token: None,
-                    payload: Default::default(),
-                    actor: actor("li", &["staff"]),
-                    on_behalf_of: None,
-                };
+                let req = request(action, &actor("li", &["staff"]), json!({}));
                 engine.act(id, req, None, None).await?;
             }
             Ok::<_, EngineError>(())
@@ -94,14 +80,7 @@ async fn an_action_abandoned_mid_commit_leaves_the_case_whole() {
     let staff = actor("li", &["staff"]);
     for round in 0..30 {
         let c = h.start("wcp/sequence", json!({})).await;
-        let req = ActionRequest {
-            action: "register".into(),
-            step: None,
-            token: None,
-            payload: Default::default(),
-            actor: staff.clone(),
-            on_behalf_of: None,
-        };
+        let req = request("register", &staff, json!({}));
         // Poll the action a few times (the commit is under way), then drop it, as axum drops
         // a handler whose client went away. Vary how far it gets.
         {

@@ -60,21 +60,25 @@ pub fn obj(v: Value) -> Map<String, Value> {
     }
 }
 
+/// An action by `who`, on whichever active step accepts it.
+pub fn request(action: &str, who: &Actor, payload: Value) -> ActionRequest {
+    ActionRequest {
+        action: action.into(),
+        step: None,
+        token: None,
+        payload: obj(payload),
+        actor: who.clone(),
+        on_behalf_of: None,
+    }
+}
+
 impl Harness {
     pub async fn start(&self, workflow: &str, data: Value) -> InstanceView {
         self.engine.start(workflow, obj(data), &actor("admin", &["staff"]), None).await.expect("start")
     }
 
     pub async fn act(&self, id: i64, action: &str, who: &Actor, payload: Value) -> Result<InstanceView, EngineError> {
-        let req = ActionRequest {
-            action: action.into(),
-            step: None,
-            token: None,
-            payload: obj(payload),
-            actor: who.clone(),
-            on_behalf_of: None,
-        };
-        self.engine.act(id, req, None, None).await
+        self.engine.act(id, request(action, who, payload), None, None).await
     }
 
     pub async fn act_at(
@@ -85,26 +89,12 @@ impl Harness {
         who: &Actor,
         payload: Value,
     ) -> Result<InstanceView, EngineError> {
-        let req = ActionRequest {
-            action: action.into(),
-            step: Some(step.into()),
-            token: None,
-            payload: obj(payload),
-            actor: who.clone(),
-            on_behalf_of: None,
-        };
+        let req = ActionRequest { step: Some(step.into()), ..request(action, who, payload) };
         self.engine.act(id, req, None, None).await
     }
 
     pub async fn act_token(&self, id: i64, token: u32, action: &str, who: &Actor) -> Result<InstanceView, EngineError> {
-        let req = ActionRequest {
-            action: action.into(),
-            step: None,
-            token: Some(token),
-            payload: Map::new(),
-            actor: who.clone(),
-            on_behalf_of: None,
-        };
+        let req = ActionRequest { token: Some(token), ..request(action, who, json!({})) };
         self.engine.act(id, req, None, None).await
     }
 
