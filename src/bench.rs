@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use yishi_engine::FileSet;
-use yishi_engine::clock::SystemClock;
-use yishi_engine::kind::Actor;
+use yishi_core::FileSet;
+use yishi_core::clock::SystemClock;
+use yishi_core::kind::Actor;
 use yishi_engine::service::{Config, Engine};
 use yishi_engine::store::sqlite::{SqliteStore, Sync};
 
@@ -31,7 +31,7 @@ pub enum Case {
 }
 
 fn line(name: &str, value: f64, unit: &str) {
-    crate::cli::print_line(format_args!("{name} {value:.2} {unit}"));
+    crate::output::print_line(format_args!("{name} {value:.2} {unit}"));
 }
 
 /// Waits for every client and collects their latencies.
@@ -145,14 +145,14 @@ pub async fn run(case: Case, n: usize, clients: usize, workflows: PathBuf, sync:
 }
 
 fn guard(n: usize) -> Result<(), String> {
-    use yishi_engine::script::{Sandbox, ScriptOrigin, to_dynamic};
+    use yishi_core::script::{Sandbox, ScriptOrigin, to_dynamic};
     let sandbox = Sandbox::default();
     let origin = ScriptOrigin { file: "bench".into(), line: 1, column: 1 };
     let script = sandbox
         .compile(
             "data.proposal.cost > params.assembly_cost || data.proposal.households > params.assembly_households",
             origin,
-            yishi_engine::kind::SCRIPT_VARS,
+            yishi_core::kind::SCRIPT_VARS,
         )
         .map_err(|e| e.to_string())?;
     let data = json!({"proposal": {"title": "lifts", "cost": 90000, "households": 40, "category": "building", "channel": "visit"}, "registration": "x-2026-0001"});
@@ -202,7 +202,7 @@ async fn reload(n: usize, workflows: &Path, db_dir: &Path, sync: Sync) -> Result
     let copy = db_dir.join("workflows");
     copy_dir(workflows, &copy).map_err(|e| e.to_string())?;
     let engine = engine(&copy, db_dir, sync).await?;
-    let reloader = Arc::new(crate::reload::Reloader::new(copy.clone(), engine.clone()));
+    let reloader = Arc::new(yishi_engine::reload::Reloader::new(copy.clone(), engine.clone()));
     reloader.reload("bench").await.map_err(|e| e.to_string())?;
     let _watcher = reloader.clone().watch(Duration::from_millis(250)).map_err(|e| e.to_string())?;
     let file = copy.join("chengguan/tianshuinanlu/garden.toml");
@@ -248,8 +248,8 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn act(action: &str, id: &str, roles: &[&str], payload: Value) -> yishi_engine::runtime::ActionRequest {
-    yishi_engine::runtime::ActionRequest {
+fn act(action: &str, id: &str, roles: &[&str], payload: Value) -> yishi_core::runtime::ActionRequest {
+    yishi_core::runtime::ActionRequest {
         action: action.into(),
         step: None,
         token: None,
@@ -260,7 +260,7 @@ fn act(action: &str, id: &str, roles: &[&str], payload: Value) -> yishi_engine::
 }
 
 /// The actions of one whole Liuhangli case, in order.
-fn case_script() -> Vec<yishi_engine::runtime::ActionRequest> {
+fn case_script() -> Vec<yishi_core::runtime::ActionRequest> {
     let staff = &["staff"];
     let mut v = vec![
         act(

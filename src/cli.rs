@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// `println!` that ends quietly when stdout is a closed pipe.
-macro_rules! out {
-    ($($arg:tt)*) => { $crate::cli::print_line(format_args!($($arg)*)) };
-}
-use yishi_engine::script::Sandbox;
-use yishi_engine::{FileSet, check};
+use crate::config::SyncMode;
+use crate::output::out;
+
+use yishi_core::script::Sandbox;
+use yishi_core::{FileSet, check};
 
 #[derive(Parser, Debug)]
 #[command(name = "yishi", version, about = "Yishi (议事): run community-governance procedures written as text")]
@@ -38,7 +37,7 @@ pub enum Command {
         format: Format,
     },
     /// Serve the HTTP admin API on the embedded SQLite database, watching the workflows folder.
-    Serve(ServeArgs),
+    Serve(crate::config::ServeArgs),
     /// List the stored versions of workflows and how many active cases each has.
     Versions {
         /// `unit/id` of one workflow (default: all).
@@ -78,45 +77,6 @@ pub enum Command {
     Schema,
     /// List the step kinds this build provides.
     Kinds,
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct ServeArgs {
-    /// The workflows folder.
-    #[arg(long, env = "YISHI_WORKFLOWS", default_value = "workflows")]
-    pub workflows: PathBuf,
-    /// The database file (created on first run).
-    #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
-    pub db: PathBuf,
-    /// Address to listen on.
-    #[arg(long, env = "YISHI_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
-    /// Do not watch the workflows folder (reload with SIGHUP or the API instead).
-    #[arg(long)]
-    pub no_watch: bool,
-    /// `full`: every commit reaches the disk before it is acknowledged (survives power loss).
-    /// `normal`: survives crashes and kills of the process, not power loss; several times faster
-    /// for one-at-a-time work.
-    #[arg(long, env = "YISHI_SYNC", value_enum, default_value_t = SyncMode::Full)]
-    pub sync: SyncMode,
-    /// Seconds a client has to send its request headers before the connection is closed.
-    #[arg(long, env = "YISHI_HEADER_TIMEOUT", default_value_t = 10)]
-    pub header_timeout: u64,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum SyncMode {
-    Full,
-    Normal,
-}
-
-impl SyncMode {
-    pub fn store_sync(self) -> yishi_engine::store::sqlite::Sync {
-        match self {
-            SyncMode::Full => yishi_engine::store::sqlite::Sync::Full,
-            SyncMode::Normal => yishi_engine::store::sqlite::Sync::Normal,
-        }
-    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,7 +162,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema => {
             out!(
                 "{}",
-                serde_json::to_string_pretty(&yishi_engine::schema::workflow_schema(&crate::registry()))
+                serde_json::to_string_pretty(&yishi_core::schema::workflow_schema(&crate::registry()))
                     .unwrap_or_default()
             );
             ExitCode::SUCCESS
@@ -290,20 +250,6 @@ fn test_cmd(dir: &Path, format: Format) -> ExitCode {
         }
     }
     if failed > 0 || catalog.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS }
-}
-
-/// Prints a line to stdout; a reader that went away (`yishi check | head`) ends the command
-/// quietly (status 141, as SIGPIPE would) instead of a panic.
-pub(crate) fn print_line(args: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.write_all(b"\n")) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141); // as a tool killed by SIGPIPE would
-        }
-        eprintln!("yishi: cannot write the output: {e}");
-        std::process::exit(2);
-    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -418,7 +364,7 @@ async fn diff_cmd(workflow: String, from: i64, to: i64, db: PathBuf) -> Result<(
     };
     let (_, _, a) = store.version(id(from)?).await.map_err(|e| e.to_string())?;
     let (_, _, b) = store.version(id(to)?).await.map_err(|e| e.to_string())?;
-    let changes = yishi_engine::describe::diff(&a, &b);
+    let changes = yishi_core::describe::diff(&a, &b);
     if changes.is_empty() {
         out!("no differences");
     }

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use yishi_engine::clock::SystemClock;
+use yishi_core::clock::SystemClock;
 use yishi_engine::service::{Config, Engine};
 use yishi_engine::store::sqlite::SqliteStore;
 use yishi_engine::store::{NewToken, Store};
 
-use crate::cli::ServeArgs;
-use crate::reload::Reloader;
+use crate::config::ServeArgs;
 use crate::server::{AppState, router};
+use yishi_engine::reload::Reloader;
 
 /// Sets up logging once (`RUST_LOG` overrides the default `info`).
 pub fn init_logging() {

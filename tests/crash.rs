@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{Server, TIMED, poll};
 use serde_json::json;
-use yishi_engine::runtime::{Event, replay};
+use yishi_core::runtime::{Event, replay};
 use yishi_engine::store::Store;
 use yishi_engine::store::sqlite::SqliteStore;
 

@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use yishi_engine::script::Sandbox;
-use yishi_engine::{FileSet, check};
+use yishi_core::script::Sandbox;
+use yishi_core::{FileSet, check};
 
 fn render(dir: &Path) -> String {
     let files = FileSet::load_dir(dir).expect("case folder");

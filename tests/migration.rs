@@ -6,10 +6,10 @@ mod common;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use yishi_engine::FileSet;
-use yishi_engine::clock::ManualClock;
-use yishi_engine::kind::Actor;
-use yishi_engine::runtime::{ActionRequest, Event, replay};
+use yishi_core::FileSet;
+use yishi_core::clock::ManualClock;
+use yishi_core::kind::Actor;
+use yishi_core::runtime::{ActionRequest, Event, replay};
 use yishi_engine::service::{Engine, EngineError};
 use yishi_engine::store::Store;
 use yishi_engine::store::sqlite::SqliteStore;

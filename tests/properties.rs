@@ -9,17 +9,17 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use yishi_engine::kind::Actor;
-use yishi_engine::runtime::ActionRequest;
-use yishi_engine::script::Sandbox;
+use yishi_core::kind::Actor;
+use yishi_core::runtime::ActionRequest;
+use yishi_core::script::Sandbox;
+use yishi_core::{FileSet, check};
 use yishi_engine::service::EngineError;
-use yishi_engine::{FileSet, check};
 
 fn shipped(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows").join(path)).unwrap()
 }
 
-fn check_text(text: &str) -> Vec<yishi_engine::Diagnostic> {
+fn check_text(text: &str) -> Vec<yishi_core::Diagnostic> {
     let mut files = FileSet::new();
     files.insert("u/w.toml", text);
     files.insert("u/lists/encouraged.toml", "[[categories]]\nid = \"x\"\nkeywords = [\"x\"]\n");

@@ -7,10 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use serde_json::{Map, json};
-use yishi_engine::FileSet;
-use yishi_engine::clock::SystemClock;
-use yishi_engine::kind::Actor;
-use yishi_engine::runtime::{ActionRequest, replay};
+use yishi_core::FileSet;
+use yishi_core::clock::SystemClock;
+use yishi_core::kind::Actor;
+use yishi_core::runtime::{ActionRequest, replay};
 use yishi_engine::service::{Engine, EngineError};
 use yishi_engine::store::Store;
 use yishi_engine::store::sqlite::{SqliteStore, Sync};

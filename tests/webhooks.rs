@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 use yishi::webhook::HttpWebhooks;
-use yishi_engine::FileSet;
-use yishi_engine::kind::Actor;
+use yishi_core::FileSet;
+use yishi_core::kind::Actor;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_are_delivered_after_the_commit_and_retried() {
@@ -49,7 +49,7 @@ async fn webhooks_are_delivered_after_the_commit_and_retried() {
     let data: Map<String, Value> = [("registration".to_owned(), json!("LHL-2026-0007"))].into_iter().collect();
     let case = engine.start("u/w", data, &Actor { id: "staff".into(), roles: vec![] }, None).await.unwrap();
     assert_eq!(case.outcome, None);
-    assert_eq!(case.status, yishi_engine::runtime::Status::Completed, "the case does not wait for the webhook");
+    assert_eq!(case.status, yishi_core::runtime::Status::Completed, "the case does not wait for the webhook");
 
     let sender = HttpWebhooks::default();
     assert_eq!(engine.deliver_outbox(&sender).await.unwrap(), 1);

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use yishi_engine::script::Sandbox;
-use yishi_engine::{FileSet, check};
+use yishi_core::script::Sandbox;
+use yishi_core::{FileSet, check};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_shipped_scenario_passes() {
@@ -30,7 +30,7 @@ async fn every_shipped_scenario_passes() {
 fn the_committed_json_schema_is_generated_from_the_code() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workflow.schema.json");
     let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let generated = yishi_engine::schema::workflow_schema(&yishi::registry());
+    let generated = yishi_core::schema::workflow_schema(&yishi::registry());
     assert!(
         committed == generated,
         "docs/workflow.schema.json is stale: run `cargo run -- schema > docs/workflow.schema.json`"

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use toml::Spanned;
-use yishi_engine::kind::{Actor, CompileCx, NumberOrParam, StepCx};
+use yishi_core::kind::{Actor, CompileCx, NumberOrParam, StepCx};
 
 /// Reads the step's state as `T` (default when empty).
 pub fn load<T: DeserializeOwned + Default>(cx: &StepCx<'_>) -> T {

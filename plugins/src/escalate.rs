@@ -10,9 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use toml::Spanned;
-use yishi_engine::duration::Duration;
-use yishi_engine::kind::*;
-use yishi_engine::script::Script;
+use yishi_core::duration::Duration;
+use yishi_core::kind::*;
+use yishi_core::script::Script;
 
 use crate::common::{load, opt_number, save};
 
@@ -164,7 +164,7 @@ impl Step for EscalateStep {
             None => self.departments.clone(),
             Some(s) => {
                 let v = cx.eval(s)?;
-                let list = yishi_engine::script::from_dynamic(&v);
+                let list = yishi_core::script::from_dynamic(&v);
                 list.as_array()
                     .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
                     .unwrap_or_default()

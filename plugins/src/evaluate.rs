@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use toml::Spanned;
-use yishi_engine::kind::*;
+use yishi_core::kind::*;
 
 use crate::common::{CompiledElectorate, ElectorateDecl, load, opt_number, save};
 
@@ -90,7 +90,7 @@ impl StepKind for EvaluateKind {
             None => None,
         };
         if let Some(f) = &s.follow_up
-            && !yishi_engine::check::valid_id(f.rsplit('/').next().unwrap_or(f))
+            && !yishi_core::model::valid_id(f.rsplit('/').next().unwrap_or(f))
         {
             cx.error(Some(span), format!("`follow_up` must name a workflow, not `{f}`"), None);
             return None;

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use toml::Spanned;
-use yishi_engine::kind::*;
+use yishi_core::kind::*;
 
 use crate::common::{CompiledElectorate, ElectorateDecl, load, save};
 

@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use toml::Spanned;
-use yishi_engine::duration::Duration;
-use yishi_engine::kind::*;
+use yishi_core::duration::Duration;
+use yishi_core::kind::*;
 
 use crate::common::{load, opt_number, save};
 
@@ -71,7 +71,7 @@ fn check_names(
     let mut ok = true;
     for g in given {
         if !known.contains(&g.as_str()) {
-            let hint = yishi_engine::diag::did_you_mean(g, known.iter().copied())
+            let hint = yishi_core::diag::did_you_mean(g, known.iter().copied())
                 .or_else(|| Some(format!("{what}: {}", known.join(", "))));
             cx.error(Some(span.clone()), format!("unknown {what} `{g}`"), hint);
             ok = false;

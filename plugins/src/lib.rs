@@ -15,7 +15,7 @@ pub mod vote;
 
 use std::sync::Arc;
 
-use yishi_engine::StepKind;
+use yishi_core::StepKind;
 
 /// Every step kind of this crate, in a plain list.
 pub fn kinds() -> Vec<Arc<dyn StepKind>> {

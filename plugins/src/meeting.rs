@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use toml::Spanned;
-use yishi_engine::kind::*;
+use yishi_core::kind::*;
 
 use crate::common::{load, opt_number, save, strings};
 
@@ -89,7 +89,7 @@ impl StepKind for MeetingKind {
         let s: MeetingSettings = cx.settings(settings, "meeting")?;
         let mut ok = true;
         if !FORMS.contains(&s.form.get_ref().as_str()) {
-            let hint = yishi_engine::diag::did_you_mean(s.form.get_ref(), FORMS.iter().copied())
+            let hint = yishi_core::diag::did_you_mean(s.form.get_ref(), FORMS.iter().copied())
                 .or_else(|| Some(format!("forms: {}", FORMS.join(", "))));
             cx.error(Some(s.form.span()), format!("unknown meeting form `{}`", s.form.get_ref()), hint);
             ok = false;

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use toml::Spanned;
-use yishi_engine::kind::*;
+use yishi_core::kind::*;
 
 pub struct NotifyKind;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use yishi_engine::kind::*;
+use yishi_core::kind::*;
 
 pub struct ReviewKind;
 

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use toml::Spanned;
-use yishi_engine::kind::*;
+use yishi_core::kind::*;
 
 use crate::common::{load, save};
 

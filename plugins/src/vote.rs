@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use toml::Spanned;
-use yishi_engine::kind::*;
-use yishi_engine::script::Script;
+use yishi_core::kind::*;
+use yishi_core::script::Script;
 
 use crate::common::{CompiledElectorate, ElectorateDecl, load, opt_number, save};
 
@@ -154,10 +154,8 @@ impl StepKind for VoteKind {
             Some("two_thirds") => Threshold::TwoThirds,
             Some("majority_of_electorate") => Threshold::MajorityOfElectorate,
             Some(other) => {
-                let hint = yishi_engine::diag::did_you_mean(
-                    other,
-                    ["simple_majority", "two_thirds", "majority_of_electorate"],
-                );
+                let hint =
+                    yishi_core::diag::did_you_mean(other, ["simple_majority", "two_thirds", "majority_of_electorate"]);
                 cx.error(
                     s.threshold.as_ref().map(Spanned::span),
                     format!("unknown threshold `{other}`"),
@@ -317,7 +315,7 @@ impl Step for VoteStep {
         let mut st = Ballots::default();
         if let Some((_, script)) = &self.election {
             let v = cx.eval(script)?;
-            let list = yishi_engine::script::from_dynamic(&v);
+            let list = yishi_core::script::from_dynamic(&v);
             st.candidates = list
                 .as_array()
                 .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())

@@ -12,124 +12,17 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use yishi_engine::kind::Actor;
-use yishi_engine::runtime::ActionRequest;
+use serde_json::Value;
+use yishi_core::kind::Actor;
+use yishi_core::runtime::ActionRequest;
 use yishi_engine::store::{ListFilter, Store};
 
 use super::AppState;
 use super::auth::{ApiRole, Principal};
 use super::error::{ApiError, ApiResult};
+use super::types::*;
 
 type St<S> = State<Arc<AppState<S>>>;
-
-/// A page of items.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct Items<T> {
-    pub items: Vec<T>,
-}
-
-/// A workflow in a listing.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct WorkflowItem {
-    pub key: String,
-    pub unit: String,
-    pub id: String,
-    pub title: String,
-    #[serde(rename = "abstract")]
-    pub is_abstract: bool,
-    /// The active version's number (1, 2 ...).
-    pub version: i64,
-    /// The active version's id (for migrations).
-    pub version_id: i64,
-    pub hash: String,
-    pub active_instances: i64,
-    /// `ok`, or `kept_last_good` when the files have problems and the last good version runs.
-    pub status: String,
-}
-
-/// A workflow's effective definition.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct WorkflowDetail {
-    pub key: String,
-    pub version: i64,
-    pub version_id: i64,
-    pub hash: String,
-    #[serde(rename = "abstract")]
-    pub is_abstract: bool,
-    /// The effective definition after layering.
-    pub definition: Value,
-}
-
-/// A stored version.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct VersionItem {
-    pub version: i64,
-    pub version_id: i64,
-    pub hash: String,
-    pub created_at: i64,
-    pub active_instances: i64,
-    pub current: bool,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct Versions {
-    pub workflow: String,
-    pub items: Vec<VersionItem>,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct Diff {
-    pub workflow: String,
-    pub from: String,
-    pub to: String,
-    pub changes: Vec<yishi_engine::describe::Change>,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct ReloadState {
-    pub generation: u64,
-    pub reloaded_at: i64,
-    pub last: Option<crate::reload::ReloadStatus>,
-    pub diagnostics: Vec<yishi_engine::Diagnostic>,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct Validation {
-    pub ok: bool,
-    pub diagnostics: Vec<yishi_engine::Diagnostic>,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct InstancePage {
-    pub items: Vec<yishi_engine::store::InstanceSummary>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    pub next_cursor: Option<i64>,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct TimerItem {
-    pub step: String,
-    pub token: u32,
-    pub timer: String,
-    pub due_at: i64,
-}
-
-/// A case with what it accepts now and its whole history.
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct InstanceDetail {
-    pub instance: yishi_engine::service::InstanceView,
-    pub tokens: Vec<yishi_engine::runtime::Token>,
-    pub accepts: Vec<yishi_engine::service::AcceptedAction>,
-    pub timers: Vec<TimerItem>,
-    pub history: Vec<yishi_engine::store::EventRow>,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-pub struct History {
-    pub instance: i64,
-    pub events: Vec<yishi_engine::store::EventRow>,
-}
 
 /// JSON body extractor whose rejections are problem details.
 pub struct Body<T>(pub T);
@@ -319,7 +212,7 @@ pub async fn workflow<S: Store>(
                 workflow: key.clone(),
                 from: from.clone(),
                 to: to.clone(),
-                changes: yishi_engine::describe::diff(&a, &b),
+                changes: yishi_core::describe::diff(&a, &b),
             })
         }
         "diagram" => {
@@ -332,11 +225,11 @@ pub async fn workflow<S: Store>(
             match q.get("format").map(String::as_str) {
                 None | Some("mermaid") => Ok((
                     [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    yishi_engine::describe::mermaid(&effective),
+                    yishi_core::describe::mermaid(&effective),
                 )
                     .into_response()),
                 Some("svg") => {
-                    let svg = render_svg(&yishi_engine::describe::dot(&effective)).map_err(ApiError::internal)?;
+                    let svg = render_svg(&yishi_core::describe::dot(&effective)).map_err(ApiError::internal)?;
                     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
                 }
                 Some(other) => Err(ApiError::bad_request(format!(
@@ -366,7 +259,7 @@ pub async fn workflow<S: Store>(
 pub async fn reload_status<S: Store>(State(st): St<S>, Extension(p): Extension<Principal>) -> ApiResult<Response> {
     let active = st.engine.active();
     // Only what lies in the token's scope: diagnostics of files in its units.
-    let in_scope = |d: &yishi_engine::Diagnostic| p.sees(yishi_engine::files::parent_dir(&d.file));
+    let in_scope = |d: &yishi_core::Diagnostic| p.sees(yishi_core::files::parent_dir(&d.file));
     let diagnostics: Vec<_> = active.diagnostics.iter().filter(|d| in_scope(d)).cloned().collect();
     let last = st.reloader.status().map(|mut s| {
         s.diagnostics.retain(|d| in_scope(d));
@@ -387,18 +280,6 @@ pub async fn reload<S: Store>(State(st): St<S>, Extension(p): Extension<Principa
     ok(status)
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ValidateBody {
-    /// Path of the file relative to the workflows folder, e.g. `pingcheng/proposal.toml`.
-    #[schemars(regex(
-        pattern = r"^([^\x00-\x1f\x7f-\x9f/\\:.][^\x00-\x1f\x7f-\x9f/\\:]*/)+[^\x00-\x1f\x7f-\x9f/\\:.][^\x00-\x1f\x7f-\x9f/\\:]*\.toml$"
-    ))]
-    path: String,
-    /// The file's text as it would be saved.
-    text: String,
-}
-
 pub async fn validate<S: Store>(
     State(st): St<S>,
     Extension(p): Extension<Principal>,
@@ -413,16 +294,16 @@ pub async fn validate<S: Store>(
         )
         .field("path"));
     }
-    let key = yishi_engine::files::resolve_reference("", &b.path)
+    let key = yishi_core::files::resolve_reference("", &b.path)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.to_string()).field("path"))?;
-    p.require_unit(yishi_engine::files::parent_dir(&key))?;
+    p.require_unit(yishi_core::files::parent_dir(&key))?;
     let dir = st.reloader.dir().to_owned();
-    let mut files = tokio::task::spawn_blocking(move || yishi_engine::FileSet::load_dir(&dir))
+    let mut files = tokio::task::spawn_blocking(move || yishi_core::FileSet::load_dir(&dir))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     files.insert(key.clone(), b.text);
-    let catalog = yishi_engine::check(&files, st.engine.registry(), st.engine.sandbox());
+    let catalog = yishi_core::check(&files, st.engine.registry(), st.engine.sandbox());
     let diagnostics: Vec<_> = catalog
         .diagnostics
         .iter()
@@ -441,33 +322,6 @@ fn valid_workflow_path(path: &str) -> bool {
     segments.len() >= 2
         && segments.iter().all(|s| !s.is_empty() && !s.starts_with('.') && s.chars().all(ok_char))
         && segments.last().is_some_and(|f| f.len() > 5 && f.ends_with(".toml"))
-}
-
-/// An integer that also accepts integral floats (`138.0`), which JSON Schema counts as integers.
-fn de_opt_int<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
-    match Option::<serde_json::Number>::deserialize(d)? {
-        None => Ok(None),
-        Some(n) => {
-            let v =
-                n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64));
-            v.and_then(|v| T::try_from(v).ok())
-                .map(Some)
-                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number in range")))
-        }
-    }
-}
-
-fn de_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    de_opt_int::<D, i64>(d)?.ok_or_else(|| serde::de::Error::custom("a whole number is required"))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartBody {
-    /// `unit/id` of the workflow.
-    workflow: String,
-    #[serde(default)]
-    data: Map<String, Value>,
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
@@ -523,7 +377,7 @@ pub async fn list_instances<S: Store>(
             "workflow" => f.workflow = Some(v.clone()),
             "version" => f.version = Some(int(k, v)?),
             "status" => {
-                if yishi_engine::runtime::Status::parse(v).is_none() {
+                if yishi_core::runtime::Status::parse(v).is_none() {
                     return Err(ApiError::bad_request(format!(
                         "unknown status `{v}` (active, completed, cancelled, failed)"
                     ))
@@ -640,25 +494,6 @@ pub async fn history<S: Store>(
     }
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ActBody {
-    action: String,
-    #[serde(default)]
-    step: Option<String>,
-    #[serde(default, deserialize_with = "de_opt_int")]
-    #[schemars(range(min = 0, max = u32::MAX))]
-    token: Option<u32>,
-    #[serde(default)]
-    payload: Map<String, Value>,
-    /// The person on whose behalf the action is entered (a resident's paper ballot).
-    #[serde(default)]
-    on_behalf_of: Option<Actor>,
-    /// The revision the client last saw; the action is refused with 409 if it moved on.
-    #[serde(default, deserialize_with = "de_opt_int")]
-    expected_revision: Option<i64>,
-}
-
 pub async fn act<S: Store>(
     State(st): St<S>,
     Extension(p): Extension<Principal>,
@@ -703,17 +538,6 @@ pub async fn act<S: Store>(
     Ok(([(header::ETAG, etag)], axum::Json(view)).into_response())
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CancelBody {
-    /// Why (recorded in the history).
-    #[schemars(regex(pattern = r"\S"))]
-    reason: String,
-    /// Cancel only this active step (WCP-19) instead of the whole case.
-    #[serde(default)]
-    step: Option<String>,
-}
-
 pub async fn cancel<S: Store>(
     State(st): St<S>,
     Extension(p): Extension<Principal>,
@@ -726,20 +550,6 @@ pub async fn cancel<S: Store>(
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "give a reason").field("reason"));
     }
     ok(st.engine.cancel(id, b.step.as_deref(), &b.reason, &actor_of(&p)).await?)
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MigrateBody {
-    /// The version id (`version_id` in the versions listing) to move to.
-    #[serde(deserialize_with = "de_int")]
-    #[schemars(range(min = 1))]
-    to_version: i64,
-    /// Old step -> new step, for active steps whose id changed or that are part-way through.
-    #[serde(default)]
-    steps: BTreeMap<String, String>,
-    #[serde(default)]
-    dry_run: bool,
 }
 
 pub async fn migrate<S: Store>(

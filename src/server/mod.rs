@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod openapi;
+pub mod types;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 use yishi_engine::service::Engine;
 use yishi_engine::store::Store;
 
-use crate::reload::Reloader;
+use yishi_engine::reload::Reloader;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

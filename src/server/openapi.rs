@@ -6,9 +6,9 @@ use axum::http::Method;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use super::api;
 use super::auth::{ApiRole, Principal};
 use super::error::Problem;
+use super::types as api;
 
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
@@ -149,7 +149,7 @@ pub fn operations() -> Vec<Op> {
             role: Some(ApiRole::Viewer),
             params: &[],
             body: None,
-            answer: Json(200, s::<api::Items<yishi_engine::check::Unit>>),
+            answer: Json(200, s::<api::Items<yishi_core::check::Unit>>),
             errors: &[],
         },
         Op {
@@ -241,7 +241,7 @@ pub fn operations() -> Vec<Op> {
             role: Some(ApiRole::Admin),
             params: &[],
             body: None,
-            answer: Json(200, s::<crate::reload::ReloadStatus>),
+            answer: Json(200, s::<yishi_engine::reload::ReloadStatus>),
             errors: &[403],
         },
         Op {

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use yishi_engine::clock::{Clock, ManualClock};
+use yishi_core::clock::{Clock, ManualClock};
 use yishi_engine::service::{Config, Engine};
 use yishi_engine::store::sqlite::SqliteStore;
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use common::*;
 use serde_json::json;
-use yishi_engine::FileSet;
-use yishi_engine::clock::ManualClock;
-use yishi_engine::kind::Registry;
-use yishi_engine::runtime::{Event, Status};
+use yishi_core::FileSet;
+use yishi_core::clock::ManualClock;
+use yishi_core::kind::Registry;
+use yishi_core::runtime::{Event, Status};
 use yishi_engine::service::{Config, Engine, EngineError};
 use yishi_engine::store::sqlite::SqliteStore;
 
@@ -124,10 +124,10 @@ fn scripts_cannot_reach_files_modules_or_other_cases() {
         files.insert(format!("{unit}/w.toml"), workflow(script));
     }
     let catalog =
-        yishi_engine::check(&files, &Registry::with_builtins(), &Arc::new(yishi_engine::script::Sandbox::default()));
+        yishi_core::check(&files, &Registry::with_builtins(), &Arc::new(yishi_core::script::Sandbox::default()));
     assert_eq!(catalog.definitions.len(), 0, "{:#?}", catalog.diagnostics);
     assert_eq!(
-        catalog.diagnostics.iter().filter(|d| d.code == yishi_engine::Code::ScriptSyntax).count(),
+        catalog.diagnostics.iter().filter(|d| d.code == yishi_core::Code::ScriptSyntax).count(),
         3,
         "{:#?}",
         catalog.diagnostics

@@ -1,10 +1,11 @@
-//! Yishi's generic workflow engine: rules files in, durable cases out. No word of governance
-//! lives here; step kinds that know governance are plugins (`yishi-plugins`).
+//! Yishi's pure core: rules files in, runnable definitions and instance transitions out. No
+//! word of governance lives here (step kinds that know governance are plugins), and no I/O
+//! beyond reading a folder it is given: no database, no network, no async runtime.
 //!
 //! The data flows one way: [`files`] -> [`model`] (authored, with spans) -> [`check`]
 //! (layered, validated, compiled into [`definition::Definition`]s) -> [`runtime`] (pure
-//! instance transitions) -> [`store`] (SQLite, behind a narrow trait) -> [`service`] (the
-//! engine as a running service: group commit, timers, catalog swaps).
+//! instance transitions, as events). The durable engine (`yishi-engine`) stores what the
+//! runtime returns.
 
 pub mod builtin;
 pub mod calendar;
@@ -19,11 +20,8 @@ pub mod kind;
 pub mod model;
 pub mod rhai_kind;
 pub mod runtime;
-pub mod scenario;
 pub mod schema;
 pub mod script;
-pub mod service;
-pub mod store;
 
 pub use check::{Catalog, check};
 pub use definition::Definition;

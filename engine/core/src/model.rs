@@ -4,6 +4,8 @@
 //! the JSON Schema that editors use is generated from them (see [`crate::schema`]).
 //! Step kinds add their own settings as further keys of a step table.
 
+use std::sync::LazyLock;
+
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -198,4 +200,28 @@ pub struct UnitFile {
     pub level: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// Keys of a step table that every kind has.
+pub fn step_keys() -> &'static [String] {
+    static KEYS: LazyLock<Vec<String>> = LazyLock::new(|| schema_keys(&schemars::schema_for!(StepCommon)));
+    &KEYS
+}
+
+pub(crate) fn header_keys() -> &'static [String] {
+    static KEYS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let mut k = schema_keys(&schemars::schema_for!(WorkflowHeader));
+        k.push("steps".into());
+        k
+    });
+    &KEYS
+}
+
+fn schema_keys(schema: &schemars::Schema) -> Vec<String> {
+    schema.get("properties").and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// Whether `id` is a valid workflow or step id.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::runtime::{Event, InstanceState, TimerChange};
+use yishi_core::runtime::{Event, InstanceState, TimerChange};
 
 /// Errors split by what the caller does next.
 #[derive(Debug, thiserror::Error)]

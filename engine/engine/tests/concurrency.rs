@@ -8,7 +8,7 @@ use common::*;
 use serde_json::json;
 use std::future::Future;
 
-use yishi_engine::runtime::Event;
+use yishi_core::runtime::Event;
 use yishi_engine::service::EngineError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -63,7 +63,7 @@ async fn many_instances_advance_at_once_without_losing_anything() {
         r.unwrap();
     }
     for id in ids {
-        assert_eq!(h.engine.view(id).await.unwrap().status, yishi_engine::runtime::Status::Completed);
+        assert_eq!(h.engine.view(id).await.unwrap().status, yishi_core::runtime::Status::Completed);
         h.assert_replays(id).await;
     }
     let batches = h.engine.metrics.commit_batches.load(std::sync::atomic::Ordering::Relaxed);
@@ -76,7 +76,7 @@ async fn many_instances_advance_at_once_without_losing_anything() {
 async fn an_action_abandoned_mid_commit_leaves_the_case_whole() {
     let dir = tempfile::tempdir().unwrap();
     let store = yishi_engine::store::sqlite::SqliteStore::open(&dir.path().join("y.db")).await.unwrap();
-    let h = harness_on(store, &patterns_dir(), yishi_engine::kind::Registry::with_builtins()).await;
+    let h = harness_on(store, &patterns_dir(), yishi_core::kind::Registry::with_builtins()).await;
     let staff = actor("li", &["staff"]);
     for round in 0..30 {
         let c = h.start("wcp/sequence", json!({})).await;
@@ -105,7 +105,7 @@ async fn an_action_abandoned_mid_commit_leaves_the_case_whole() {
             assert!(std::time::Instant::now() < deadline, "round {round}: the case never moved on");
             tokio::task::yield_now().await;
         };
-        assert_eq!(view.status, yishi_engine::runtime::Status::Completed, "round {round}");
+        assert_eq!(view.status, yishi_core::runtime::Status::Completed, "round {round}");
         let registers = h
             .events(c.id)
             .await

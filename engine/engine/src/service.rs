@@ -18,17 +18,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::check::{Catalog, check};
-use crate::clock::Clock;
-use crate::definition::Definition;
-use crate::diag::Diagnostic;
-use crate::files::FileSet;
-use crate::kind::{Actor, Registry};
-use crate::runtime::{self, ActionRequest, Event, RunError, Status, TimerChange, Transition};
-use crate::script::Sandbox;
 use crate::store::{
     Commit, EventRow, InstanceRow, InstanceSummary, ListFilter, Store, StoreError, TimerRow, VersionRow,
 };
+use yishi_core::check::{Catalog, check};
+use yishi_core::clock::Clock;
+use yishi_core::definition::Definition;
+use yishi_core::diag::Diagnostic;
+use yishi_core::files::FileSet;
+use yishi_core::kind::{Actor, Registry};
+use yishi_core::runtime::{self, ActionRequest, Event, RunError, Status, TimerChange, Transition};
+use yishi_core::script::Sandbox;
 
 /// Errors of engine operations, by what the client should do.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -176,7 +176,7 @@ pub struct AcceptedAction {
     pub action: String,
     pub summary: String,
     pub roles: Vec<String>,
-    pub fields: Vec<crate::kind::Field>,
+    pub fields: Vec<yishi_core::kind::Field>,
 }
 
 struct WriteReq {
@@ -415,7 +415,7 @@ impl<S: Store> Engine<S> {
         let active = self.active();
         let Some((row, def)) = active.current.get(workflow).cloned() else {
             let known: Vec<&str> = active.current.keys().map(String::as_str).collect();
-            let hint = crate::diag::did_you_mean(workflow, known.iter().copied()).unwrap_or_default();
+            let hint = yishi_core::diag::did_you_mean(workflow, known.iter().copied()).unwrap_or_default();
             return Err(EngineError::NotFound(format!("no active workflow `{workflow}` {hint}").trim().to_owned()));
         };
         if def.is_abstract {

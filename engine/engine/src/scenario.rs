@@ -14,16 +14,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use toml::Spanned;
 
-use crate::check::{Catalog, RESERVED_DIRS};
-use crate::clock::{Clock, ManualClock};
-use crate::diag::{Code, Diagnostic, Diagnostics, Origin};
-use crate::duration::Duration;
-use crate::files::{FileSet, parent_dir};
-use crate::kind::{Actor, Registry};
-use crate::runtime::{ActionRequest, replay};
 use crate::service::{Config, Engine, EngineError, InstanceView};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
+use yishi_core::check::{Catalog, RESERVED_DIRS};
+use yishi_core::clock::{Clock, ManualClock};
+use yishi_core::diag::{Code, Diagnostic, Diagnostics, Origin};
+use yishi_core::duration::Duration;
+use yishi_core::files::{FileSet, parent_dir};
+use yishi_core::kind::{Actor, Registry};
+use yishi_core::runtime::{ActionRequest, replay};
 
 /// A scenario file.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -167,7 +167,7 @@ pub async fn run_for(
 async fn run_one(catalog: &Catalog, path: &str, text: &str, registry: &Registry) -> ScenarioResult {
     let mut diags = Diagnostics::new();
     let unit = parent_dir(parent_dir(path)).to_owned();
-    let sf = match crate::check::parse_typed::<ScenarioFile>(path, text, &mut diags) {
+    let sf = match yishi_core::check::parse_typed::<ScenarioFile>(path, text, &mut diags) {
         Some(s) => s,
         None => return result(path, String::new(), String::new(), diags),
     };
@@ -193,7 +193,7 @@ fn result(path: &str, title: String, workflow: String, diags: Diagnostics) -> Sc
 async fn play(
     sf: &ScenarioFile,
     key: &str,
-    def: Arc<crate::Definition>,
+    def: Arc<yishi_core::Definition>,
     catalog: &Catalog,
     registry: &Registry,
     path: &str,

@@ -20,7 +20,7 @@ use crate::script::{Script, ScriptError, from_dynamic, to_dynamic};
 
 /// Finds `kinds/<name>.rhai` in `unit` or the nearest enclosing unit that has it.
 pub fn find(files: &FileSet, unit: &str, name: &str, used: &mut BTreeSet<String>) -> Option<Arc<dyn StepKind>> {
-    if !crate::check::valid_id(name) {
+    if !crate::model::valid_id(name) {
         return None;
     }
     let mut dir = unit;
@@ -129,7 +129,7 @@ impl StepKind for ScriptedKind {
                 let mut spec = ActionSpec::new(name, a.get("summary").and_then(Value::as_str).unwrap_or(""));
                 if let Some(Value::Object(fields)) = a.get("fields") {
                     for (f, ty) in fields {
-                        match ty.as_str().and_then(crate::builtin::parse_field_type) {
+                        match ty.as_str().and_then(FieldType::parse) {
                             Some((t, req)) => spec = spec.field(f, t, req, ""),
                             None => {
                                 cx.error(

@@ -206,25 +206,6 @@ struct TaskStep {
     actions: Vec<(ActionSpec, String)>,
 }
 
-/// Reads a field type as written in a task's `fields` table.
-pub fn parse_field_type(s: &str) -> Option<(FieldType, bool)> {
-    let (t, required) = match s.strip_suffix('?') {
-        Some(t) => (t, false),
-        None => (s, true),
-    };
-    let ty = match t {
-        "string" => FieldType::String,
-        "int" => FieldType::Int,
-        "number" => FieldType::Number,
-        "bool" => FieldType::Bool,
-        "strings" => FieldType::Strings,
-        "object" => FieldType::Object,
-        "any" => FieldType::Any,
-        _ => return None,
-    };
-    Some((ty, required))
-}
-
 impl StepKind for TaskKind {
     kind_meta!("task", "a person takes one of the declared actions; each action leads to an outcome", TaskSettings);
 
@@ -240,7 +221,7 @@ impl StepKind for TaskKind {
         for (name, a) in s.actions {
             let mut spec = ActionSpec::new(&name, &a.summary);
             for (field, ty) in &a.fields {
-                match parse_field_type(ty) {
+                match FieldType::parse(ty) {
                     Some((t, req)) => spec = spec.field(field, t, req, ""),
                     None => {
                         cx.error(
@@ -536,5 +517,16 @@ impl Step for JoinStep {
     }
     fn on_enter(&self, _cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
         Ok(Flow::Wait)
+    }
+}
+
+impl Registry {
+    /// A registry with the engine's own control-flow kinds.
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::default();
+        for k in kinds() {
+            r.register(k);
+        }
+        r
     }
 }

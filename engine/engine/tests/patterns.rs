@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use yishi_engine::runtime::{Event, Status};
+use yishi_core::runtime::{Event, Status};
 use yishi_engine::service::EngineError;
 
 #[tokio::test]

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::service::{Engine, EngineError, ReloadReport};
+use crate::store::Store;
 use serde::Serialize;
 use tokio::sync::{Mutex, mpsc};
-use yishi_engine::diag::{Code, Diagnostic, Diagnostics, Origin};
-use yishi_engine::service::{Engine, EngineError, ReloadReport};
-use yishi_engine::store::Store;
-use yishi_engine::{FileSet, check};
+use yishi_core::diag::{Code, Diagnostic, Diagnostics, Origin};
+use yishi_core::{FileSet, check};
 
 /// Reloads the workflows folder into an engine, one reload at a time.
 pub struct Reloader<S: Store> {
@@ -65,7 +65,7 @@ impl<S: Store> Reloader<S> {
             .filter(|(k, d)| active.current.get(*k).is_none_or(|(_, cur)| cur.hash != d.hash))
             .map(|(k, _)| k.clone())
             .collect();
-        let results = yishi_engine::scenario::run_for(&catalog, &files, &registry, &changed).await;
+        let results = crate::scenario::run_for(&catalog, &files, &registry, &changed).await;
         let mut extra = Diagnostics::new();
         let mut failed_workflows = Vec::new();
         for r in results.iter().filter(|r| !r.passed) {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use chrono::TimeZone;
 use serde_json::{Map, Value, json};
-use yishi_engine::FileSet;
-use yishi_engine::clock::ManualClock;
-use yishi_engine::kind::{Actor, Registry};
-use yishi_engine::runtime::{ActionRequest, Event, replay};
+use yishi_core::FileSet;
+use yishi_core::clock::ManualClock;
+use yishi_core::kind::{Actor, Registry};
+use yishi_core::runtime::{ActionRequest, Event, replay};
 use yishi_engine::service::{Config, Engine, EngineError, InstanceView};
 use yishi_engine::store::Store;
 use yishi_engine::store::sqlite::SqliteStore;
@@ -42,7 +42,7 @@ pub async fn harness_on(store: SqliteStore, dir: &Path, registry: Registry) -> H
 }
 
 pub fn patterns_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/patterns")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/patterns")
 }
 
 pub async fn patterns() -> Harness {

@@ -182,6 +182,25 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// Reads a field type as written in a task's `fields` table.
+    pub fn parse(s: &str) -> Option<(FieldType, bool)> {
+        let (t, required) = match s.strip_suffix('?') {
+            Some(t) => (t, false),
+            None => (s, true),
+        };
+        let ty = match t {
+            "string" => FieldType::String,
+            "int" => FieldType::Int,
+            "number" => FieldType::Number,
+            "bool" => FieldType::Bool,
+            "strings" => FieldType::Strings,
+            "object" => FieldType::Object,
+            "any" => FieldType::Any,
+            _ => return None,
+        };
+        Some((ty, required))
+    }
+
     fn accepts(&self, v: &Value) -> bool {
         match self {
             FieldType::String => v.is_string(),
@@ -548,7 +567,7 @@ impl CompileCx<'_> {
             for k in unknown {
                 let hint = crate::diag::did_you_mean(
                     k.get_ref(),
-                    known.iter().map(String::as_str).chain(crate::check::step_keys().iter().map(String::as_str)),
+                    known.iter().map(String::as_str).chain(crate::model::step_keys().iter().map(String::as_str)),
                 )
                 .or_else(|| {
                     if known.is_empty() {
@@ -857,15 +876,6 @@ impl fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// A registry with the engine's own control-flow kinds.
-    pub fn with_builtins() -> Self {
-        let mut r = Registry::default();
-        for k in crate::builtin::kinds() {
-            r.register(k);
-        }
-        r
-    }
-
     /// Adds a kind; a later kind of the same name replaces an earlier one.
     pub fn register(&mut self, kind: Arc<dyn StepKind>) {
         self.kinds.insert(kind.name().to_owned(), kind);

@@ -5,7 +5,7 @@ mod graph;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -21,7 +21,7 @@ use crate::diag::{Code, Diagnostic, Diagnostics, Origin, did_you_mean};
 use crate::duration::Duration;
 use crate::files::{FileSet, parent_dir, resolve_reference};
 use crate::kind::{CompileCx, ParamValue, Registry, Settings, devalue_to_json, resolve_duration, toml_to_json};
-use crate::model::{ParamDecl, ParamType, StepCommon, UnitFile, WorkflowHeader};
+use crate::model::{ParamDecl, ParamType, StepCommon, UnitFile, WorkflowHeader, header_keys, step_keys, valid_id};
 use crate::script::Sandbox;
 
 /// Folder names inside a unit that hold data, not workflows or child units.
@@ -59,25 +59,6 @@ impl Catalog {
     pub fn get(&self, unit: &str, id: &str) -> Option<&Arc<Definition>> {
         self.definitions.get(&format!("{unit}/{id}"))
     }
-}
-
-/// Keys of a step table that every kind has.
-pub fn step_keys() -> &'static [String] {
-    static KEYS: LazyLock<Vec<String>> = LazyLock::new(|| schema_keys(&schemars::schema_for!(StepCommon)));
-    &KEYS
-}
-
-fn header_keys() -> &'static [String] {
-    static KEYS: LazyLock<Vec<String>> = LazyLock::new(|| {
-        let mut k = schema_keys(&schemars::schema_for!(WorkflowHeader));
-        k.push("steps".into());
-        k
-    });
-    &KEYS
-}
-
-fn schema_keys(schema: &schemars::Schema) -> Vec<String> {
-    schema.get("properties").and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect()).unwrap_or_default()
 }
 
 /// A step as parsed from one file.
@@ -365,11 +346,6 @@ impl<T: DeserializeOwned> FromDe for T {
     fn deserialize_from(v: Spanned<DeValue<'_>>) -> Result<Self, toml::de::Error> {
         T::deserialize(ValueDeserializer::from(v))
     }
-}
-
-/// Whether `id` is a valid workflow or step id.
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 fn parse_step<'a>(

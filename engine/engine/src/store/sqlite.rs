@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
 use super::*;
-use crate::runtime::{InstanceState, Scope, Status, TimerChange, Token};
+use yishi_core::runtime::{InstanceState, Scope, Status, TimerChange, Token};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -823,7 +823,7 @@ fn token_row(r: &SqliteRow) -> Result<TokenRow, sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{Event, InstanceState};
+    use yishi_core::runtime::{Event, InstanceState};
 
     fn commit(id: i64, create: bool, base: i64, version: i64) -> Commit {
         Commit {
