@@ -8,6 +8,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::SyncMode;
 use crate::output::out;
+use yishi_core::clock::SystemClock;
+use yishi_engine::service::access::TokenSpec;
+use yishi_engine::service::{Config, Engine};
+use yishi_engine::store::{StoreError, StoreOptions};
 
 use yishi_core::script::Sandbox;
 use yishi_core::{FileSet, check};
@@ -43,16 +47,30 @@ pub enum Command {
         /// `unit/id` of one workflow (default: all).
         workflow: Option<String>,
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
-        db: PathBuf,
+        db: String,
     },
-    /// What changed between two versions of a workflow, in words.
+    /// What changed between two versions of a workflow: the definition in words, and every
+    /// file (scripts, lists, calendars) as a text diff.
     Diff {
         /// `unit/id` of the workflow.
         workflow: String,
+        /// The version numbers to compare (1, 2 ...).
         from: i64,
         to: i64,
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
-        db: PathBuf,
+        db: String,
+    },
+    /// Print the files a stored version was built from.
+    Source {
+        /// `unit/id` of the workflow.
+        workflow: String,
+        /// The version number (1, 2 ...).
+        version: i64,
+        /// Print only this file (a path relative to the workflows folder).
+        #[arg(long)]
+        file: Option<String>,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
     },
     /// Manage API tokens.
     #[command(subcommand)]
@@ -96,18 +114,18 @@ pub enum TokenCommand {
         #[arg(long, value_delimiter = ',')]
         acts_as: Vec<String>,
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
-        db: PathBuf,
+        db: String,
     },
     /// List tokens (never their secrets).
     List {
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
-        db: PathBuf,
+        db: String,
     },
     /// Revoke a token; it stops working at once.
     Revoke {
         id: i64,
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
-        db: PathBuf,
+        db: String,
     },
 }
 
@@ -134,6 +152,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Diff { workflow, from, to, db } => {
             report(runtime().and_then(|rt| rt.block_on(diff_cmd(workflow, from, to, db))))
         }
+        Command::Source { workflow, version, file, db } => {
+            report(runtime().and_then(|rt| rt.block_on(source_cmd(workflow, version, file, db))))
+        }
         Command::Token(cmd) => match runtime().and_then(|rt| rt.block_on(token_cmd(cmd))) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -146,7 +167,7 @@ pub fn run(cli: Cli) -> ExitCode {
             // (`block_on` parks the main thread between awaits, which costs tens of microseconds a wake).
             let bench = |rt: tokio::runtime::Runtime| {
                 rt.block_on(async move {
-                    tokio::spawn(crate::bench::run(case, n, clients, workflows, sync.store_sync()))
+                    tokio::spawn(crate::bench::run(case, n, clients, workflows, sync.durability()))
                         .await
                         .map_err(|e| e.to_string())?
                 })
@@ -256,36 +277,34 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
 }
 
+/// An engine on an existing database (commands never create one: a wrong `--db` or working
+/// folder would otherwise leave an empty database behind and report nothing).
+async fn open_engine(db: &str) -> Result<Arc<Engine>, String> {
+    let options = StoreOptions { create: false, ..StoreOptions::new(db) };
+    let store = yishi_engine::store::open(&options).await.map_err(|e| match e {
+        StoreError::NotFound(_) => format!(
+            "no database at {} (run `yishi serve` first, pass --db, or set YISHI_DB)",
+            std::path::absolute(db).map_or_else(|_| db.to_owned(), |p| p.display().to_string())
+        ),
+        e => format!("{db}: {e}"),
+    })?;
+    Ok(Engine::new(store, crate::registry(), Arc::new(SystemClock), Config::default()))
+}
+
 async fn token_cmd(cmd: TokenCommand) -> Result<(), String> {
-    use yishi_engine::store::{NewToken, Store};
     let db = match &cmd {
         TokenCommand::Create { db, .. } | TokenCommand::List { db } | TokenCommand::Revoke { db, .. } => db.clone(),
     };
-    let store =
-        yishi_engine::store::sqlite::SqliteStore::open(&db).await.map_err(|e| format!("{}: {e}", db.display()))?;
-    let now = chrono::Utc::now().timestamp_millis();
+    let engine = open_engine(&db).await?;
     match cmd {
         TokenCommand::Create { name, role, scope, acts_as, .. } => {
-            let (token, key_id, hash) = crate::server::auth::new_token();
-            let id = store
-                .add_token(
-                    &NewToken {
-                        name: &name,
-                        key_id: &key_id,
-                        secret_hash: &hash,
-                        role: &role,
-                        scope: &scope,
-                        acts_as: &acts_as,
-                    },
-                    now,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            eprintln!("token {id} for `{name}` ({role}, scope {scope}); keep it secret, it is not shown again:");
+            let spec = TokenSpec { name: &name, role: &role, scope: &scope, acts_as: &acts_as };
+            let (row, token) = engine.create_token(&spec).await.map_err(|e| e.to_string())?;
+            eprintln!("token {} for `{name}` ({role}, scope {scope}); keep it secret, it is not shown again:", row.id);
             out!("{token}");
         }
         TokenCommand::List { .. } => {
-            for t in store.tokens().await.map_err(|e| e.to_string())? {
+            for t in engine.tokens().await.map_err(|e| e.to_string())? {
                 let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
                 out!(
                     "{:>4}  {:<20} {:<8} {:<30} {:<8} acts as [{}]",
@@ -299,13 +318,13 @@ async fn token_cmd(cmd: TokenCommand) -> Result<(), String> {
             }
         }
         TokenCommand::Revoke { id, .. } => {
-            if !store.revoke_token(id, now).await.map_err(|e| e.to_string())? {
+            if !engine.revoke_token(id).await.map_err(|e| e.to_string())? {
                 return Err(format!("no active token {id}"));
             }
             eprintln!("token {id} revoked");
         }
     }
-    store.close().await;
+    engine.close().await;
     Ok(())
 }
 
@@ -319,26 +338,15 @@ fn report(r: Result<(), String>) -> ExitCode {
     }
 }
 
-async fn open_existing(db: &Path) -> Result<yishi_engine::store::sqlite::SqliteStore, String> {
-    if !db.exists() {
-        return Err(format!("no database at {} (run `yishi serve` first, or pass --db)", db.display()));
-    }
-    yishi_engine::store::sqlite::SqliteStore::open(db).await.map_err(|e| format!("{}: {e}", db.display()))
-}
-
-async fn versions_cmd(workflow: Option<String>, db: PathBuf) -> Result<(), String> {
-    use yishi_engine::store::Store;
-    let store = open_existing(&db).await?;
-    let rows = store.versions(workflow.as_deref()).await.map_err(|e| e.to_string())?;
-    let counts = store.active_counts().await.map_err(|e| e.to_string())?;
+async fn versions_cmd(workflow: Option<String>, db: String) -> Result<(), String> {
+    let engine = open_engine(&db).await?;
+    let rows = engine.versions(workflow.as_deref()).await.map_err(|e| e.to_string())?;
     if rows.is_empty() {
-        return Err(match workflow {
-            Some(w) => format!("no stored versions of `{w}`"),
-            None => "no stored versions".into(),
-        });
+        return Err("no stored versions".into());
     }
     out!("{:<45} {:>7} {:>5} {:<12} {:<20} {:>6}", "workflow", "version", "id", "hash", "created", "active");
-    for r in rows {
+    for v in rows {
+        let r = &v.row;
         let created = chrono::DateTime::from_timestamp_millis(r.created_at)
             .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_default();
@@ -349,27 +357,49 @@ async fn versions_cmd(workflow: Option<String>, db: PathBuf) -> Result<(), Strin
             r.id,
             &r.hash[..12.min(r.hash.len())],
             created,
-            counts.get(&r.id).copied().unwrap_or(0)
+            v.active_instances
         );
     }
     Ok(())
 }
 
-async fn diff_cmd(workflow: String, from: i64, to: i64, db: PathBuf) -> Result<(), String> {
-    use yishi_engine::store::Store;
-    let store = open_existing(&db).await?;
-    let rows = store.versions(Some(&workflow)).await.map_err(|e| e.to_string())?;
-    let id = |seq: i64| {
-        rows.iter().find(|r| r.seq == seq).map(|r| r.id).ok_or_else(|| format!("`{workflow}` has no version {seq}"))
-    };
-    let (_, _, a) = store.version(id(from)?).await.map_err(|e| e.to_string())?;
-    let (_, _, b) = store.version(id(to)?).await.map_err(|e| e.to_string())?;
-    let changes = yishi_core::describe::diff(&a, &b);
-    if changes.is_empty() {
+async fn diff_cmd(workflow: String, from: i64, to: i64, db: String) -> Result<(), String> {
+    let engine = open_engine(&db).await?;
+    let d = engine.diff(&workflow, from, to).await.map_err(|e| e.to_string())?;
+    if d.changes.is_empty() && d.files.is_empty() {
         out!("no differences");
     }
-    for c in changes {
+    for c in &d.changes {
         out!("{:<12} {}", c.area, c.text);
+    }
+    for f in &d.files {
+        out!("");
+        out!("{} ({})", f.path, f.status);
+        out!("{}", f.diff.trim_end());
+    }
+    Ok(())
+}
+
+async fn source_cmd(workflow: String, version: i64, file: Option<String>, db: String) -> Result<(), String> {
+    let engine = open_engine(&db).await?;
+    let v = engine.version_source(&workflow, version).await.map_err(|e| e.to_string())?;
+    match file {
+        Some(f) => {
+            let text = v.sources.get(&f).ok_or_else(|| {
+                format!(
+                    "version {version} of `{workflow}` has no file `{f}`; it has: {}",
+                    v.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            out!("{}", text.trim_end());
+        }
+        None => {
+            for (path, text) in &v.sources {
+                out!("==> {path} <==");
+                out!("{}", text.trim_end());
+                out!("");
+            }
+        }
     }
     Ok(())
 }

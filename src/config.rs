@@ -10,9 +10,9 @@ pub struct ServeArgs {
     /// The workflows folder.
     #[arg(long, env = "YISHI_WORKFLOWS", default_value = "workflows")]
     pub workflows: PathBuf,
-    /// The database file (created on first run).
+    /// The database: a SQLite file (created on first run) or `postgres://user@host/db`.
     #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
-    pub db: PathBuf,
+    pub db: String,
     /// Address to listen on.
     #[arg(long, env = "YISHI_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -36,10 +36,10 @@ pub enum SyncMode {
 }
 
 impl SyncMode {
-    pub fn store_sync(self) -> yishi_engine::store::sqlite::Sync {
+    pub fn durability(self) -> yishi_engine::store::Durability {
         match self {
-            SyncMode::Full => yishi_engine::store::sqlite::Sync::Full,
-            SyncMode::Normal => yishi_engine::store::sqlite::Sync::Normal,
+            SyncMode::Full => yishi_engine::store::Durability::Full,
+            SyncMode::Normal => yishi_engine::store::Durability::Normal,
         }
     }
 }

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use yishi_core::clock::SystemClock;
+use yishi_engine::reload::Reloader;
+use yishi_engine::service::access::TokenSpec;
 use yishi_engine::service::{Config, Engine};
-use yishi_engine::store::sqlite::SqliteStore;
-use yishi_engine::store::{NewToken, Store};
+use yishi_engine::store::StoreOptions;
 
 use crate::config::ServeArgs;
 use crate::server::{AppState, router};
-use yishi_engine::reload::Reloader;
 
 /// Sets up logging once (`RUST_LOG` overrides the default `info`).
 pub fn init_logging() {
@@ -104,12 +104,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             args.workflows.display()
         ));
     }
-    let store = SqliteStore::open(&args.db)
+    let options = StoreOptions { sync: args.sync.durability(), ..StoreOptions::new(&args.db) };
+    let store = yishi_engine::store::open(&options)
         .await
-        .map_err(|e| format!("cannot open the database `{}`: {e}", args.db.display()))?;
-    let engine = Engine::new(store, crate::registry(), Arc::new(SystemClock), Config::default())
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("cannot open the database `{}`: {e}", yishi_engine::store::redact(&args.db)))?;
+    let engine = Engine::new(store, crate::registry(), Arc::new(SystemClock), Config::default());
+    engine.hold_database().map_err(|e| e.to_string())?;
     let reloader = Arc::new(Reloader::new(args.workflows.clone(), engine.clone()));
     let status = reloader.reload("start").await.map_err(|e| e.to_string())?;
     tracing::info!(
@@ -119,23 +119,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         args.workflows.display()
     );
 
-    if engine.store().tokens().await.map_err(|e| e.to_string())?.is_empty() {
-        let (token, key_id, hash) = crate::server::auth::new_token();
-        engine
-            .store()
-            .add_token(
-                &NewToken {
-                    name: "admin",
-                    key_id: &key_id,
-                    secret_hash: &hash,
-                    role: "admin",
-                    scope: "*",
-                    acts_as: &[],
-                },
-                engine.now(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+    if engine.tokens().await.map_err(|e| e.to_string())?.is_empty() {
+        let spec = TokenSpec { name: "admin", role: "admin", scope: "*", acts_as: &[] };
+        let (_, token) = engine.create_token(&spec).await.map_err(|e| e.to_string())?;
         eprintln!(
             "\n  First run: created an admin token (shown only this once; `yishi token create` makes more):\n\n    {token}\n"
         );
@@ -186,12 +172,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!("serving http://{addr}/api/v1 (database {})", args.db.display());
+    tracing::info!("serving http://{addr}/api/v1 (database {})", engine.database());
     let app = router(AppState::new(engine.clone(), reloader));
     serve_http(listener, app, Duration::from_secs(args.header_timeout.max(1)), shutdown_signal()).await;
     let _ = stop_tx.send(true);
     let _ = tokio::join!(timers, outbox);
-    engine.store().close().await;
+    engine.close().await;
     tracing::info!("stopped");
     Ok(())
 }

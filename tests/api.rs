@@ -12,46 +12,33 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use yishi::server::auth::new_token;
 use yishi::server::{AppState, router};
 use yishi_core::clock::SystemClock;
 use yishi_engine::reload::Reloader;
 use yishi_engine::service::Engine;
+use yishi_engine::service::access::TokenSpec;
+use yishi_engine::store::AnyStore;
 use yishi_engine::store::sqlite::SqliteStore;
-use yishi_engine::store::{NewToken, Store};
 
 struct Api {
     app: Router,
-    engine: Arc<Engine<SqliteStore>>,
+    engine: Arc<Engine>,
 }
 
 impl Api {
     async fn new() -> Self {
-        let engine = common::engine_on(SqliteStore::memory().await.unwrap(), Arc::new(SystemClock)).await;
+        let engine =
+            common::engine_on(AnyStore::Sqlite(SqliteStore::memory().await.unwrap()), Arc::new(SystemClock)).await;
         let reloader = Arc::new(Reloader::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"), engine.clone()));
         assert!(reloader.reload("test").await.unwrap().ok);
         Api { app: router(AppState::new(engine.clone(), reloader)), engine }
     }
 
     async fn token(&self, role: &str, scope: &str, acts_as: &[&str]) -> String {
-        let (token, key_id, hash) = new_token();
         let acts: Vec<String> = acts_as.iter().map(|s| (*s).to_owned()).collect();
-        self.engine
-            .store()
-            .add_token(
-                &NewToken {
-                    name: &format!("{role}@{scope}"),
-                    key_id: &key_id,
-                    secret_hash: &hash,
-                    role,
-                    scope,
-                    acts_as: &acts,
-                },
-                0,
-            )
-            .await
-            .unwrap();
-        token
+        let name = format!("{role}@{scope}");
+        let spec = TokenSpec { name: &name, role, scope, acts_as: &acts };
+        self.engine.create_token(&spec).await.unwrap().1
     }
 
     async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
@@ -116,8 +103,8 @@ async fn a_revoked_token_stops_working_at_once() {
     let api = Api::new().await;
     let t = api.token("viewer", "*", &[]).await;
     assert_eq!(api.call("GET", "/api/v1/whoami", Some(&t), None).await.0, StatusCode::OK);
-    let id = api.engine.store().tokens().await.unwrap().last().unwrap().id;
-    assert!(api.engine.store().revoke_token(id, 1).await.unwrap());
+    let id = api.engine.tokens().await.unwrap().last().unwrap().id;
+    assert!(api.engine.revoke_token(id).await.unwrap());
     let (s, v) = api.call("GET", "/api/v1/whoami", Some(&t), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(v["detail"].as_str().unwrap().contains("revoked"));
@@ -134,8 +121,8 @@ async fn every_route_refuses_what_the_role_or_scope_does_not_allow_and_changes_n
     let (_, pc) = api.call("POST", "/api/v1/instances", Some(&admin), Some(json!({"workflow": LIUHANGLI}))).await;
     let (g, p) = (garden["id"].as_i64().unwrap(), pc["id"].as_i64().unwrap());
     let history_len = |id: i64| {
-        let store = api.engine.store().clone();
-        async move { store.history(id).await.unwrap().len() }
+        let engine = api.engine.clone();
+        async move { engine.history(id).await.unwrap().len() }
     };
     let before = (history_len(g).await, history_len(p).await);
 
@@ -215,7 +202,7 @@ async fn every_route_refuses_what_the_role_or_scope_does_not_allow_and_changes_n
     // In scope, the operator acts, recorded as itself and on behalf of the resident.
     let (s, v) = api.call("POST", &format!("/api/v1/instances/{g}/actions"), Some(&chengguan_op), Some(json!({"action": "submit", "payload": {"title": "garden", "channel": "visit"}, "on_behalf_of": {"id": "res-1", "roles": ["resident"]}}))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let h = api.engine.store().history(g).await.unwrap();
+    let h = api.engine.history(g).await.unwrap();
     let action = h
         .iter()
         .find(|e| e.event.kind() == "action" && serde_json::to_value(&e.event).unwrap()["action"] == "submit")
@@ -281,7 +268,6 @@ async fn stale_revisions_conflict_and_idempotency_keys_apply_once() {
     assert_eq!(v1, v2);
     let submits = api
         .engine
-        .store()
         .history(id)
         .await
         .unwrap()
@@ -386,7 +372,7 @@ async fn reload_status_shows_only_diagnostics_in_scope() {
         )
         .unwrap();
     }
-    let engine = common::engine_on(SqliteStore::memory().await.unwrap(), Arc::new(SystemClock)).await;
+    let engine = common::engine_on(AnyStore::Sqlite(SqliteStore::memory().await.unwrap()), Arc::new(SystemClock)).await;
     let reloader = Arc::new(Reloader::new(tmp.path().to_owned(), engine.clone()));
     assert!(!reloader.reload("test").await.unwrap().ok);
     let api = Api { app: router(AppState::new(engine.clone(), reloader)), engine };
@@ -403,11 +389,8 @@ async fn reload_status_shows_only_diagnostics_in_scope() {
 #[tokio::test]
 async fn the_openapi_document_covers_every_route_and_only_those() {
     use yishi::server::{api_routes, openapi, public_routes};
-    let served: std::collections::BTreeSet<(String, String)> = api_routes::<SqliteStore>()
-        .into_iter()
-        .chain(public_routes::<SqliteStore>())
-        .map(|(m, p, _)| (m.to_string(), p.to_owned()))
-        .collect();
+    let served: std::collections::BTreeSet<(String, String)> =
+        api_routes().into_iter().chain(public_routes()).map(|(m, p, _)| (m.to_string(), p.to_owned())).collect();
     let documented: std::collections::BTreeSet<(String, String)> =
         openapi::operations().into_iter().map(|o| (o.method.to_string(), o.route.to_owned())).collect();
     assert_eq!(served, documented, "routes and operations must match");

@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::{Server, TIMED, poll};
 use serde_json::json;
 use yishi_core::runtime::{Event, replay};
-use yishi_engine::store::Store;
 use yishi_engine::store::sqlite::SqliteStore;
+use yishi_engine::store::{Store, StoreOptions};
 
 const CYCLES: usize = 20;
 const INSTANCES: usize = 12;
@@ -86,7 +86,7 @@ async fn nothing_acknowledged_is_lost_across_twenty_kills() {
             }
         }
         // Check the database while the server is down.
-        let store = SqliteStore::open(&dir.join("yishi.db")).await.unwrap();
+        let store = SqliteStore::open(&StoreOptions::new(dir.join("yishi.db").display().to_string())).await.unwrap();
         assert_eq!(store.integrity_check().await.unwrap(), "ok", "cycle {cycle}");
         for id in &counters {
             let history = store.history(*id).await.unwrap();

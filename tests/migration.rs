@@ -11,8 +11,6 @@ use yishi_core::clock::ManualClock;
 use yishi_core::kind::Actor;
 use yishi_core::runtime::{ActionRequest, Event, replay};
 use yishi_engine::service::{Engine, EngineError};
-use yishi_engine::store::Store;
-use yishi_engine::store::sqlite::SqliteStore;
 
 const V1: &str = r#"
 id = "w"
@@ -48,7 +46,7 @@ fn v2() -> String {
 const DAY: i64 = 86_400_000;
 
 struct H {
-    engine: Arc<Engine<SqliteStore>>,
+    engine: Arc<Engine>,
     clock: Arc<ManualClock>,
 }
 
@@ -60,7 +58,7 @@ impl H {
     async fn load(&self, text: &str) -> i64 {
         let mut files = FileSet::new();
         files.insert("u/w.toml", text);
-        assert!(self.engine.reload(&files).await.unwrap().ok);
+        assert!(self.engine.activate_files(&files, "test").await.unwrap().ok);
         self.engine.active().current["u/w"].0.id
     }
     async fn act(&self, id: i64, action: &str, who: &str, roles: &[&str], payload: Value) -> Result<(), EngineError> {
@@ -76,8 +74,8 @@ impl H {
         self.engine.act(id, req, None, None).await.map(|_| ())
     }
     async fn replays(&self, id: i64) {
-        let row = self.engine.store().load(id).await.unwrap();
-        let h = self.engine.store().history(id).await.unwrap();
+        let row = self.engine.get(id).await.unwrap();
+        let h = self.engine.history(id).await.unwrap();
         assert_eq!(replay(h.iter().map(|e| (&e.event, e.at))), row.state);
     }
 }
@@ -107,7 +105,7 @@ async fn a_renamed_step_moves_by_mapping_and_its_deadline_follows_the_new_rules(
     assert!(plan.applied);
     let v = h.engine.view(case.id).await.unwrap();
     assert_eq!((v.version, v.active_steps.clone()), (v2, vec!["prep".to_owned()]));
-    let history = h.engine.store().history(case.id).await.unwrap();
+    let history = h.engine.history(case.id).await.unwrap();
     assert!(history.iter().any(|e| matches!(&e.event, Event::Migrated { steps, .. } if steps.get("prepare").map(String::as_str) == Some("prep"))));
     // The deadline is now one day from when the step was entered, not three.
     h.clock.advance(DAY);

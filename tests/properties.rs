@@ -99,15 +99,8 @@ proptest! {
         payload in proptest::collection::btree_map("[a-z_]{1,10}", json_value(), 0..6),
         roles in proptest::collection::vec(prop_oneof![Just("resident".to_owned()), Just("staff".to_owned()), "[a-z]{1,8}"], 0..3),
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (rt, engine) = &*GARDEN_ENGINE;
         rt.block_on(async {
-            let (engine, _clock) = common::quiet_engine().await;
-            let files = FileSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/chengguan")).unwrap();
-            let mut scoped = FileSet::new();
-            for (p, t) in files.iter() {
-                scoped.insert(format!("chengguan/{p}"), t);
-            }
-            assert!(engine.reload(&scoped).await.unwrap().ok);
             let actor = Actor { id: "p".into(), roles };
             let case = engine.start("chengguan/tianshuinanlu/garden", Map::new(), &actor, None).await.unwrap();
             let payload: Map<String, Value> = payload.into_iter().collect();
@@ -123,6 +116,24 @@ proptest! {
         });
     }
 }
+
+/// One engine with the garden workflow active, shared by every generated case (activating runs
+/// the scenarios, which would dominate the test's time).
+static GARDEN_ENGINE: std::sync::LazyLock<(tokio::runtime::Runtime, std::sync::Arc<yishi_engine::service::Engine>)> =
+    std::sync::LazyLock::new(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let engine = rt.block_on(async {
+            let (engine, _clock) = common::quiet_engine().await;
+            let files = FileSet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/chengguan")).unwrap();
+            let mut scoped = FileSet::new();
+            for (p, t) in files.iter() {
+                scoped.insert(format!("chengguan/{p}"), t);
+            }
+            assert!(engine.activate_files(&scoped, "test").await.unwrap().ok);
+            engine
+        });
+        (rt, engine)
+    });
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![

@@ -13,15 +13,16 @@ use yishi_core::kind::Actor;
 use yishi_core::runtime::{ActionRequest, replay};
 use yishi_engine::service::{Engine, EngineError};
 use yishi_engine::store::Store;
-use yishi_engine::store::sqlite::{SqliteStore, Sync};
+use yishi_engine::store::sqlite::SqliteStore;
+use yishi_engine::store::{AnyStore, StoreOptions};
 
 const COUNTER: &str = "id = \"counter\"\n[[steps]]\nid = \"count\"\nkind = \"task\"\nroles = [\"*\"]\nactions.tick = { fields = { note = \"string?\" } }\nactions.finish = {}\non = { tick = \"count\", finish = \"end\" }\n[[steps]]\nid = \"end\"\nkind = \"end\"\n";
 
-async fn engine_on(store: SqliteStore) -> Arc<Engine<SqliteStore>> {
-    let engine = common::engine_on(store, Arc::new(SystemClock)).await;
+async fn engine_on(store: SqliteStore) -> Arc<Engine> {
+    let engine = common::engine_on(AnyStore::Sqlite(store), Arc::new(SystemClock)).await;
     let mut files = FileSet::new();
     files.insert("u/counter.toml", COUNTER);
-    assert!(engine.reload(&files).await.unwrap().ok);
+    assert!(engine.activate_files(&files, "test").await.unwrap().ok);
     engine
 }
 
@@ -42,8 +43,9 @@ async fn a_full_disk_is_reported_as_unavailable_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("y.db");
     let pages = 160; // small: fills after some hundreds of actions
-    let store =
-        SqliteStore::open_options(&db, Sync::Full, |o| o.pragma("max_page_count", pages.to_string())).await.unwrap();
+    let store = SqliteStore::open_file(&db, &StoreOptions::new(""), |o| o.pragma("max_page_count", pages.to_string()))
+        .await
+        .unwrap();
     let engine = engine_on(store).await;
     let actor = Actor { id: "a".into(), roles: vec![] };
     let case = engine.start("u/counter", Map::new(), &actor, None).await.unwrap();
@@ -63,7 +65,7 @@ async fn a_full_disk_is_reported_as_unavailable_and_nothing_is_lost() {
     assert_eq!(row.revision, 1 + acknowledged);
     // Space returns: the same file opened without the limit takes writes again.
     drop(engine);
-    let store = SqliteStore::open(&db).await.unwrap();
+    let store = SqliteStore::open_file(&db, &StoreOptions::new(""), |o| o).await.unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     let history = store.history(case.id).await.unwrap();
     let ticks = history
@@ -82,12 +84,12 @@ async fn a_read_only_database_answers_reads_and_refuses_writes_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("y.db");
     let case = {
-        let engine = engine_on(SqliteStore::open(&db).await.unwrap()).await;
+        let engine = engine_on(SqliteStore::open_file(&db, &StoreOptions::new(""), |o| o).await.unwrap()).await;
         let c = engine.start("u/counter", Map::new(), &Actor { id: "a".into(), roles: vec![] }, None).await.unwrap();
-        engine.store().close().await;
+        engine.close().await;
         c
     };
-    let store = SqliteStore::open_options(&db, Sync::Full, |o| o.read_only(true)).await.unwrap();
+    let store = SqliteStore::open_file(&db, &StoreOptions::new(""), |o| o.read_only(true)).await.unwrap();
     // Versions are already stored, so loading the same workflows writes nothing.
     let engine = engine_on(store).await;
     assert_eq!(engine.view(case.id).await.unwrap().revision, 1);

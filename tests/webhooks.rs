@@ -45,7 +45,7 @@ async fn webhooks_are_delivered_after_the_commit_and_retried() {
         ),
     );
     let (engine, clock) = common::quiet_engine().await;
-    assert!(engine.reload(&files).await.unwrap().ok);
+    assert!(engine.activate_files(&files, "test").await.unwrap().ok);
     let data: Map<String, Value> = [("registration".to_owned(), json!("LHL-2026-0007"))].into_iter().collect();
     let case = engine.start("u/w", data, &Actor { id: "staff".into(), roles: vec![] }, None).await.unwrap();
     assert_eq!(case.outcome, None);

@@ -15,14 +15,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use yishi_core::kind::Actor;
 use yishi_core::runtime::ActionRequest;
-use yishi_engine::store::{ListFilter, Store};
+use yishi_engine::store::ListFilter;
 
 use super::AppState;
 use super::auth::{ApiRole, Principal};
 use super::error::{ApiError, ApiResult};
 use super::types::*;
 
-type St<S> = State<Arc<AppState<S>>>;
+type St = State<Arc<AppState>>;
 
 /// JSON body extractor whose rejections are problem details.
 pub struct Body<T>(pub T);
@@ -97,11 +97,11 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-pub async fn readyz<S: Store>(State(st): St<S>) -> Response {
+pub async fn readyz(State(st): St) -> Response {
     let active = st.engine.active();
-    match st.engine.store().max_instance_id().await {
-        Ok(_) if active.generation > 0 => (StatusCode::OK, "ready\n").into_response(),
-        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "workflows not loaded yet\n").into_response(),
+    match st.engine.ping().await {
+        Ok(()) if !active.current.is_empty() => (StatusCode::OK, "ready\n").into_response(),
+        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "no workflow is active yet\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
@@ -113,11 +113,11 @@ pub async fn no_route() -> ApiError {
     ApiError::not_found("no such route; the API lives under /api/v1")
 }
 
-pub async fn whoami<S: Store>(Extension(p): Extension<Principal>) -> ApiResult<Response> {
+pub async fn whoami(Extension(p): Extension<Principal>) -> ApiResult<Response> {
     ok(p)
 }
 
-pub async fn communities<S: Store>(State(st): St<S>, Extension(p): Extension<Principal>) -> ApiResult<Response> {
+pub async fn communities(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Response> {
     let active = st.engine.active();
     let items: Vec<_> = active.catalog.units.values().filter(|u| p.sees(&u.path)).cloned().collect();
     ok(Items { items })
@@ -129,13 +129,13 @@ pub struct WorkflowQuery {
     unit: Option<String>,
 }
 
-pub async fn workflows<S: Store>(
-    State(st): St<S>,
+pub async fn workflows(
+    State(st): St,
     Extension(p): Extension<Principal>,
     Q(q): Q<WorkflowQuery>,
 ) -> ApiResult<Response> {
     let active = st.engine.active();
-    let counts = st.engine.store().active_counts().await?;
+    let counts = st.engine.active_counts().await?;
     let mut items = Vec::new();
     for (key, (row, def)) in &active.current {
         if !p.sees(&def.unit) || q.unit.as_ref().is_some_and(|u| u != &def.unit) {
@@ -158,8 +158,8 @@ pub async fn workflows<S: Store>(
     ok(Items { items })
 }
 
-pub async fn workflow<S: Store>(
-    State(st): St<S>,
+pub async fn workflow(
+    State(st): St,
     Extension(p): Extension<Principal>,
     P(path): P<String>,
     Q(q): Q<HashMap<String, String>>,
@@ -169,55 +169,43 @@ pub async fn workflow<S: Store>(
         _ => (path.clone(), ""),
     };
     p.require_unit(unit_of(&key))?;
-    let store = st.engine.store();
-    let versions = store.versions(Some(&key)).await?;
     let active = st.engine.active();
     let current = active.current.get(&key);
-    if versions.is_empty() && current.is_none() {
-        return Err(ApiError::not_found(format!("no workflow `{key}`")));
-    }
-    let seq_to_id = |seq: &str| -> ApiResult<i64> {
-        let n: i64 = seq
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("`{seq}` is not a version number")).field("version"))?;
-        versions
-            .iter()
-            .find(|v| v.seq == n)
-            .map(|v| v.id)
-            .ok_or_else(|| ApiError::not_found(format!("`{key}` has no version {n}")))
+    let number = |field: &str| -> ApiResult<Option<i64>> {
+        q.get(field)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("`{v}` is not a version number")).field(field.to_owned())
+                })
+            })
+            .transpose()
     };
     match sub {
         "versions" => {
-            let counts = store.active_counts().await?;
-            let items: Vec<_> = versions
-                .iter()
+            let items = st.engine.versions(Some(&key)).await?;
+            let items = items
+                .into_iter()
                 .map(|v| VersionItem {
-                    version: v.seq,
-                    version_id: v.id,
-                    hash: v.hash.clone(),
-                    created_at: v.created_at,
-                    active_instances: counts.get(&v.id).copied().unwrap_or(0),
-                    current: current.is_some_and(|(r, _)| r.id == v.id),
+                    version: v.row.seq,
+                    version_id: v.row.id,
+                    hash: v.row.hash,
+                    created_at: v.row.created_at,
+                    active_instances: v.active_instances,
+                    current: v.current,
                 })
                 .collect();
             ok(Versions { workflow: key, items })
         }
         "diff" => {
-            let (Some(from), Some(to)) = (q.get("from"), q.get("to")) else {
+            let (Some(from), Some(to)) = (number("from")?, number("to")?) else {
                 return Err(ApiError::bad_request("give the two versions: `?from=1&to=2`"));
             };
-            let (_, _, a) = store.version(seq_to_id(from)?).await?;
-            let (_, _, b) = store.version(seq_to_id(to)?).await?;
-            ok(Diff {
-                workflow: key.clone(),
-                from: from.clone(),
-                to: to.clone(),
-                changes: yishi_core::describe::diff(&a, &b),
-            })
+            let d = st.engine.diff(&key, from, to).await?;
+            ok(Diff { workflow: key.clone(), from, to, changes: d.changes, files: d.files })
         }
         "diagram" => {
-            let effective = match q.get("version") {
-                Some(v) => store.version(seq_to_id(v)?).await?.2,
+            let effective = match number("version")? {
+                Some(v) => st.engine.version_source(&key, v).await?.effective,
                 None => current
                     .map(|(_, d)| d.effective.clone())
                     .ok_or_else(|| ApiError::not_found(format!("`{key}` has no active version")))?,
@@ -241,7 +229,7 @@ pub async fn workflow<S: Store>(
         _ => {
             let Some((row, def)) = current else {
                 return Err(ApiError::not_found(format!(
-                    "`{key}` has no active version (its files were removed); its stored versions are at {key}/versions"
+                    "`{key}` has no active version (its files were removed, or it never checked clean); its stored versions are at {key}/versions"
                 )));
             };
             ok(WorkflowDetail {
@@ -256,12 +244,12 @@ pub async fn workflow<S: Store>(
     }
 }
 
-pub async fn reload_status<S: Store>(State(st): St<S>, Extension(p): Extension<Principal>) -> ApiResult<Response> {
+pub async fn reload_status(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Response> {
     let active = st.engine.active();
     // Only what lies in the token's scope: diagnostics of files in its units.
     let in_scope = |d: &yishi_core::Diagnostic| p.sees(yishi_core::files::parent_dir(&d.file));
     let diagnostics: Vec<_> = active.diagnostics.iter().filter(|d| in_scope(d)).cloned().collect();
-    let last = st.reloader.status().map(|mut s| {
+    let last = st.engine.last_reload().map(|mut s| {
         s.diagnostics.retain(|d| in_scope(d));
         s.activated.retain(|(k, _)| p.sees(unit_of(k)));
         s.kept.retain(|k| p.sees(unit_of(k)));
@@ -271,7 +259,7 @@ pub async fn reload_status<S: Store>(State(st): St<S>, Extension(p): Extension<P
     ok(ReloadState { generation: active.generation, reloaded_at: active.reloaded_at, last, diagnostics })
 }
 
-pub async fn reload<S: Store>(State(st): St<S>, Extension(p): Extension<Principal>) -> ApiResult<Response> {
+pub async fn reload(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Response> {
     p.require(ApiRole::Admin)?;
     if p.scope != "*" {
         return Err(ApiError::forbidden("a reload affects every unit: it needs an admin token with scope `*`"));
@@ -280,8 +268,8 @@ pub async fn reload<S: Store>(State(st): St<S>, Extension(p): Extension<Principa
     ok(status)
 }
 
-pub async fn validate<S: Store>(
-    State(st): St<S>,
+pub async fn validate(
+    State(st): St,
     Extension(p): Extension<Principal>,
     Body(b): Body<ValidateBody>,
 ) -> ApiResult<Response> {
@@ -337,8 +325,8 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     }
 }
 
-pub async fn start_instance<S: Store>(
-    State(st): St<S>,
+pub async fn start_instance(
+    State(st): St,
     Extension(p): Extension<Principal>,
     headers: HeaderMap,
     Body(b): Body<StartBody>,
@@ -354,8 +342,8 @@ pub async fn start_instance<S: Store>(
 /// Largest page of a listing.
 pub const MAX_PAGE: u32 = 500;
 
-pub async fn list_instances<S: Store>(
-    State(st): St<S>,
+pub async fn list_instances(
+    State(st): St,
     Extension(p): Extension<Principal>,
     Q(q): Q<BTreeMap<String, String>>,
 ) -> ApiResult<Response> {
@@ -415,21 +403,17 @@ pub async fn list_instances<S: Store>(
     ok(InstancePage { items, next_cursor })
 }
 
-async fn visible<S: Store>(st: &AppState<S>, p: &Principal, id: i64) -> ApiResult<yishi_engine::store::InstanceRow> {
+async fn visible(st: &AppState, p: &Principal, id: i64) -> ApiResult<yishi_engine::store::InstanceRow> {
     let row = st.engine.get(id).await?;
     p.require_unit(&row.unit)?;
     Ok(row)
 }
 
-pub async fn get_instance<S: Store>(
-    State(st): St<S>,
-    Extension(p): Extension<Principal>,
-    P(id): P<i64>,
-) -> ApiResult<Response> {
+pub async fn get_instance(State(st): St, Extension(p): Extension<Principal>, P(id): P<i64>) -> ApiResult<Response> {
     let row = visible(&st, &p, id).await?;
     let accepts = st.engine.accepted_actions(&row).await?;
     let history = st.engine.history(id).await?;
-    let timers = st.engine.store().timers_of(id).await?;
+    let timers = st.engine.timers(id).await?;
     let view = yishi_engine::service::InstanceView::of(&row);
     ok(InstanceDetail {
         instance: view,
@@ -453,8 +437,8 @@ fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }
 
-pub async fn history<S: Store>(
-    State(st): St<S>,
+pub async fn history(
+    State(st): St,
     Extension(p): Extension<Principal>,
     P(id): P<i64>,
     Q(q): Q<HistoryQuery>,
@@ -494,8 +478,8 @@ pub async fn history<S: Store>(
     }
 }
 
-pub async fn act<S: Store>(
-    State(st): St<S>,
+pub async fn act(
+    State(st): St,
     Extension(p): Extension<Principal>,
     P(id): P<i64>,
     headers: HeaderMap,
@@ -538,8 +522,8 @@ pub async fn act<S: Store>(
     Ok(([(header::ETAG, etag)], axum::Json(view)).into_response())
 }
 
-pub async fn cancel<S: Store>(
-    State(st): St<S>,
+pub async fn cancel(
+    State(st): St,
     Extension(p): Extension<Principal>,
     P(id): P<i64>,
     Body(b): Body<CancelBody>,
@@ -552,8 +536,8 @@ pub async fn cancel<S: Store>(
     ok(st.engine.cancel(id, b.step.as_deref(), &b.reason, &actor_of(&p)).await?)
 }
 
-pub async fn migrate<S: Store>(
-    State(st): St<S>,
+pub async fn migrate(
+    State(st): St,
     Extension(p): Extension<Principal>,
     P(id): P<i64>,
     Body(b): Body<MigrateBody>,
@@ -563,10 +547,10 @@ pub async fn migrate<S: Store>(
     ok(st.engine.migrate(id, b.to_version, &b.steps, &actor_of(&p), b.dry_run).await?)
 }
 
-pub async fn metrics<S: Store>(State(st): St<S>) -> Response {
+pub async fn metrics(State(st): St) -> Response {
     let m = &st.engine.metrics;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let batches = g(&m.commit_batches).max(1);
+    let (units, transactions, micros) = st.engine.commit_totals();
     let body = format!(
         "# HELP yishi_http_requests_total HTTP requests served.\n# TYPE yishi_http_requests_total counter\nyishi_http_requests_total {}\n\
          # HELP yishi_http_errors_total HTTP responses with 4xx and 5xx status.\n# TYPE yishi_http_errors_total counter\nyishi_http_errors_total{{class=\"4xx\"}} {}\nyishi_http_errors_total{{class=\"5xx\"}} {}\n\
@@ -589,9 +573,9 @@ pub async fn metrics<S: Store>(State(st): St<S>) -> Response {
         g(&m.timers_fired),
         g(&m.reloads_ok),
         g(&m.reloads_failed),
-        g(&m.commits),
-        g(&m.commit_batches),
-        g(&m.commit_micros) as f64 / batches as f64 / 1e6,
+        units,
+        transactions,
+        micros as f64 / transactions.max(1) as f64 / 1e6,
         st.started_at.elapsed().as_secs(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()

@@ -1,17 +1,14 @@
 //! Bearer tokens: a role (admin, operator, viewer) and a scope (all, or a unit and the units
-//! below it). Only a SHA-256 hash of each secret is stored; hashes are compared in constant
-//! time; every request reads the token afresh, so a revoked token stops working at once.
+//! below it). The engine checks each token ([`yishi_engine::service::Engine::authenticate`]);
+//! here the holder becomes a [`Principal`] that handlers authorise against.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-use yishi_engine::store::Store;
+use yishi_engine::service::access::TokenRefusal;
 
 use super::AppState;
 use super::error::ApiError;
@@ -81,26 +78,9 @@ impl Principal {
     }
 }
 
-/// A new token: `yishi_<key id>_<secret>`. The key id is public (it finds the token); only a
-/// hash of the secret is stored. Returns (token, key id, secret hash). Shown once.
-pub fn new_token() -> (String, String, String) {
-    let mut key = [0u8; 6];
-    let mut secret = [0u8; 24];
-    rand::rng().fill_bytes(&mut key);
-    rand::rng().fill_bytes(&mut secret);
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let (key, secret) = (hex(&key), hex(&secret));
-    (format!("yishi_{key}_{secret}"), key, hash_secret(&secret))
-}
-
-/// The stored form of a secret.
-pub fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Middleware: authenticates `Authorization: Bearer <secret>` and stores the [`Principal`].
-pub async fn authenticate<S: Store>(
-    State(state): State<Arc<AppState<S>>>,
+pub async fn authenticate(
+    State(state): State<Arc<AppState>>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -110,19 +90,11 @@ pub async fn authenticate<S: Store>(
             "send a token: `Authorization: Bearer <token>` (create one with `yishi token create`)",
         ));
     };
-    let unknown = || ApiError::unauthorized("unknown token");
-    let Some((key_id, secret)) = secret.strip_prefix("yishi_").and_then(|t| t.split_once('_')) else {
-        return Err(unknown());
+    let row = match state.engine.authenticate(secret).await? {
+        Ok(row) => row,
+        Err(TokenRefusal::Unknown) => return Err(ApiError::unauthorized("unknown token")),
+        Err(TokenRefusal::Revoked) => return Err(ApiError::unauthorized("this token has been revoked")),
     };
-    let Some(row) = state.engine.store().token_by_key(key_id).await? else {
-        return Err(unknown());
-    };
-    if !bool::from(hash_secret(secret).as_bytes().ct_eq(row.secret_hash.as_bytes())) {
-        return Err(unknown());
-    }
-    if row.revoked_at.is_some() {
-        return Err(ApiError::unauthorized("this token has been revoked"));
-    }
     let Some(role) = ApiRole::parse(&row.role) else {
         return Err(ApiError::internal(format!("token {} has an unknown role `{}`", row.id, row.role)));
     };

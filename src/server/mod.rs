@@ -20,7 +20,6 @@ use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use yishi_engine::service::Engine;
-use yishi_engine::store::Store;
 
 use yishi_engine::reload::Reloader;
 
@@ -28,17 +27,17 @@ use yishi_engine::reload::Reloader;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// What every handler can reach.
-pub struct AppState<S: Store> {
-    pub engine: Arc<Engine<S>>,
-    pub reloader: Arc<Reloader<S>>,
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub reloader: Arc<Reloader>,
     pub requests: AtomicU64,
     pub client_errors: AtomicU64,
     pub server_errors: AtomicU64,
     pub started_at: std::time::Instant,
 }
 
-impl<S: Store> AppState<S> {
-    pub fn new(engine: Arc<Engine<S>>, reloader: Arc<Reloader<S>>) -> Arc<Self> {
+impl AppState {
+    pub fn new(engine: Arc<Engine>, reloader: Arc<Reloader>) -> Arc<Self> {
         Arc::new(AppState {
             engine,
             reloader,
@@ -50,7 +49,7 @@ impl<S: Store> AppState<S> {
     }
 }
 
-async fn count<S: Store>(State(state): State<Arc<AppState<S>>>, req: Request, next: Next) -> Response {
+async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let method = req.method().clone();
     let started = std::time::Instant::now();
@@ -67,52 +66,52 @@ async fn count<S: Store>(State(state): State<Arc<AppState<S>>>, req: Request, ne
 }
 
 /// A route: its method, its path, and the handler.
-pub type Route<S> = (Method, &'static str, MethodRouter<Arc<AppState<S>>>);
+pub type Route = (Method, &'static str, MethodRouter<Arc<AppState>>);
 
 /// The routes the router serves. `openapi::operations` documents each.
-pub fn api_routes<S: Store>() -> Vec<Route<S>> {
+pub fn api_routes() -> Vec<Route> {
     vec![
-        (Method::GET, "/api/v1/communities", get(api::communities::<S>)),
-        (Method::GET, "/api/v1/workflows", get(api::workflows::<S>)),
-        (Method::GET, "/api/v1/workflows/{*path}", get(api::workflow::<S>)),
-        (Method::GET, "/api/v1/reload", get(api::reload_status::<S>)),
-        (Method::POST, "/api/v1/reload", post(api::reload::<S>)),
-        (Method::POST, "/api/v1/validate", post(api::validate::<S>)),
-        (Method::GET, "/api/v1/instances", get(api::list_instances::<S>)),
-        (Method::POST, "/api/v1/instances", post(api::start_instance::<S>)),
-        (Method::GET, "/api/v1/instances/{id}", get(api::get_instance::<S>)),
-        (Method::GET, "/api/v1/instances/{id}/history", get(api::history::<S>)),
-        (Method::POST, "/api/v1/instances/{id}/actions", post(api::act::<S>)),
-        (Method::POST, "/api/v1/instances/{id}/cancel", post(api::cancel::<S>)),
-        (Method::POST, "/api/v1/instances/{id}/migrate", post(api::migrate::<S>)),
-        (Method::GET, "/api/v1/whoami", get(api::whoami::<S>)),
+        (Method::GET, "/api/v1/communities", get(api::communities)),
+        (Method::GET, "/api/v1/workflows", get(api::workflows)),
+        (Method::GET, "/api/v1/workflows/{*path}", get(api::workflow)),
+        (Method::GET, "/api/v1/reload", get(api::reload_status)),
+        (Method::POST, "/api/v1/reload", post(api::reload)),
+        (Method::POST, "/api/v1/validate", post(api::validate)),
+        (Method::GET, "/api/v1/instances", get(api::list_instances)),
+        (Method::POST, "/api/v1/instances", post(api::start_instance)),
+        (Method::GET, "/api/v1/instances/{id}", get(api::get_instance)),
+        (Method::GET, "/api/v1/instances/{id}/history", get(api::history)),
+        (Method::POST, "/api/v1/instances/{id}/actions", post(api::act)),
+        (Method::POST, "/api/v1/instances/{id}/cancel", post(api::cancel)),
+        (Method::POST, "/api/v1/instances/{id}/migrate", post(api::migrate)),
+        (Method::GET, "/api/v1/whoami", get(api::whoami)),
     ]
 }
 
 /// The routes that need no token.
-pub fn public_routes<S: Store>() -> Vec<Route<S>> {
+pub fn public_routes() -> Vec<Route> {
     vec![
         (Method::GET, "/healthz", get(api::healthz)),
-        (Method::GET, "/readyz", get(api::readyz::<S>)),
-        (Method::GET, "/metrics", get(api::metrics::<S>)),
+        (Method::GET, "/readyz", get(api::readyz)),
+        (Method::GET, "/metrics", get(api::metrics)),
         (Method::GET, "/api/v1/openapi.json", get(api::openapi)),
     ]
 }
 
 /// The whole router.
-pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
-    let mut authed: Router<Arc<AppState<S>>> = Router::new();
-    for (_, path, handler) in api_routes::<S>() {
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut authed: Router<Arc<AppState>> = Router::new();
+    for (_, path, handler) in api_routes() {
         authed = authed.route(path, handler);
     }
-    let authed = authed.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate::<S>));
-    let mut app: Router<Arc<AppState<S>>> = Router::new();
-    for (_, path, handler) in public_routes::<S>() {
+    let authed = authed.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let mut app: Router<Arc<AppState>> = Router::new();
+    for (_, path, handler) in public_routes() {
         app = app.route(path, handler);
     }
     app.merge(authed)
         .fallback(api::no_route)
-        .layer(middleware::from_fn_with_state(state.clone(), count::<S>))
+        .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(15)))
         .with_state(state)

@@ -241,7 +241,7 @@ pub fn operations() -> Vec<Op> {
             role: Some(ApiRole::Admin),
             params: &[],
             body: None,
-            answer: Json(200, s::<yishi_engine::reload::ReloadStatus>),
+            answer: Json(200, s::<yishi_engine::service::ReloadStatus>),
             errors: &[403],
         },
         Op {

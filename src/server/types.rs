@@ -65,16 +65,18 @@ pub struct Versions {
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct Diff {
     pub workflow: String,
-    pub from: String,
-    pub to: String,
+    pub from: i64,
+    pub to: i64,
     pub changes: Vec<yishi_core::describe::Change>,
+    /// Every file of the two versions that differs, as a unified text diff.
+    pub files: Vec<yishi_core::describe::FileChange>,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct ReloadState {
     pub generation: u64,
     pub reloaded_at: i64,
-    pub last: Option<yishi_engine::reload::ReloadStatus>,
+    pub last: Option<yishi_engine::service::ReloadStatus>,
     pub diagnostics: Vec<yishi_core::Diagnostic>,
 }
 

@@ -15,16 +15,17 @@ use serde_json::Value;
 
 use yishi_core::clock::{Clock, ManualClock};
 use yishi_engine::service::{Config, Engine};
+use yishi_engine::store::AnyStore;
 use yishi_engine::store::sqlite::SqliteStore;
 
 /// An engine with every step kind on `store`, not logging the cases it runs.
-pub async fn engine_on(store: SqliteStore, clock: Arc<dyn Clock>) -> Arc<Engine<SqliteStore>> {
-    Engine::new(store, yishi::registry(), clock, Config { log_activity: false, ..Config::default() }).await.unwrap()
+pub async fn engine_on(store: AnyStore, clock: Arc<dyn Clock>) -> Arc<Engine> {
+    Engine::new(store, yishi::registry(), clock, Config { log_activity: false, ..Config::default() })
 }
 
-pub async fn quiet_engine() -> (Arc<Engine<SqliteStore>>, Arc<ManualClock>) {
+pub async fn quiet_engine() -> (Arc<Engine>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let engine = engine_on(SqliteStore::memory().await.unwrap(), clock.clone()).await;
+    let engine = engine_on(AnyStore::Sqlite(SqliteStore::memory().await.unwrap()), clock.clone()).await;
     (engine, clock)
 }
 

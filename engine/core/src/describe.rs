@@ -280,3 +280,50 @@ mod tests {
         assert!(m.contains("b([\""));
     }
 }
+
+/// Everything that changed between two versions: the effective definition in words, and each
+/// file the versions are built from (workflow files, scripts, lists, calendars) as text.
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct VersionDiff {
+    pub changes: Vec<Change>,
+    pub files: Vec<FileChange>,
+}
+
+/// How one file differs between two versions.
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct FileChange {
+    /// Path relative to the workflows folder.
+    pub path: String,
+    /// `added`, `removed` or `changed`.
+    pub status: &'static str,
+    /// A unified diff of the text (three lines of context).
+    pub diff: String,
+}
+
+/// [`diff`] of the effective definitions, plus a text diff of every file that differs.
+pub fn version_diff(
+    old: &Value,
+    old_files: &std::collections::BTreeMap<String, String>,
+    new: &Value,
+    new_files: &std::collections::BTreeMap<String, String>,
+) -> VersionDiff {
+    let mut files = Vec::new();
+    let paths: std::collections::BTreeSet<&String> = old_files.keys().chain(new_files.keys()).collect();
+    for path in paths {
+        let (a, b) = (old_files.get(path), new_files.get(path));
+        let status = match (a, b) {
+            (None, Some(_)) => "added",
+            (Some(_), None) => "removed",
+            (Some(x), Some(y)) if x != y => "changed",
+            _ => continue,
+        };
+        let (a, b) = (a.map_or("", String::as_str), b.map_or("", String::as_str));
+        let diff = similar::TextDiff::from_lines(a, b)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("a/{path}"), &format!("b/{path}"))
+            .to_string();
+        files.push(FileChange { path: path.clone(), status, diff });
+    }
+    VersionDiff { changes: diff(old, new), files }
+}

@@ -371,8 +371,6 @@ pub struct Transition {
     pub numbers: Vec<NumberRequest>,
     /// Cases to start after the commit.
     pub spawns: Vec<Spawn>,
-    /// Counter values to store with the commit (set by the service when it fills numbers).
-    pub counters: Vec<(String, i64)>,
 }
 
 impl Transition {
@@ -457,7 +455,6 @@ impl<'a> Run<'a> {
             notices: self.notices,
             numbers: self.numbers,
             spawns: self.spawns,
-            counters: Vec::new(),
         }
     }
 
@@ -980,7 +977,6 @@ pub fn fail(state: &InstanceState, error: &str) -> Transition {
         notices: Vec::new(),
         numbers: Vec::new(),
         spawns: Vec::new(),
-        counters: Vec::new(),
     }
 }
 
@@ -1005,7 +1001,6 @@ pub fn cancel(state: &InstanceState, reason: &str) -> Result<Transition, RunErro
         notices: Vec::new(),
         numbers: Vec::new(),
         spawns: Vec::new(),
-        counters: Vec::new(),
     })
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use crate::service::{Config, Engine, EngineError, InstanceView};
-use crate::store::Store;
+use crate::store::AnyStore;
 use crate::store::sqlite::SqliteStore;
 use yishi_core::check::{Catalog, RESERVED_DIRS};
 use yishi_core::clock::{Clock, ManualClock};
@@ -208,10 +208,12 @@ async fn play(
     };
     let clock = Arc::new(ManualClock::new(start));
     let store = SqliteStore::memory().await.map_err(|e| e.to_string())?;
-    let engine =
-        Engine::new(store, registry.clone(), clock.clone(), Config { log_activity: false, ..Config::default() })
-            .await
-            .map_err(|e| e.to_string())?;
+    let engine = Engine::new(
+        AnyStore::Sqlite(store),
+        registry.clone(),
+        clock.clone(),
+        Config { log_activity: false, ..Config::default() },
+    );
     // Only this workflow and the ones it may start (follow-ups of the same unit) are needed.
     let mut sub = Catalog { units: catalog.units.clone(), ..Catalog::default() };
     for (k, d) in &catalog.definitions {
@@ -219,7 +221,7 @@ async fn play(
             sub.definitions.insert(k.clone(), d.clone());
         }
     }
-    engine.activate(sub).await.map_err(|e| e.to_string())?;
+    engine.install(sub, "scenario").await.map_err(|e| e.to_string())?;
     let admin = Actor { id: "scenario".into(), roles: Vec::new() };
     let case =
         engine.start(key, sf.data.clone(), &admin, None).await.map_err(|e| format!("the case could not start: {e}"))?;
@@ -288,8 +290,8 @@ async fn play(
             diags.push(Code::ScenarioFailed, &Origin::file(path), None, format!("at the end: {msg}"), None);
         }
     }
-    let row = engine.store().load(id).await.map_err(|e| e.to_string())?;
-    let history = engine.store().history(id).await.map_err(|e| e.to_string())?;
+    let row = engine.get(id).await.map_err(|e| e.to_string())?;
+    let history = engine.history(id).await.map_err(|e| e.to_string())?;
     if replay(history.iter().map(|e| (&e.event, e.at))) != row.state {
         diags.push(
             Code::ScenarioFailed,
@@ -315,7 +317,7 @@ fn error_matches(e: &EngineError, want: &str) -> bool {
     kind == want || e.to_string().contains(want)
 }
 
-async fn check_expect<S: Store>(exp: &Expect, v: &InstanceView, engine: &Engine<S>) -> Vec<String> {
+async fn check_expect(exp: &Expect, v: &InstanceView, engine: &Engine) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(s) = &exp.status
         && s != v.status.as_str()

@@ -12,6 +12,7 @@ use yishi_core::clock::ManualClock;
 use yishi_core::kind::Registry;
 use yishi_core::runtime::{Event, Status};
 use yishi_engine::service::{Config, Engine, EngineError};
+use yishi_engine::store::AnyStore;
 use yishi_engine::store::sqlite::SqliteStore;
 
 fn workflow(script: &str) -> String {
@@ -46,14 +47,12 @@ async fn engine_with(scripts: &[(&str, &str)]) -> Harness {
     files.insert("ok/w.toml", workflow("data.ran = true;"));
     let clock = Arc::new(ManualClock::new(t0()));
     let engine = Engine::new(
-        SqliteStore::memory().await.unwrap(),
+        AnyStore::Sqlite(SqliteStore::memory().await.unwrap()),
         Registry::with_builtins(),
         clock.clone(),
         Config { log_activity: false, ..Config::default() },
-    )
-    .await
-    .unwrap();
-    let report = engine.reload(&files).await.unwrap();
+    );
+    let report = engine.activate_files(&files, "test").await.unwrap();
     assert!(report.ok, "{:#?}", report.diagnostics);
     Harness { engine, clock }
 }

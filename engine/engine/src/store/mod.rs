@@ -1,18 +1,30 @@
-//! Durable storage behind a narrow trait, so that a second backend (PostgreSQL) can be added
-//! without touching the runtime. SQLite is the embedded default ([`sqlite::SqliteStore`]).
+//! Durable storage behind one narrow contract ([`Store`]): the service never writes SQL and
+//! never names a backend. [`open`] picks the backend from the database address at start-up
+//! (a file path or `sqlite:` for the embedded SQLite default, `postgres://` for PostgreSQL) and
+//! returns an [`AnyStore`]; every backend passes the same conformance suite
+//! (`engine/engine/tests/store_conformance.rs`).
+//!
+//! The contract, whatever the backend:
+//! - a [`Store::commit`] unit (one or more instances' changes) is applied whole or not at all,
+//!   and fails with [`StoreError::Conflict`] when an instance's stored revision is not the one
+//!   the change was computed from, or when a timer it consumes is already gone;
+//! - ids of instances and versions are assigned by the database;
+//! - [`Store::claim_due`] hands a due timer to one caller at a time (a lease), judged by the
+//!   database's clock as well as the caller's, so a node whose clock runs fast never fires early.
 
+mod rows;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-
 use yishi_core::runtime::{Event, InstanceState, TimerChange};
 
 /// Errors split by what the caller does next.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     /// The thing asked for does not exist.
     #[error("not found: {0}")]
@@ -20,7 +32,8 @@ pub enum StoreError {
     /// Someone else changed the instance first; reload and retry.
     #[error("conflict: {0}")]
     Conflict(String),
-    /// A passing condition (database busy, disk full, read-only file); retrying later may work.
+    /// A passing condition (database busy or unreachable, disk full, read-only file); retrying
+    /// later may work.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// Corrupt or impossible data; give up and tell an operator.
@@ -28,24 +41,50 @@ pub enum StoreError {
     Fatal(String),
 }
 
+pub type StoreResult<T> = Result<T, StoreError>;
+
 /// A stored version of a workflow.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct VersionRow {
-    /// The version's id, unique across workflows.
+    /// The version's id, unique across workflows (`version_id` in the API).
     pub id: i64,
     pub workflow: String,
-    /// 1, 2, 3 ... per workflow.
+    /// 1, 2, 3 ... per workflow (`version` in the API).
     pub seq: i64,
+    /// Content hash of the effective definition and the files it uses.
     pub hash: String,
     pub created_at: i64,
+    /// Who or what made it (a file save, a console save, `start`).
+    pub created_by: String,
+}
+
+/// A version with everything it was built from.
+#[derive(Clone, Debug)]
+pub struct StoredVersion {
+    pub row: VersionRow,
+    /// Path (relative to the workflows folder) -> text, of every file the version uses.
+    pub sources: BTreeMap<String, String>,
+    /// The effective definition after layering.
+    pub effective: Value,
+}
+
+/// A version to store.
+#[derive(Clone, Debug)]
+pub struct NewVersion<'a> {
+    pub workflow: &'a str,
+    pub hash: &'a str,
+    pub sources: &'a BTreeMap<String, String>,
+    pub effective: &'a Value,
+    pub created_by: &'a str,
 }
 
 /// A stored instance.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct InstanceRow {
     pub id: i64,
     pub unit: String,
     pub workflow: String,
+    /// The version id the case runs on.
     pub version: i64,
     pub revision: i64,
     pub last_seq: i64,
@@ -55,17 +94,18 @@ pub struct InstanceRow {
 }
 
 /// One event as stored.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct EventRow {
     pub seq: i64,
     pub at: i64,
+    /// The version id the case was on when the event happened.
     pub version: i64,
     #[serde(flatten)]
     pub event: Event,
 }
 
 /// A listing entry.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct InstanceSummary {
     pub id: i64,
     pub unit: String,
@@ -99,7 +139,7 @@ pub struct ListFilter {
     pub limit: u32,
 }
 
-/// A timer that is due.
+/// A timer as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TimerRow {
     pub instance_id: i64,
@@ -109,8 +149,7 @@ pub struct TimerRow {
     pub due_at: i64,
 }
 
-/// One instance's change, committed atomically with its events (and with the other changes
-/// of the same batch).
+/// One instance's change. A [`Store::commit`] unit of several commits is atomic.
 #[derive(Clone, Debug)]
 pub struct Commit {
     pub instance_id: i64,
@@ -126,35 +165,17 @@ pub struct Commit {
     pub events: Vec<(Event, i64)>,
     pub first_seq: i64,
     pub timers: Vec<TimerChange>,
+    /// The timer (token, name) this change fires: the commit fails with a conflict if it is no
+    /// longer stored (another node fired it first), and removes it.
+    pub consumes: Option<(u32, String)>,
     /// Idempotency key and the response to keep for it.
     pub idempotency: Option<(String, String)>,
     /// Work to do after the commit: webhook notices and cases to spawn.
     pub outbox: Vec<Value>,
-    /// Counter values to store (registration numbers).
-    pub counters: Vec<(String, i64)>,
     pub now: i64,
 }
 
 impl Commit {
-    /// A commit that changes nothing. Committed after other commits, it returns once they
-    /// have been applied (a barrier).
-    pub fn nothing(now: i64) -> Self {
-        Commit {
-            instance_id: 0,
-            create: None,
-            version: 0,
-            base_revision: 0,
-            state: None,
-            events: Vec::new(),
-            first_seq: 0,
-            timers: Vec::new(),
-            idempotency: None,
-            outbox: Vec::new(),
-            counters: Vec::new(),
-            now,
-        }
-    }
-
     /// The sequence number of the commit's last event (the instance's `last_seq` after it).
     pub fn last_seq(&self) -> i64 {
         self.first_seq + self.events.len() as i64 - 1
@@ -162,7 +183,7 @@ impl Commit {
 }
 
 /// An API token as stored (never the secret).
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TokenRow {
     pub id: i64,
     pub name: String,
@@ -190,7 +211,7 @@ pub struct NewToken<'a> {
 }
 
 /// A notice waiting in the outbox.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct OutboxRow {
     pub id: i64,
     pub instance_id: i64,
@@ -198,44 +219,123 @@ pub struct OutboxRow {
     pub attempts: i64,
 }
 
-/// The storage interface the service needs. Implementations must make each [`Store::commit`]
-/// batch atomic: all of it, or none of it.
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit reaches the disk before it is acknowledged: nothing acknowledged is lost,
+    /// even on power loss (SQLite `synchronous = FULL`; PostgreSQL `synchronous_commit = on`).
+    #[default]
+    Full,
+    /// Survives a crash or kill of the process, not a power loss: the last commits may be
+    /// lost then (SQLite `synchronous = NORMAL`; PostgreSQL `synchronous_commit = off`).
+    Normal,
+}
+
+/// How to open a database.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// A file path, `sqlite:PATH`, `sqlite::memory:`, or `postgres://user@host/db`.
+    pub url: String,
+    pub sync: Durability,
+    /// Create the database when it does not exist (the server); commands that read an
+    /// existing database say so instead.
+    pub create: bool,
+    /// Connections to a server database.
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+    /// Longest a statement may run before the database cancels it.
+    pub statement_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreOptions {
+            url: url.into(),
+            sync: Durability::Full,
+            create: true,
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters of the commit path, kept by the backend.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Commit units applied.
+    pub units: std::sync::atomic::AtomicU64,
+    /// Transactions that carried them (a backend may group units).
+    pub transactions: std::sync::atomic::AtomicU64,
+    /// Time spent in transactions, microseconds.
+    pub micros: std::sync::atomic::AtomicU64,
+}
+
+impl CommitStats {
+    pub(crate) fn record(&self, units: usize, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.units.fetch_add(units as u64, Relaxed);
+        self.transactions.fetch_add(1, Relaxed);
+        self.micros.fetch_add(took.as_micros() as u64, Relaxed);
+    }
+}
+
+/// The storage contract the service needs.
 pub trait Store: Send + Sync + 'static {
+    /// Whether other processes may write the same database (so that nothing read earlier may be
+    /// trusted without a revision check).
+    fn shared(&self) -> bool;
+    /// The database, for logs and messages (never a password).
+    fn describe(&self) -> String;
+    fn commit_stats(&self) -> &CommitStats;
+
     /// Stores a version if its hash is new for the workflow; returns the (existing or new) row.
-    fn put_version(
-        &self,
-        workflow: &str,
-        hash: &str,
-        sources: &BTreeMap<String, String>,
-        effective: &Value,
-        now: i64,
-    ) -> impl Future<Output = Result<VersionRow, StoreError>> + Send;
-    fn versions(&self, workflow: Option<&str>) -> impl Future<Output = Result<Vec<VersionRow>, StoreError>> + Send;
-    /// A version with its sources and effective definition.
-    fn version(
-        &self,
-        id: i64,
-    ) -> impl Future<Output = Result<(VersionRow, BTreeMap<String, String>, Value), StoreError>> + Send;
+    fn put_version(&self, v: &NewVersion<'_>, now: i64) -> impl Future<Output = StoreResult<VersionRow>> + Send;
+    /// Stored versions of one workflow or of all, by workflow and number.
+    fn versions(&self, workflow: Option<&str>) -> impl Future<Output = StoreResult<Vec<VersionRow>>> + Send;
+    fn version(&self, id: i64) -> impl Future<Output = StoreResult<StoredVersion>> + Send;
     /// Active instances per version id.
-    fn active_counts(&self) -> impl Future<Output = Result<BTreeMap<i64, i64>, StoreError>> + Send;
-    fn max_instance_id(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
-    fn load(&self, id: i64) -> impl Future<Output = Result<InstanceRow, StoreError>> + Send;
-    fn history(&self, id: i64) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;
-    fn list(&self, filter: &ListFilter) -> impl Future<Output = Result<Vec<InstanceSummary>, StoreError>> + Send;
-    /// Applies a batch in one transaction. On error nothing of the batch is kept.
-    fn commit(&self, batch: &[Commit]) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn idempotent_response(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-    /// Timers due at or before `now`, earliest first.
-    fn due_timers(&self, now: i64, limit: u32) -> impl Future<Output = Result<Vec<TimerRow>, StoreError>> + Send;
-    fn next_due(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    fn active_counts(&self) -> impl Future<Output = StoreResult<BTreeMap<i64, i64>>> + Send;
+
+    /// A new instance id, unique across every process on the database.
+    fn next_instance_id(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+    fn load(&self, id: i64) -> impl Future<Output = StoreResult<InstanceRow>> + Send;
+    fn history(&self, id: i64) -> impl Future<Output = StoreResult<Vec<EventRow>>> + Send;
+    fn list(&self, filter: &ListFilter) -> impl Future<Output = StoreResult<Vec<InstanceSummary>>> + Send;
+    /// Applies a unit of changes atomically (see the module's contract).
+    fn commit(&self, unit: Vec<Commit>) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Returns once every commit sent before it has been applied or has failed.
+    fn barrier(&self) -> impl Future<Output = StoreResult<()>> + Send;
+    fn idempotent_response(&self, key: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// The next number of a counter (registration numbers): unique across processes; a number
+    /// whose change fails to commit is skipped, never reused.
+    fn next_number(&self, counter: &str) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// Timers due by `now` (and by the database's clock), earliest first, leased to the caller
+    /// for `lease` so that no other process takes them meanwhile.
+    fn claim_due(
+        &self,
+        now: i64,
+        limit: u32,
+        lease: Duration,
+    ) -> impl Future<Output = StoreResult<Vec<TimerRow>>> + Send;
+    fn next_due(&self) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
     /// Removes a timer that turned out to be void.
-    fn drop_timer(&self, t: &TimerRow) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn timers_of(&self, instance_id: i64) -> impl Future<Output = Result<Vec<TimerRow>, StoreError>> + Send;
-    fn add_token(&self, token: &NewToken<'_>, now: i64) -> impl Future<Output = Result<i64, StoreError>> + Send;
-    fn token_by_key(&self, key_id: &str) -> impl Future<Output = Result<Option<TokenRow>, StoreError>> + Send;
-    fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRow>, StoreError>> + Send;
-    fn revoke_token(&self, id: i64, now: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    fn pending_outbox(&self, now: i64, limit: u32) -> impl Future<Output = Result<Vec<OutboxRow>, StoreError>> + Send;
+    fn drop_timer(&self, t: &TimerRow) -> impl Future<Output = StoreResult<()>> + Send;
+    fn timers_of(&self, instance_id: i64) -> impl Future<Output = StoreResult<Vec<TimerRow>>> + Send;
+
+    fn add_token(&self, token: &NewToken<'_>, now: i64) -> impl Future<Output = StoreResult<i64>> + Send;
+    fn token_by_key(&self, key_id: &str) -> impl Future<Output = StoreResult<Option<TokenRow>>> + Send;
+    fn tokens(&self) -> impl Future<Output = StoreResult<Vec<TokenRow>>> + Send;
+    fn revoke_token(&self, id: i64, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Undelivered notices due by `now`, leased to the caller for `lease`.
+    fn claim_outbox(
+        &self,
+        now: i64,
+        limit: u32,
+        lease: Duration,
+    ) -> impl Future<Output = StoreResult<Vec<OutboxRow>>> + Send;
     fn outbox_result(
         &self,
         id: i64,
@@ -243,9 +343,183 @@ pub trait Store: Send + Sync + 'static {
         error: Option<&str>,
         retry_at: i64,
         now: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The last number handed out by a counter (0 if never used).
-    fn counter(&self, name: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
-    /// Runs the database's own consistency check.
-    fn integrity_check(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Whether the database answers.
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Runs the database's own consistency check; `ok` when all is well.
+    fn integrity_check(&self) -> impl Future<Output = StoreResult<String>> + Send;
+    /// Finishes pending work and closes connections.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// The backend chosen at start-up.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl AnyStore {
+    /// Takes the database for a serving process. SQLite allows one process to serve a file (a
+    /// second one is refused, naming the file); a server database allows any number.
+    pub fn hold(&self) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(s) => s.hold(),
+        }
+    }
+}
+
+/// What `yishi bench scale` generates: `instances` cases of `bench/counter` with ten events
+/// each, the first `deadlines` of them `bench/timed` cases whose deadline is overdue.
+#[derive(Clone, Copy, Debug)]
+pub struct ScaleFixture {
+    pub instances: i64,
+    pub deadlines: i64,
+    pub counter_version: i64,
+    pub timed_version: i64,
+    pub now: i64,
+}
+
+impl AnyStore {
+    /// Generates the data of `yishi bench scale` in an empty database.
+    pub async fn fill_scale_fixture(&self, f: &ScaleFixture) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(s) => s.fill_scale_fixture(f).await,
+        }
+    }
+}
+
+/// Opens the database `options.url` names, applying migrations.
+pub async fn open(options: &StoreOptions) -> StoreResult<AnyStore> {
+    let url = options.url.as_str();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Fatal(format!("`{}`: PostgreSQL is not supported by this build", redact(url))));
+    }
+    Ok(AnyStore::Sqlite(sqlite::SqliteStore::open(options).await?))
+}
+
+/// A database address without its password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn shared(&self) -> bool {
+        each!(self, s => s.shared())
+    }
+    fn describe(&self) -> String {
+        each!(self, s => s.describe())
+    }
+    fn commit_stats(&self) -> &CommitStats {
+        each!(self, s => s.commit_stats())
+    }
+    async fn put_version(&self, v: &NewVersion<'_>, now: i64) -> StoreResult<VersionRow> {
+        each!(self, s => s.put_version(v, now).await)
+    }
+    async fn versions(&self, workflow: Option<&str>) -> StoreResult<Vec<VersionRow>> {
+        each!(self, s => s.versions(workflow).await)
+    }
+    async fn version(&self, id: i64) -> StoreResult<StoredVersion> {
+        each!(self, s => s.version(id).await)
+    }
+    async fn active_counts(&self) -> StoreResult<BTreeMap<i64, i64>> {
+        each!(self, s => s.active_counts().await)
+    }
+    async fn next_instance_id(&self) -> StoreResult<i64> {
+        each!(self, s => s.next_instance_id().await)
+    }
+    async fn load(&self, id: i64) -> StoreResult<InstanceRow> {
+        each!(self, s => s.load(id).await)
+    }
+    async fn history(&self, id: i64) -> StoreResult<Vec<EventRow>> {
+        each!(self, s => s.history(id).await)
+    }
+    async fn list(&self, filter: &ListFilter) -> StoreResult<Vec<InstanceSummary>> {
+        each!(self, s => s.list(filter).await)
+    }
+    async fn commit(&self, unit: Vec<Commit>) -> StoreResult<()> {
+        each!(self, s => s.commit(unit).await)
+    }
+    async fn barrier(&self) -> StoreResult<()> {
+        each!(self, s => s.barrier().await)
+    }
+    async fn idempotent_response(&self, key: &str) -> StoreResult<Option<String>> {
+        each!(self, s => s.idempotent_response(key).await)
+    }
+    async fn next_number(&self, counter: &str) -> StoreResult<i64> {
+        each!(self, s => s.next_number(counter).await)
+    }
+    async fn claim_due(&self, now: i64, limit: u32, lease: Duration) -> StoreResult<Vec<TimerRow>> {
+        each!(self, s => s.claim_due(now, limit, lease).await)
+    }
+    async fn next_due(&self) -> StoreResult<Option<i64>> {
+        each!(self, s => s.next_due().await)
+    }
+    async fn drop_timer(&self, t: &TimerRow) -> StoreResult<()> {
+        each!(self, s => s.drop_timer(t).await)
+    }
+    async fn timers_of(&self, instance_id: i64) -> StoreResult<Vec<TimerRow>> {
+        each!(self, s => s.timers_of(instance_id).await)
+    }
+    async fn add_token(&self, token: &NewToken<'_>, now: i64) -> StoreResult<i64> {
+        each!(self, s => s.add_token(token, now).await)
+    }
+    async fn token_by_key(&self, key_id: &str) -> StoreResult<Option<TokenRow>> {
+        each!(self, s => s.token_by_key(key_id).await)
+    }
+    async fn tokens(&self) -> StoreResult<Vec<TokenRow>> {
+        each!(self, s => s.tokens().await)
+    }
+    async fn revoke_token(&self, id: i64, now: i64) -> StoreResult<bool> {
+        each!(self, s => s.revoke_token(id, now).await)
+    }
+    async fn claim_outbox(&self, now: i64, limit: u32, lease: Duration) -> StoreResult<Vec<OutboxRow>> {
+        each!(self, s => s.claim_outbox(now, limit, lease).await)
+    }
+    async fn outbox_result(
+        &self,
+        id: i64,
+        delivered: bool,
+        error: Option<&str>,
+        retry_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        each!(self, s => s.outbox_result(id, delivered, error, retry_at, now).await)
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        each!(self, s => s.ping().await)
+    }
+    async fn integrity_check(&self) -> StoreResult<String> {
+        each!(self, s => s.integrity_check().await)
+    }
+    async fn close(&self) {
+        each!(self, s => s.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_leave_the_address() {
+        assert_eq!(super::redact("postgres://yishi:s3cret@db/yishi"), "postgres://yishi:***@db/yishi");
+        assert_eq!(super::redact("postgres://yishi@db/yishi"), "postgres://yishi@db/yishi");
+        assert_eq!(super::redact("yishi.db"), "yishi.db");
+    }
 }

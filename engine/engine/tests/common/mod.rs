@@ -1,6 +1,8 @@
 //! Test helpers: an engine on an in-memory database with a hand-moved clock.
 #![allow(dead_code)]
 
+pub mod backends;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use yishi_core::clock::ManualClock;
 use yishi_core::kind::{Actor, Registry};
 use yishi_core::runtime::{ActionRequest, Event, replay};
 use yishi_engine::service::{Config, Engine, EngineError, InstanceView};
-use yishi_engine::store::Store;
+use yishi_engine::store::AnyStore;
 use yishi_engine::store::sqlite::SqliteStore;
 
 /// Friday 2026-09-25 10:00 in China Standard Time.
@@ -23,20 +25,20 @@ pub const HOUR: i64 = 3_600_000;
 pub const DAY: i64 = 24 * HOUR;
 
 pub struct Harness {
-    pub engine: Arc<Engine<SqliteStore>>,
+    pub engine: Arc<Engine>,
     pub clock: Arc<ManualClock>,
 }
 
 pub async fn harness_with(dir: &Path, registry: Registry) -> Harness {
-    harness_on(SqliteStore::memory().await.expect("memory db"), dir, registry).await
+    harness_on(AnyStore::Sqlite(SqliteStore::memory().await.expect("memory db")), dir, registry).await
 }
 
 /// [`harness_with`] on a given store (a database file, to use the writer connection).
-pub async fn harness_on(store: SqliteStore, dir: &Path, registry: Registry) -> Harness {
+pub async fn harness_on(store: AnyStore, dir: &Path, registry: Registry) -> Harness {
     let clock = Arc::new(ManualClock::new(t0()));
-    let engine = Engine::new(store, registry, clock.clone(), Config::default()).await.expect("engine");
+    let engine = Engine::new(store, registry, clock.clone(), Config::default());
     let files = FileSet::load_dir(dir).expect("workflows folder");
-    let report = engine.reload(&files).await.expect("reload");
+    let report = engine.activate_files(&files, "test").await.expect("reload");
     assert!(report.ok, "workflows must check clean: {:#?}", report.diagnostics);
     Harness { engine, clock }
 }
@@ -100,8 +102,8 @@ impl Harness {
 
     /// The stored state equals the replay of the stored history.
     pub async fn assert_replays(&self, id: i64) {
-        let row = self.engine.store().load(id).await.expect("load");
-        let history = self.engine.store().history(id).await.expect("history");
+        let row = self.engine.get(id).await.expect("load");
+        let history = self.engine.history(id).await.expect("history");
         let replayed = replay(history.iter().map(|e| (&e.event, e.at)));
         assert_eq!(replayed, row.state, "replaying instance {id} must give its stored state");
         let cached = self.engine.get(id).await.expect("get");
@@ -109,7 +111,7 @@ impl Harness {
     }
 
     pub async fn events(&self, id: i64) -> Vec<Event> {
-        self.engine.store().history(id).await.expect("history").into_iter().map(|e| e.event).collect()
+        self.engine.history(id).await.expect("history").into_iter().map(|e| e.event).collect()
     }
 
     pub async fn event_types(&self, id: i64) -> Vec<&'static str> {

@@ -1,0 +1,247 @@
+//! The catalog of active workflows and the one activation path. Whatever starts it (a file
+//! save, `SIGHUP`, the API, the console, start-up), an activation checks the files, runs the
+//! scenarios of every workflow whose version would change, stores the versions that pass and
+//! swaps them in with one pointer write. A workflow that fails keeps its last good version.
+//! Nothing else activates.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde::Serialize;
+use yishi_core::check::{Catalog, check};
+use yishi_core::definition::Definition;
+use yishi_core::describe::{self, VersionDiff};
+use yishi_core::diag::{Code, Diagnostic, Diagnostics, Origin};
+use yishi_core::files::FileSet;
+
+use super::{Engine, EngineError};
+use crate::store::{NewVersion, Store, StoreError, StoredVersion, VersionRow};
+
+/// The currently active workflows.
+#[derive(Debug, Default)]
+pub struct Active {
+    pub catalog: Catalog,
+    /// `unit/id` -> the stored version and its compiled definition.
+    pub current: BTreeMap<String, (VersionRow, Arc<Definition>)>,
+    /// Diagnostics of the last activation (empty when it was clean).
+    pub diagnostics: Vec<Diagnostic>,
+    /// Unix ms of the last activation.
+    pub reloaded_at: i64,
+    /// How many activations this process has made (0: none yet).
+    pub generation: u64,
+}
+
+/// What an activation did.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ReloadStatus {
+    /// No errors and no failing scenario.
+    pub ok: bool,
+    pub at: i64,
+    pub took_ms: f64,
+    /// What started it: `start`, `file change`, `SIGHUP`, `api (name)` ...
+    pub trigger: String,
+    /// Workflows whose active version changed: (`unit/id`, new version number).
+    pub activated: Vec<(String, i64)>,
+    /// Workflows that failed to check or whose scenarios failed; they keep their last good
+    /// version, if they had one.
+    pub kept: Vec<String>,
+    /// Workflows whose files are gone.
+    pub removed: Vec<String>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub scenarios_run: usize,
+    pub scenarios_failed: usize,
+}
+
+/// A stored version as listed.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct VersionInfo {
+    #[serde(flatten)]
+    pub row: VersionRow,
+    /// Active cases on it.
+    pub active_instances: i64,
+    /// Whether it is the workflow's active version.
+    pub current: bool,
+}
+
+impl Engine {
+    /// The one activation path: checks `files`, runs the scenario gate, stores and activates
+    /// every workflow that passes. `trigger` says what started it (kept in the status and
+    /// recorded as the creator of new versions).
+    pub async fn activate_files(&self, files: &FileSet, trigger: &str) -> Result<ReloadStatus, EngineError> {
+        let _one_at_a_time = self.activation.lock().await;
+        let started = Instant::now();
+        let mut catalog = check(files, &self.registry, &self.sandbox);
+        // Scenarios gate what changes: run those of workflows whose version would change.
+        let active = self.active();
+        let changed: Vec<String> = catalog
+            .definitions
+            .iter()
+            .filter(|(k, d)| active.current.get(*k).is_none_or(|(_, cur)| cur.hash != d.hash))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let results = crate::scenario::run_for(&catalog, files, &self.registry, &changed).await;
+        let mut extra = Diagnostics::new();
+        for r in results.iter().filter(|r| !r.passed) {
+            extra.push(
+                Code::ScenarioFailed,
+                &Origin::file(&r.file),
+                None,
+                format!("scenario `{}` fails, so `{}` was not activated", r.title, r.workflow),
+                None,
+            );
+            for f in &r.failures {
+                extra.push_at(f.code, &f.file, f.line, f.column, f.message.clone(), f.hint.clone());
+            }
+            if let Some(d) = catalog.definitions.shift_remove(&r.workflow) {
+                catalog.failed.insert(r.workflow.clone(), d.sources.keys().cloned().collect());
+            }
+        }
+        catalog.diagnostics.extend(extra.into_sorted());
+        let (activated, kept, removed) = self.install(catalog, trigger).await?;
+        let active = self.active();
+        let status = ReloadStatus {
+            ok: !active.diagnostics.iter().any(Diagnostic::is_error),
+            at: active.reloaded_at,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            trigger: trigger.to_owned(),
+            activated,
+            kept,
+            removed,
+            diagnostics: active.diagnostics.clone(),
+            scenarios_run: results.len(),
+            scenarios_failed: results.iter().filter(|r| !r.passed).count(),
+        };
+        if status.ok {
+            self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(trigger, took_ms = status.took_ms, activated = ?status.activated, scenarios = status.scenarios_run, "workflows activated");
+        } else {
+            self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(trigger, kept = ?status.kept, "the rules have problems; the last good versions stay active");
+            for d in status.diagnostics.iter().filter(|d| d.is_error()) {
+                tracing::warn!("{d}");
+            }
+        }
+        *self.last_reload.lock().expect("reload status lock") = Some(status.clone());
+        Ok(status)
+    }
+
+    /// The status of the last activation.
+    pub fn last_reload(&self) -> Option<ReloadStatus> {
+        self.last_reload.lock().expect("reload status lock").clone()
+    }
+
+    /// Stores the versions of a checked (and gated) catalog and swaps them in. Returns what was
+    /// activated, kept and removed. Scenario runs use it directly: they are the gate.
+    pub(crate) async fn install(
+        &self,
+        catalog: Catalog,
+        created_by: &str,
+    ) -> Result<(Vec<(String, i64)>, Vec<String>, Vec<String>), EngineError> {
+        let now = self.now();
+        let old = self.active();
+        let mut current = BTreeMap::new();
+        let mut activated = Vec::new();
+        for (key, def) in &catalog.definitions {
+            let row = self
+                .store
+                .put_version(
+                    &NewVersion {
+                        workflow: key,
+                        hash: &def.hash,
+                        sources: &def.sources,
+                        effective: &def.effective,
+                        created_by,
+                    },
+                    now,
+                )
+                .await?;
+            if old.current.get(key).is_none_or(|(r, _)| r.id != row.id) {
+                activated.push((key.clone(), row.seq));
+            }
+            self.versions.lock().expect("versions lock").insert(row.id, def.clone());
+            current.insert(key.clone(), (row, def.clone()));
+        }
+        let mut kept = Vec::new();
+        for key in catalog.failed.keys() {
+            if let Some(prev) = old.current.get(key) {
+                current.insert(key.clone(), prev.clone());
+            }
+            kept.push(key.clone());
+        }
+        let removed: Vec<String> = old.current.keys().filter(|k| !current.contains_key(*k)).cloned().collect();
+        let diagnostics = catalog.diagnostics.clone();
+        let next = Active { catalog, current, diagnostics, reloaded_at: now, generation: old.generation + 1 };
+        *self.active.write().expect("active lock") = Arc::new(next);
+        Ok((activated, kept, removed))
+    }
+
+    /// The compiled definition of a stored version, rebuilt from its stored files if needed.
+    pub async fn definition(&self, version: i64) -> Result<Arc<Definition>, EngineError> {
+        if let Some(d) = self.versions.lock().expect("versions lock").get(&version) {
+            return Ok(d.clone());
+        }
+        let stored = self.store.version(version).await?;
+        let files = FileSet::from_map(stored.sources);
+        let catalog = check(&files, &self.registry, &self.sandbox);
+        let def = catalog.definitions.get(&stored.row.workflow).cloned().ok_or_else(|| {
+            let why = catalog.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            EngineError::Internal(format!(
+                "stored version {} of `{}` no longer compiles with this build: {why}",
+                stored.row.seq, stored.row.workflow
+            ))
+        })?;
+        self.versions.lock().expect("versions lock").insert(version, def.clone());
+        Ok(def)
+    }
+
+    /// The stored versions of `workflow` (all workflows with `None`), with their active cases.
+    pub async fn versions(&self, workflow: Option<&str>) -> Result<Vec<VersionInfo>, EngineError> {
+        let rows = self.store.versions(workflow).await?;
+        if rows.is_empty()
+            && let Some(w) = workflow
+        {
+            return Err(EngineError::NotFound(format!("no stored versions of `{w}`")));
+        }
+        let counts = self.store.active_counts().await?;
+        let active = self.active();
+        Ok(rows
+            .into_iter()
+            .map(|row| VersionInfo {
+                active_instances: counts.get(&row.id).copied().unwrap_or(0),
+                current: active.current.get(&row.workflow).is_some_and(|(r, _)| r.id == row.id),
+                row,
+            })
+            .collect())
+    }
+
+    /// Version number `version` of `workflow`, with its files and effective definition.
+    pub async fn version_source(&self, workflow: &str, version: i64) -> Result<StoredVersion, EngineError> {
+        let rows = self.store.versions(Some(workflow)).await?;
+        let Some(row) = rows.iter().find(|r| r.seq == version) else {
+            return Err(if rows.is_empty() {
+                EngineError::NotFound(format!("no workflow `{workflow}`"))
+            } else {
+                EngineError::NotFound(format!("`{workflow}` has no version {version} (it has 1 to {})", rows.len()))
+            });
+        };
+        self.store.version(row.id).await.map_err(|e| match e {
+            StoreError::NotFound(m) => EngineError::NotFound(m),
+            e => e.into(),
+        })
+    }
+
+    /// What changed between two version numbers of `workflow`: the effective definition in
+    /// words, and every file (scripts, lists, calendars) as a text diff.
+    pub async fn diff(&self, workflow: &str, from: i64, to: i64) -> Result<VersionDiff, EngineError> {
+        let a = self.version_source(workflow, from).await?;
+        let b = self.version_source(workflow, to).await?;
+        Ok(describe::version_diff(&a.effective, &a.sources, &b.effective, &b.sources))
+    }
+
+    /// Active cases per version id.
+    pub async fn active_counts(&self) -> Result<BTreeMap<i64, i64>, EngineError> {
+        Ok(self.store.active_counts().await?)
+    }
+}

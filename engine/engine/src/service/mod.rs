@@ -1,0 +1,290 @@
+//! The engine as a running service, behind one facade ([`Engine`]): the CLI, the API, the
+//! console and the reloader call these functions and nothing below them.
+//!
+//! - [`cases`]: starting cases and acting on them (one instance at a time, under its slot);
+//! - [`catalog`]: the active versions and the one activation path (check, scenario gate,
+//!   store, swap), versions, sources and diffs;
+//! - [`timers`]: deadlines firing; [`outbox`]: webhooks and linked cases after the commit;
+//! - [`access`]: API tokens; [`metrics`]: counters for `/metrics`.
+//!
+//! Invariants:
+//! - an instance is changed only while its slot lock is held, so two actions on one instance
+//!   in this process never interleave; the store's revision check catches everything else
+//!   (another process on a shared database);
+//! - a caller is answered only after the commit that holds its change is durable;
+//! - a failed commit leaves nothing behind: the cached copy of the instance is dropped and
+//!   reloaded from the store next time; on a shared database nothing is cached at all.
+
+pub mod access;
+mod cases;
+pub mod catalog;
+pub mod metrics;
+pub mod outbox;
+mod timers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+use yishi_core::clock::Clock;
+use yishi_core::definition::Definition;
+use yishi_core::kind::Registry;
+use yishi_core::runtime::{RunError, Status};
+use yishi_core::script::Sandbox;
+
+pub use self::cases::{AcceptedAction, MigrationPlan};
+pub use self::catalog::{Active, ReloadStatus};
+pub use self::metrics::Metrics;
+pub use self::outbox::{MAX_DELIVERY_ATTEMPTS, WebhookSender};
+use crate::store::{AnyStore, Commit, InstanceRow, Store, StoreError};
+
+/// Errors of engine operations, by what the client should do.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    /// Stale revision or a concurrent change: reload and retry.
+    #[error("{0}")]
+    Conflict(String),
+    /// The instance is closed.
+    #[error("{0}")]
+    Closed(String),
+    /// The actor lacks the role.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The action or its payload is not acceptable; `field` names the culprit.
+    #[error("{message}")]
+    Refused { message: String, field: Option<String> },
+    /// A script of the workflow failed; recorded against the instance.
+    #[error("{0}")]
+    ScriptFailed(String),
+    #[error("{0}")]
+    BadRequest(String),
+    /// Storage is unavailable (disk full, read-only, busy, unreachable); retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => EngineError::NotFound(m),
+            StoreError::Conflict(m) => EngineError::Conflict(m),
+            StoreError::Unavailable(m) => EngineError::Unavailable(m),
+            StoreError::Fatal(m) => EngineError::Internal(m),
+        }
+    }
+}
+
+pub(crate) fn run_error(e: RunError) -> EngineError {
+    match e {
+        RunError::Closed(s) => EngineError::Closed(format!("the case is {s}; it accepts no more actions")),
+        RunError::NoSuchStep(m) => EngineError::Refused { message: m, field: Some("step".into()) },
+        RunError::Forbidden { message } => EngineError::Forbidden(message),
+        RunError::Refused { message, field } => EngineError::Refused { message, field },
+        e @ (RunError::Script { .. } | RunError::Step { .. } | RunError::Runaway(_)) => {
+            EngineError::ScriptFailed(e.to_string())
+        }
+    }
+}
+
+/// A case as shown to clients.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct InstanceView {
+    pub id: i64,
+    pub unit: String,
+    pub workflow: String,
+    pub version: i64,
+    pub revision: i64,
+    pub status: Status,
+    pub outcome: Option<String>,
+    pub active_steps: Vec<String>,
+    pub data: Map<String, Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl InstanceView {
+    /// The view of a stored instance.
+    pub fn of(row: &InstanceRow) -> Self {
+        InstanceView {
+            id: row.id,
+            unit: row.unit.clone(),
+            workflow: row.workflow.clone(),
+            version: row.version,
+            revision: row.revision,
+            status: row.state.status,
+            outcome: row.state.outcome.clone(),
+            active_steps: row.state.active_steps().into_iter().map(str::to_owned).collect(),
+            data: row.state.data.clone(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            error: row.state.error.clone(),
+        }
+    }
+}
+
+/// One instance's place in this process: its cached copy, and the lock that serialises it.
+#[derive(Default)]
+pub(crate) struct Slot {
+    row: Option<InstanceRow>,
+    /// Set while a commit of this instance is under way. Still set afterwards only if its
+    /// caller went away before the commit returned (an HTTP client disconnecting): the commit
+    /// may still land, so the next user waits for it before reading the instance.
+    unsettled: bool,
+}
+
+type SlotGuard<'a> = tokio::sync::MutexGuard<'a, Slot>;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Instances kept in memory between actions (on a database this process alone writes).
+    pub cache_instances: usize,
+    /// Timers fired concurrently.
+    pub timer_concurrency: usize,
+    /// Log notices and refused actions (off for scenario runs, which simulate cases).
+    pub log_activity: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { cache_instances: 10_000, timer_concurrency: 256, log_activity: true }
+    }
+}
+
+/// The running engine.
+pub struct Engine {
+    store: AnyStore,
+    clock: Arc<dyn Clock>,
+    registry: Arc<Registry>,
+    sandbox: Arc<Sandbox>,
+    active: RwLock<Arc<Active>>,
+    /// Compiled definitions by version id.
+    versions: Mutex<HashMap<i64, Arc<Definition>>>,
+    slots: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Slot>>>>,
+    /// One activation at a time.
+    activation: tokio::sync::Mutex<()>,
+    last_reload: Mutex<Option<ReloadStatus>>,
+    timer_wake: Notify,
+    outbox_wake: Notify,
+    config: Config,
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("store", &self.store.describe()).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Creates the engine on a store. Activate workflows with [`Engine::activate_files`].
+    pub fn new(store: AnyStore, registry: Registry, clock: Arc<dyn Clock>, config: Config) -> Arc<Self> {
+        Arc::new(Engine {
+            store,
+            clock,
+            registry: Arc::new(registry),
+            sandbox: Arc::new(Sandbox::default()),
+            active: RwLock::new(Arc::new(Active::default())),
+            versions: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
+            activation: tokio::sync::Mutex::new(()),
+            last_reload: Mutex::new(None),
+            timer_wake: Notify::new(),
+            outbox_wake: Notify::new(),
+            config,
+            metrics: Metrics::default(),
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+    pub fn active(&self) -> Arc<Active> {
+        self.active.read().expect("active lock").clone()
+    }
+    /// The database, for logs (never a password).
+    pub fn database(&self) -> String {
+        self.store.describe()
+    }
+    /// Commit units applied, the transactions that carried them, and microseconds spent.
+    pub fn commit_totals(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.store.commit_stats();
+        (s.units.load(Relaxed), s.transactions.load(Relaxed), s.micros.load(Relaxed))
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Takes the database for this serving process (see [`AnyStore::hold`]).
+    pub fn hold_database(&self) -> Result<(), EngineError> {
+        Ok(self.store.hold()?)
+    }
+
+    /// Generates the data of `yishi bench scale` (see [`crate::store::ScaleFixture`]).
+    pub async fn fill_scale_fixture(&self, f: &crate::store::ScaleFixture) -> Result<(), EngineError> {
+        Ok(self.store.fill_scale_fixture(f).await?)
+    }
+
+    /// Finishes pending commits and closes the database.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// The slot of instance `id`.
+    fn slot(&self, id: i64) -> Arc<tokio::sync::Mutex<Slot>> {
+        let mut slots = self.slots.lock().expect("slots lock");
+        if slots.len() > self.config.cache_instances {
+            slots.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        slots.entry(id).or_default().clone()
+    }
+
+    /// The instance as stored, from the slot's cache where that can be trusted.
+    async fn loaded<'a>(&self, id: i64, guard: &'a mut SlotGuard<'_>) -> Result<&'a mut InstanceRow, EngineError> {
+        if guard.unsettled {
+            // Everything already sent is applied (or failed) once the barrier returns.
+            self.store.barrier().await?;
+            guard.unsettled = false;
+            guard.row = None;
+        }
+        if guard.row.is_none() || self.store.shared() {
+            guard.row = Some(self.store.load(id).await.map_err(|e| match e {
+                StoreError::NotFound(_) => EngineError::NotFound(format!("no instance {id}")),
+                e => e.into(),
+            })?);
+        }
+        Ok(guard.row.as_mut().expect("just loaded"))
+    }
+
+    /// Commits one change of the instance whose slot is `slot`, marking it unsettled meanwhile;
+    /// on failure the cached copy is dropped.
+    async fn write(&self, slot: &mut Slot, commit: Commit) -> Result<(), StoreError> {
+        slot.unsettled = true;
+        let result = self.store.commit(vec![commit]).await;
+        slot.unsettled = false;
+        if let Err(e) = &result {
+            slot.row = None;
+            if !matches!(e, StoreError::Conflict(_)) {
+                tracing::warn!(error = %e, "commit failed");
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,97 @@
+//! The outbox: work committed with a change and carried out after it: webhook notices posted,
+//! linked cases started. Each item is claimed by one process at a time (a lease) and retried
+//! with exponential backoff; starting a linked case is idempotent, so a retry never starts two.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use yishi_core::kind::Actor;
+
+use super::{Engine, EngineError};
+use crate::store::Store;
+
+/// How long a claimed item is kept from other processes.
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Sends a webhook notice. The binary provides an HTTP implementation; tests provide fakes.
+pub trait WebhookSender: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        url: &'a str,
+        body: &'a Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// Attempts before a notice is given up (kept, with its last error, for an operator).
+pub const MAX_DELIVERY_ATTEMPTS: i64 = 10;
+
+impl Engine {
+    /// Delivers what the outbox holds: starts spawned cases and posts webhook notices,
+    /// retrying failures with exponential backoff. Returns how many items were handled.
+    pub async fn deliver_outbox(&self, sender: &dyn WebhookSender) -> Result<usize, EngineError> {
+        let now = self.now();
+        let items = self.store.claim_outbox(now, 200, LEASE).await?;
+        let n = items.len();
+        for item in items {
+            let result = match item.notice.get("kind").and_then(Value::as_str) {
+                Some("spawn") => {
+                    let workflow = item.notice.get("workflow").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let mut data = item.notice.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
+                    data.insert("parent_case".into(), Value::from(item.instance_id));
+                    let system = Actor { id: "yishi".into(), roles: Vec::new() };
+                    match self.start(&workflow, data, &system, Some(&format!("spawn:{}", item.id))).await {
+                        Ok(v) => {
+                            if self.config.log_activity {
+                                tracing::info!(parent = item.instance_id, child = v.id, workflow = %workflow, "started a linked case");
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Some("webhook") => {
+                    let notice = item.notice.get("notice").cloned().unwrap_or(Value::Null);
+                    let url = notice.get("webhook").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let body = serde_json::json!({ "instance": item.instance_id, "notice": notice });
+                    sender.send(&url, &body).await
+                }
+                _ => Err("unknown outbox item".into()),
+            };
+            match result {
+                Ok(()) => self.store.outbox_result(item.id, true, None, 0, now).await?,
+                Err(e) => {
+                    let attempts = item.attempts + 1;
+                    let retry_at = if attempts >= MAX_DELIVERY_ATTEMPTS {
+                        i64::MAX
+                    } else {
+                        now + 1000 * (1_i64 << attempts.min(12))
+                    };
+                    tracing::warn!(outbox = item.id, instance = item.instance_id, attempts, error = %e, "delivery failed");
+                    self.store.outbox_result(item.id, false, Some(&e), retry_at, now).await?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Runs [`Engine::deliver_outbox`] whenever something is committed to the outbox, and every
+    /// few seconds for retries, until `shutdown` resolves.
+    pub async fn run_outbox(
+        self: Arc<Self>,
+        sender: Arc<dyn WebhookSender>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.deliver_outbox(sender.as_ref()).await {
+                tracing::warn!(error = %e, "outbox delivery failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = self.outbox_wake.notified() => {}
+                _ = &mut shutdown => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,628 @@
+//! The SQLite store, the embedded default: WAL, foreign keys, embedded migrations; commits on a
+//! writer connection of their own with group commit ([`writer`]). One process writes a
+//! database file: a serving process takes an exclusive lock on it ([`SqliteStore::hold`]).
+
+mod fixture;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::rows::LoadedState;
+use super::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The embedded SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Reads, and the rare writes outside commits (versions, tokens, outbox bookkeeping).
+    pool: SqlitePool,
+    writer: Arc<writer::Writer>,
+    /// The file, or `None` in memory.
+    path: Option<PathBuf>,
+    /// The last instance id handed out (one process writes the file).
+    last_id: AtomicI64,
+    /// The exclusive lock of a serving process, held until the store is dropped.
+    lock: std::sync::Mutex<Option<std::fs::File>>,
+}
+
+pub(super) fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound("row not found".into()),
+        sqlx::Error::Database(db) => {
+            let code = db.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(0) & 0xff;
+            match code {
+                // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN
+                5 | 6 | 8 | 10 | 13 | 14 => StoreError::Unavailable(db.message().to_owned()),
+                19 => StoreError::Conflict(db.message().to_owned()),
+                _ => StoreError::Fatal(db.message().to_owned()),
+            }
+        }
+        sqlx::Error::Io(io) => StoreError::Unavailable(io.to_string()),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Fatal(e.to_string()),
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database `options.url` names (a path, `sqlite:PATH` or `sqlite::memory:`),
+    /// creating it only when `options.create` is set, and applies migrations.
+    pub async fn open(options: &StoreOptions) -> StoreResult<Self> {
+        let url = options.url.as_str();
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        if path == ":memory:" {
+            return Self::memory().await;
+        }
+        Self::open_file(Path::new(path), options, |o| o).await
+    }
+
+    /// Opens a database file with extra connection options (tests use them to make the disk
+    /// "full" (`max_page_count`) or the file read-only, exactly as SQLite reports those).
+    pub async fn open_file(
+        path: &Path,
+        options: &StoreOptions,
+        extra: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+    ) -> StoreResult<Self> {
+        if !options.create && !path.exists() {
+            return Err(StoreError::NotFound(format!("no database at {}", path.display())));
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(options.create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.sync {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        let opts = extra(opts);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .connect_with(opts.clone())
+            .await
+            .map_err(map_err)?;
+        let writer = writer::Writer::start(Some(opts), pool.clone());
+        Self::ready(pool, writer, Some(path.to_owned())).await
+    }
+
+    /// A private in-memory database (tests, scenarios, benchmarks of the engine alone).
+    pub async fn memory() -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:").map_err(map_err)?.foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await
+            .map_err(map_err)?;
+        let writer = writer::Writer::start(None, pool.clone());
+        Self::ready(pool, writer, None).await
+    }
+
+    async fn ready(pool: SqlitePool, writer: Arc<writer::Writer>, path: Option<PathBuf>) -> StoreResult<Self> {
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Fatal(format!("migrating the database: {e}")))?;
+        let last: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM instances").fetch_one(&pool).await.map_err(map_err)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                pool,
+                writer,
+                path,
+                last_id: AtomicI64::new(last),
+                lock: std::sync::Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Takes the database file for this process alone (a serving process): a second server on
+    /// the same file would be a second writer, which SQLite cannot share safely with this one's
+    /// caches. Fails, naming the file, when another process holds it.
+    pub fn hold(&self) -> StoreResult<()> {
+        let Some(path) = &self.inner.path else { return Ok(()) };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .open(path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {
+                *self.inner.lock.lock().expect("lock mutex") = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+                "another yishi server is using {}; one server runs on a SQLite database (use PostgreSQL for several)",
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(StoreError::Unavailable(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+    }
+
+    fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    fn summary(r: &SqliteRow) -> Result<InstanceSummary, sqlx::Error> {
+        let active: String = r.try_get("active_steps")?;
+        Ok(InstanceSummary {
+            id: r.try_get("id")?,
+            unit: r.try_get("unit")?,
+            workflow: r.try_get("workflow")?,
+            version: r.try_get("version")?,
+            status: r.try_get("status")?,
+            outcome: r.try_get("outcome")?,
+            active_steps: serde_json::from_str(&active).unwrap_or_default(),
+            revision: r.try_get("revision")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+
+    fn version_row(r: &SqliteRow) -> Result<VersionRow, sqlx::Error> {
+        Ok(VersionRow {
+            id: r.try_get("id")?,
+            workflow: r.try_get("workflow")?,
+            seq: r.try_get("seq")?,
+            hash: r.try_get("hash")?,
+            created_at: r.try_get("created_at")?,
+            created_by: r.try_get("created_by")?,
+        })
+    }
+}
+
+const VERSION_COLUMNS: &str = "id, workflow, seq, hash, created_at, created_by";
+
+impl Store for SqliteStore {
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        match &self.inner.path {
+            Some(p) => format!("sqlite:{}", p.display()),
+            None => "sqlite::memory:".into(),
+        }
+    }
+
+    fn commit_stats(&self) -> &CommitStats {
+        &self.inner.writer.stats
+    }
+
+    async fn put_version(&self, v: &NewVersion<'_>, now: i64) -> StoreResult<VersionRow> {
+        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM definitions WHERE workflow = ? AND hash = ?"
+        )))
+        .bind(v.workflow)
+        .bind(v.hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if let Some(r) = existing {
+            return Self::version_row(&r).map_err(map_err);
+        }
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM definitions WHERE workflow = ?")
+            .bind(v.workflow)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO definitions (workflow, seq, hash, sources, effective, created_at, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(v.workflow)
+        .bind(seq)
+        .bind(v.hash)
+        .bind(serde_json::to_string(v.sources).unwrap_or_default())
+        .bind(v.effective.to_string())
+        .bind(now)
+        .bind(v.created_by)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(VersionRow {
+            id,
+            workflow: v.workflow.to_owned(),
+            seq,
+            hash: v.hash.to_owned(),
+            created_at: now,
+            created_by: v.created_by.to_owned(),
+        })
+    }
+
+    async fn versions(&self, workflow: Option<&str>) -> StoreResult<Vec<VersionRow>> {
+        let rows = match workflow {
+            Some(w) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {VERSION_COLUMNS} FROM definitions WHERE workflow = ? ORDER BY seq"
+                )))
+                .bind(w.to_owned())
+                .fetch_all(self.pool())
+                .await
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {VERSION_COLUMNS} FROM definitions ORDER BY workflow, seq"
+                )))
+                .fetch_all(self.pool())
+                .await
+            }
+        }
+        .map_err(map_err)?;
+        rows.iter().map(Self::version_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn version(&self, id: i64) -> StoreResult<StoredVersion> {
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS}, sources, effective FROM definitions WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::NotFound(format!("version {id}")))?;
+        let sources: String = r.try_get("sources").map_err(map_err)?;
+        let effective: String = r.try_get("effective").map_err(map_err)?;
+        Ok(StoredVersion {
+            row: Self::version_row(&r).map_err(map_err)?,
+            sources: serde_json::from_str(&sources).map_err(|e| StoreError::Fatal(e.to_string()))?,
+            effective: serde_json::from_str(&effective).unwrap_or(Value::Null),
+        })
+    }
+
+    async fn active_counts(&self) -> StoreResult<BTreeMap<i64, i64>> {
+        let rows = sqlx::query("SELECT version, COUNT(*) AS n FROM instances WHERE status = 'active' GROUP BY version")
+            .fetch_all(self.pool())
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("version")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn next_instance_id(&self) -> StoreResult<i64> {
+        Ok(self.inner.last_id.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    async fn load(&self, id: i64) -> StoreResult<InstanceRow> {
+        let r = sqlx::query(
+            "SELECT id, unit, workflow, version, revision, last_seq, data, state, created_at, updated_at \
+             FROM instances WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::NotFound(format!("instance {id}")))?;
+        let data: String = r.try_get("data").map_err(map_err)?;
+        let state: String = r.try_get("state").map_err(map_err)?;
+        let data: Map<String, Value> =
+            serde_json::from_str(&data).map_err(|e| StoreError::Fatal(format!("instance {id}: data: {e}")))?;
+        let s: LoadedState =
+            serde_json::from_str(&state).map_err(|e| StoreError::Fatal(format!("instance {id}: state: {e}")))?;
+        Ok(InstanceRow {
+            id,
+            unit: r.try_get("unit").map_err(map_err)?,
+            workflow: r.try_get("workflow").map_err(map_err)?,
+            version: r.try_get("version").map_err(map_err)?,
+            revision: r.try_get("revision").map_err(map_err)?,
+            last_seq: r.try_get("last_seq").map_err(map_err)?,
+            state: s.with_data(data),
+            created_at: r.try_get("created_at").map_err(map_err)?,
+            updated_at: r.try_get("updated_at").map_err(map_err)?,
+        })
+    }
+
+    async fn history(&self, id: i64) -> StoreResult<Vec<EventRow>> {
+        let rows = sqlx::query("SELECT seq, at, version, body FROM events WHERE instance_id = ? ORDER BY seq")
+            .bind(id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let body: String = r.try_get("body").map_err(map_err)?;
+                let event: Event =
+                    serde_json::from_str(&body).map_err(|e| StoreError::Fatal(format!("instance {id}: event: {e}")))?;
+                Ok(EventRow {
+                    seq: r.try_get("seq").map_err(map_err)?,
+                    at: r.try_get("at").map_err(map_err)?,
+                    version: r.try_get("version").map_err(map_err)?,
+                    event,
+                })
+            })
+            .collect()
+    }
+
+    async fn list(&self, f: &ListFilter) -> StoreResult<Vec<InstanceSummary>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT id, unit, workflow, version, status, outcome, active_steps, revision, created_at, updated_at \
+             FROM instances WHERE 1 = 1",
+        );
+        if let Some(units) = &f.units {
+            q.push(" AND (0");
+            for u in units {
+                if let Some(prefix) = u.strip_suffix('/') {
+                    q.push(" OR unit = ").push_bind(prefix.to_owned());
+                    q.push(" OR (unit >= ")
+                        .push_bind(format!("{prefix}/"))
+                        .push(" AND unit < ")
+                        .push_bind(format!("{prefix}0"))
+                        .push(")");
+                } else {
+                    q.push(" OR unit = ").push_bind(u.clone());
+                }
+            }
+            q.push(")");
+        }
+        if let Some(w) = &f.workflow {
+            q.push(" AND workflow = ").push_bind(w.clone());
+        }
+        if let Some(v) = f.version {
+            q.push(" AND version = ").push_bind(v);
+        }
+        if let Some(s) = &f.status {
+            q.push(" AND status = ").push_bind(s.clone());
+        }
+        if let Some(s) = &f.step {
+            q.push(" AND EXISTS (SELECT 1 FROM json_each(instances.active_steps) WHERE value = ")
+                .push_bind(s.clone())
+                .push(")");
+        }
+        for (col, op, v) in [
+            ("created_at", ">=", f.created_from),
+            ("created_at", "<", f.created_to),
+            ("updated_at", ">=", f.updated_from),
+            ("updated_at", "<", f.updated_to),
+        ] {
+            if let Some(v) = v {
+                q.push(format!(" AND {col} {op} ")).push_bind(v);
+            }
+        }
+        if let Some((field, value)) = &f.data {
+            q.push(" AND json_extract(data, ").push_bind(format!("$.\"{}\"", field.replace('"', ""))).push(")");
+            match value {
+                Value::String(s) => q.push(" = ").push_bind(s.clone()),
+                Value::Bool(b) => q.push(" = ").push_bind(*b),
+                Value::Number(n) if n.is_i64() => q.push(" = ").push_bind(n.as_i64().unwrap_or_default()),
+                Value::Number(n) => q.push(" = ").push_bind(n.as_f64().unwrap_or_default()),
+                Value::Null => q.push(" IS NULL"),
+                other => q.push(" = json(").push_bind(other.to_string()).push(")"),
+            };
+        }
+        if let Some(b) = f.before {
+            q.push(" AND id < ").push_bind(b);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        let rows = q.build().fetch_all(self.pool()).await.map_err(map_err)?;
+        rows.iter().map(Self::summary).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn commit(&self, unit: Vec<Commit>) -> StoreResult<()> {
+        self.inner.writer.commit(unit).await
+    }
+
+    async fn barrier(&self) -> StoreResult<()> {
+        self.inner.writer.commit(Vec::new()).await
+    }
+
+    async fn idempotent_response(&self, key: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT response FROM idempotency WHERE key = ?")
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(map_err)
+    }
+
+    async fn next_number(&self, counter: &str) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO counters (name, value) VALUES (?, 1) \
+             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+        )
+        .bind(counter)
+        .fetch_one(self.pool())
+        .await
+        .map_err(map_err)
+    }
+
+    async fn claim_due(&self, now: i64, limit: u32, _lease: Duration) -> StoreResult<Vec<TimerRow>> {
+        // One process fires a SQLite database's timers: a claim needs no lease.
+        let rows = sqlx::query(
+            "SELECT instance_id, token, name, step, due_at FROM timers WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(timer_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar("SELECT MIN(due_at) FROM timers").fetch_one(self.pool()).await.map_err(map_err)
+    }
+
+    async fn drop_timer(&self, t: &TimerRow) -> StoreResult<()> {
+        sqlx::query("DELETE FROM timers WHERE instance_id = ? AND token = ? AND name = ? AND due_at = ?")
+            .bind(t.instance_id)
+            .bind(i64::from(t.token))
+            .bind(&t.name)
+            .bind(t.due_at)
+            .execute(self.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn timers_of(&self, instance_id: i64) -> StoreResult<Vec<TimerRow>> {
+        let rows = sqlx::query(
+            "SELECT instance_id, token, name, step, due_at FROM timers WHERE instance_id = ? ORDER BY due_at",
+        )
+        .bind(instance_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(timer_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn add_token(&self, t: &NewToken<'_>, now: i64) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO api_tokens (name, key_id, secret_hash, role, scope, acts_as, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(t.name)
+        .bind(t.key_id)
+        .bind(t.secret_hash)
+        .bind(t.role)
+        .bind(t.scope)
+        .bind(serde_json::to_string(t.acts_as).unwrap_or_else(|_| "[]".into()))
+        .bind(now)
+        .fetch_one(self.pool())
+        .await
+        .map_err(map_err)
+    }
+
+    async fn token_by_key(&self, key_id: &str) -> StoreResult<Option<TokenRow>> {
+        let r = sqlx::query(
+            "SELECT id, name, role, scope, acts_as, secret_hash, created_at, revoked_at FROM api_tokens WHERE key_id = ?",
+        )
+        .bind(key_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(map_err)?;
+        r.as_ref().map(token_row).transpose().map_err(map_err)
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<TokenRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, scope, acts_as, secret_hash, created_at, revoked_at FROM api_tokens ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(token_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn revoke_token(&self, id: i64, now: i64) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn claim_outbox(&self, now: i64, limit: u32, _lease: Duration) -> StoreResult<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, instance_id, notice, attempts FROM outbox WHERE delivered_at IS NULL AND next_at <= ? \
+             ORDER BY next_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let n: String = r.try_get("notice")?;
+                Ok(OutboxRow {
+                    id: r.try_get("id")?,
+                    instance_id: r.try_get("instance_id")?,
+                    notice: serde_json::from_str(&n).unwrap_or(Value::Null),
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn outbox_result(
+        &self,
+        id: i64,
+        delivered: bool,
+        error: Option<&str>,
+        retry_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        let q = if delivered {
+            sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
+                .bind(now)
+                .bind(id)
+        } else {
+            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ?")
+                .bind(error)
+                .bind(retry_at)
+                .bind(id)
+        };
+        q.execute(self.pool()).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(self.pool()).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn integrity_check(&self) -> StoreResult<String> {
+        sqlx::query_scalar("PRAGMA integrity_check").fetch_one(self.pool()).await.map_err(map_err)
+    }
+
+    async fn close(&self) {
+        let _ = self.barrier().await;
+        self.inner.writer.close().await;
+        self.inner.pool.close().await;
+    }
+}
+
+fn timer_row(r: &SqliteRow) -> Result<TimerRow, sqlx::Error> {
+    let token: i64 = r.try_get("token")?;
+    Ok(TimerRow {
+        instance_id: r.try_get("instance_id")?,
+        token: token as u32,
+        name: r.try_get("name")?,
+        step: r.try_get("step")?,
+        due_at: r.try_get("due_at")?,
+    })
+}
+
+fn token_row(r: &SqliteRow) -> Result<TokenRow, sqlx::Error> {
+    let acts_as: String = r.try_get("acts_as")?;
+    Ok(TokenRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        scope: r.try_get("scope")?,
+        acts_as: serde_json::from_str(&acts_as).unwrap_or_default(),
+        secret_hash: r.try_get("secret_hash")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}

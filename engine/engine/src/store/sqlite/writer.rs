@@ -1,0 +1,229 @@
+//! SQLite's commit path: one writer connection, group commit, and checkpoints kept off it.
+//!
+//! SQLite has one writer at a time, and a commit waits for the disk; so commits that arrive
+//! while another is under way wait in a queue, and the writer task applies everything waiting
+//! as one statement (`INSERT INTO commit_batch`, one transaction). A lone commit, with nothing
+//! under way or waiting, runs on its caller's task, saving two hand-overs between tasks.
+//! When a batch fails (one stale revision sinks the statement), each unit is retried on its own,
+//! so one bad change never sinks the others.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Executor};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::map_err;
+use crate::store::rows::commit_rows;
+use crate::store::{Commit, CommitStats, StoreError, StoreResult};
+
+/// WAL pages after which the writer checkpoints by itself, should the checkpointer fall behind.
+const WRITER_CHECKPOINT_BACKSTOP: u32 = 10_000;
+/// How often the checkpointer looks for new commits.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Most commit units in one transaction.
+const MAX_BATCH: usize = 1024;
+
+const COMMIT_SQL: &str = "INSERT INTO commit_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Where commits are executed.
+#[derive(Debug)]
+enum Target {
+    /// A connection of the writer's own, so that its page cache stays valid from one commit
+    /// to the next (a connection whose cache another connection's write made stale re-reads
+    /// every page it touches). `None` after a failure; the next commit reconnects.
+    Own(Option<SqliteConnection>),
+    /// The pool's one connection of an in-memory database (the database exists only there).
+    Pool(SqlitePool),
+}
+
+struct Request {
+    unit: Vec<Commit>,
+    done: oneshot::Sender<StoreResult<()>>,
+}
+
+/// The commit path of one SQLite database.
+#[derive(Debug)]
+pub(super) struct Writer {
+    /// How to connect to the database file (`None` for an in-memory database).
+    file: Option<SqliteConnectOptions>,
+    /// Held by whoever is committing: the writer task, or a caller committing alone.
+    target: Mutex<Target>,
+    queue: mpsc::UnboundedSender<Request>,
+    /// Requests sent to the writer task and not yet taken by it.
+    queued: AtomicUsize,
+    /// Commits so far; the checkpointer runs when it has moved.
+    commits: AtomicU64,
+    pub(super) stats: CommitStats,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").field("commits", &self.unit.len()).finish()
+    }
+}
+
+impl Writer {
+    /// Starts the writer task (and, for a file, the checkpointer). Both end when the writer is
+    /// dropped.
+    pub(super) fn start(file: Option<SqliteConnectOptions>, pool: SqlitePool) -> Arc<Writer> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let has_file = file.is_some();
+        let target = if has_file { Target::Own(None) } else { Target::Pool(pool) };
+        let writer = Arc::new(Writer {
+            file,
+            target: Mutex::new(target),
+            queue: tx,
+            queued: AtomicUsize::new(0),
+            commits: AtomicU64::new(0),
+            stats: CommitStats::default(),
+        });
+        tokio::spawn(writer_loop(Arc::downgrade(&writer), rx));
+        if has_file {
+            tokio::spawn(checkpointer(Arc::downgrade(&writer)));
+        }
+        writer
+    }
+
+    /// Commits one unit; returns once it is durable (or failed, with nothing kept).
+    pub(super) async fn commit(&self, unit: Vec<Commit>) -> StoreResult<()> {
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Ok(mut target) = self.target.try_lock()
+        {
+            return self.apply(&mut target, &unit, 1).await;
+        }
+        let (done, answer) = oneshot::channel();
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.queue.send(Request { unit, done }).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Unavailable("the store is closing".into()));
+        }
+        answer.await.map_err(|_| StoreError::Unavailable("the store is closing".into()))?
+    }
+
+    /// Applies `commits` (`units` of them) as one statement on the target.
+    async fn apply(&self, target: &mut Target, commits: &[Commit], units: usize) -> StoreResult<()> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut query = sqlx::query(COMMIT_SQL);
+        for rows in commit_rows(commits) {
+            query = query.bind(rows);
+        }
+        let result = match target {
+            Target::Pool(pool) => query.execute(&*pool).await,
+            Target::Own(conn) => {
+                if conn.is_none() {
+                    let options = self.file.as_ref().expect("a file database has its options");
+                    *conn = Some(connect(options).await.map_err(map_err)?);
+                }
+                let result = query.execute(conn.as_mut().expect("connected above")).await;
+                if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)) = &result {
+                    *conn = None;
+                }
+                result
+            }
+        };
+        self.stats.record(units, started.elapsed());
+        match result {
+            Ok(_) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(match map_err(e) {
+                StoreError::Conflict(m) if m.contains("instances.revision") => {
+                    StoreError::Conflict("an instance changed since it was read".into())
+                }
+                other => other,
+            }),
+        }
+    }
+
+    /// Closes the writer's own connection.
+    pub(super) async fn close(&self) {
+        if let Target::Own(conn) = &mut *self.target.lock().await
+            && let Some(c) = conn.take()
+        {
+            let _ = c.close().await;
+        }
+    }
+}
+
+async fn connect(options: &SqliteConnectOptions) -> Result<SqliteConnection, sqlx::Error> {
+    let mut conn = SqliteConnection::connect_with(options).await?;
+    conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_BACKSTOP}"))).await?;
+    Ok(conn)
+}
+
+/// Takes whatever is waiting, up to [`MAX_BATCH`] units, and commits it as one statement.
+async fn writer_loop(writer: Weak<Writer>, mut rx: mpsc::UnboundedReceiver<Request>) {
+    let mut commits: Vec<Commit> = Vec::with_capacity(MAX_BATCH);
+    let mut units: Vec<(usize, oneshot::Sender<StoreResult<()>>)> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        let Some(w) = writer.upgrade() else { return };
+        let mut target = w.target.lock().await;
+        let mut next = Some(first);
+        while let Some(r) = next.take() {
+            units.push((r.unit.len(), r.done));
+            commits.extend(r.unit);
+            if units.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        w.queued.fetch_sub(units.len(), Ordering::AcqRel);
+        match w.apply(&mut target, &commits, units.len()).await {
+            Ok(()) => {
+                for (_, done) in units.drain(..) {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(e) if units.len() == 1 => {
+                if let Some((_, done)) = units.pop() {
+                    let _ = done.send(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, units = units.len(), "batch commit failed; retrying unit by unit");
+                let mut at = 0;
+                for (n, done) in units.drain(..) {
+                    let unit = &commits[at..at + n];
+                    at += n;
+                    let _ = done.send(w.apply(&mut target, unit, 1).await);
+                }
+            }
+        }
+        commits.clear();
+    }
+}
+
+/// Copies committed pages from the WAL into the database file, on a connection of its own, so
+/// that commits do not wait for it: left to itself, the committing connection checkpoints every
+/// 1,000 pages (4 MB), writing and syncing them while every caller in its batch waits.
+async fn checkpointer(writer: Weak<Writer>) {
+    let mut conn: Option<SqliteConnection> = None;
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        let Some(w) = writer.upgrade() else { return };
+        let commits = w.commits.load(Ordering::Relaxed);
+        if commits == seen {
+            continue;
+        }
+        let Some(options) = w.file.clone() else { return };
+        drop(w);
+        if conn.is_none() {
+            conn = SqliteConnection::connect_with(&options).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match c.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            Ok(_) => seen = commits,
+            Err(e) => {
+                tracing::debug!(error = %e, "checkpoint failed; retrying later");
+                conn = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The store contract, as tests: one set of checks that every backend must pass. Each check
+//! is a function of a fresh, empty store; `conformance!` runs it on every backend.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use yishi_core::runtime::{Event, InstanceState, Status, TimerChange, Token};
+use yishi_engine::store::{
+    AnyStore, Commit, ListFilter, NewToken, NewVersion, Store, StoreError, TimerRow, VersionRow,
+};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn version(store: &AnyStore, workflow: &str, hash: &str) -> VersionRow {
+    let sources = BTreeMap::from([(format!("{workflow}.toml"), format!("# {hash}\n"))]);
+    let v = NewVersion { workflow, hash, sources: &sources, effective: &json!({"id": hash}), created_by: "test" };
+    store.put_version(&v, 1_000).await.unwrap()
+}
+
+fn state(step: &str, data: Value) -> InstanceState {
+    InstanceState {
+        tokens: vec![Token {
+            id: 1,
+            step: step.into(),
+            scopes: Vec::new(),
+            item: None,
+            state: Value::Null,
+            entered_at: 5,
+        }],
+        data: data.as_object().cloned().unwrap_or_default(),
+        next_token: 2,
+        ..InstanceState::default()
+    }
+}
+
+/// A commit creating instance `id` of `unit`/`workflow` on `version`, active at `step`.
+fn create(id: i64, unit: &str, version: i64, step: &str) -> Commit {
+    Commit {
+        instance_id: id,
+        create: Some((unit.into(), format!("{unit}/w"))),
+        version,
+        base_revision: 0,
+        state: Some(state(step, json!({"n": id}))),
+        events: vec![(Event::Started { workflow: format!("{unit}/w"), hash: "h".into(), data: Default::default() }, 5)],
+        first_seq: 1,
+        timers: Vec::new(),
+        consumes: None,
+        idempotency: None,
+        outbox: Vec::new(),
+        now: 5,
+    }
+}
+
+/// A commit moving instance `id` from `base` revision (with `last_seq` events) to `step`.
+fn change(id: i64, version: i64, base: i64, last_seq: i64, step: &str) -> Commit {
+    Commit {
+        instance_id: id,
+        create: None,
+        version,
+        base_revision: base,
+        state: Some(state(step, json!({"n": id, "step": step}))),
+        events: vec![(Event::Left { token: 1, step: "a".into(), outcome: "done".into() }, 9)],
+        first_seq: last_seq + 1,
+        timers: Vec::new(),
+        consumes: None,
+        idempotency: None,
+        outbox: Vec::new(),
+        now: 9,
+    }
+}
+
+fn set_timer(name: &str, due_at: i64) -> TimerChange {
+    TimerChange::Set { token: 1, step: "a".into(), name: name.into(), due_at }
+}
+
+async fn versions_are_content_numbered_per_workflow(store: AnyStore) {
+    let a1 = version(&store, "u/a", "h1").await;
+    let a1_again = version(&store, "u/a", "h1").await;
+    assert_eq!(a1, a1_again, "the same content is the same version");
+    let a2 = version(&store, "u/a", "h2").await;
+    let b1 = version(&store, "u/b", "h1").await;
+    assert_eq!((a1.seq, a2.seq, b1.seq), (1, 2, 1));
+    assert!(a1.id != a2.id && a2.id != b1.id, "version ids are unique across workflows");
+    assert_eq!(a2.created_by, "test");
+    let listed = store.versions(Some("u/a")).await.unwrap();
+    assert_eq!(listed, vec![a1.clone(), a2.clone()]);
+    assert_eq!(store.versions(None).await.unwrap().len(), 3);
+    let stored = store.version(a2.id).await.unwrap();
+    assert_eq!(stored.row, a2);
+    assert_eq!(stored.sources["u/a.toml"], "# h2\n");
+    assert_eq!(stored.effective, json!({"id": "h2"}));
+    assert!(matches!(store.version(a2.id + 1000).await, Err(StoreError::NotFound(_))));
+}
+
+async fn a_commit_round_trips_hostile_text_exactly(store: AnyStore) {
+    let v = version(&store, "u/w", "h").await;
+    let nasty = "'); DROP TABLE events; -- \0 引号 \"quotes\" \\ \n 😀 $1 ?";
+    let mut c = create(1, "u", v.id, nasty);
+    let s = c.state.as_mut().unwrap();
+    s.data.insert("x".into(), json!(nasty));
+    s.data.insert("big".into(), json!(i64::MAX));
+    s.outcome = Some(nasty.to_owned());
+    let ev = Event::Cancelled { reason: nasty.to_owned() };
+    c.events = vec![(ev.clone(), 5)];
+    c.timers = vec![TimerChange::Set { token: 1, step: nasty.into(), name: nasty.into(), due_at: 9 }];
+    c.idempotency = Some((nasty.into(), nasty.into()));
+    c.outbox = vec![json!({ "n": nasty })];
+    store.commit(vec![c]).await.unwrap();
+    let row = store.load(1).await.unwrap();
+    assert_eq!(row.state.data["x"], json!(nasty));
+    assert_eq!(row.state.data["big"], json!(i64::MAX), "integers stay integers");
+    assert_eq!(row.state.outcome.as_deref(), Some(nasty));
+    assert_eq!(row.state.tokens[0].step, nasty);
+    assert_eq!((row.revision, row.last_seq, row.unit.as_str(), row.version), (1, 1, "u", v.id));
+    let listed = store.list(&ListFilter { limit: 5, ..ListFilter::default() }).await.unwrap();
+    assert_eq!(listed[0].outcome.as_deref(), Some(nasty));
+    assert_eq!(listed[0].active_steps, vec![nasty.to_owned()]);
+    let history = store.history(1).await.unwrap();
+    assert_eq!((history[0].event.clone(), history[0].seq, history[0].at), (ev, 1, 5));
+    assert_eq!(store.timers_of(1).await.unwrap()[0].name, nasty);
+    assert_eq!(store.idempotent_response(nasty).await.unwrap().as_deref(), Some(nasty));
+    let out = store.claim_outbox(10, 10, LEASE).await.unwrap();
+    assert_eq!(out[0].notice, json!({ "n": nasty }));
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+}
+
+async fn a_stale_revision_aborts_the_whole_unit(store: AnyStore) {
+    let v = version(&store, "u/w", "h").await;
+    store.commit(vec![create(1, "u", v.id, "a"), create(2, "u", v.id, "a")]).await.unwrap();
+    let err = store.commit(vec![change(1, v.id, 1, 1, "b"), change(2, v.id, 7, 1, "b")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.load(1).await.unwrap().revision, 1, "nothing of the unit was kept");
+    assert_eq!(store.history(1).await.unwrap().len(), 1);
+    store.commit(vec![change(1, v.id, 1, 1, "b")]).await.unwrap();
+    let row = store.load(1).await.unwrap();
+    assert_eq!((row.revision, row.last_seq), (2, 2), "the store is usable after the rollback");
+    assert_eq!(row.state.data["step"], "b");
+    // The same change again is stale now.
+    assert!(matches!(store.commit(vec![change(1, v.id, 1, 1, "c")]).await, Err(StoreError::Conflict(_))));
+    // A second instance with an id already taken is a conflict, not an overwrite.
+    assert!(matches!(store.commit(vec![create(2, "u", v.id, "z")]).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.load(2).await.unwrap().state.tokens[0].step, "a");
+}
+
+async fn refusals_record_events_without_changing_state(store: AnyStore) {
+    let v = version(&store, "u/w", "h").await;
+    store.commit(vec![create(1, "u", v.id, "a")]).await.unwrap();
+    let refusal = Commit {
+        state: None,
+        events: vec![(
+            Event::Refused {
+                action: "vote".into(),
+                step: Some("a".into()),
+                actor: Default::default(),
+                on_behalf_of: None,
+                reason: "no".into(),
+            },
+            7,
+        )],
+        ..change(1, v.id, 1, 1, "ignored")
+    };
+    store.commit(vec![refusal]).await.unwrap();
+    let row = store.load(1).await.unwrap();
+    assert_eq!((row.revision, row.last_seq), (1, 2));
+    assert_eq!(row.state.tokens[0].step, "a");
+    assert_eq!(store.history(1).await.unwrap().len(), 2);
+}
+
+async fn timers_fire_once_and_only_when_due(store: AnyStore) {
+    let v = version(&store, "u/w", "h").await;
+    let mut c = create(1, "u", v.id, "a");
+    c.timers = vec![set_timer("deadline", 100), set_timer("remind:0", 50), set_timer("later", 10_000)];
+    store.commit(vec![c]).await.unwrap();
+    assert_eq!(store.next_due().await.unwrap(), Some(50));
+    assert!(store.claim_due(49, 10, LEASE).await.unwrap().is_empty(), "never early");
+    let due = store.claim_due(100, 10, LEASE).await.unwrap();
+    assert_eq!(due.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["remind:0", "deadline"]);
+    // Firing the deadline consumes its row; a second firing of the same timer is a conflict.
+    let fire = |base: i64, seq: i64| Commit {
+        consumes: Some((1, "deadline".into())),
+        timers: vec![TimerChange::Clear { token: 1, name: "deadline".into() }],
+        ..change(1, v.id, base, seq, "b")
+    };
+    store.commit(vec![fire(1, 1)]).await.unwrap();
+    let again = store.commit(vec![fire(2, 2)]).await.unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+    assert_eq!(store.load(1).await.unwrap().revision, 2, "the second firing left nothing behind");
+    let left: Vec<String> = store.timers_of(1).await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(left, vec!["remind:0", "later"]);
+    // A void timer is dropped.
+    let remind = TimerRow { instance_id: 1, token: 1, name: "remind:0".into(), step: "a".into(), due_at: 50 };
+    store.drop_timer(&remind).await.unwrap();
+    assert_eq!(store.next_due().await.unwrap(), Some(10_000));
+    // Clearing a token's timers, then all of them.
+    let mut c = change(1, v.id, 2, 3, "c");
+    c.timers = vec![set_timer("x", 20), TimerChange::ClearToken { token: 1 }, set_timer("y", 30)];
+    store.commit(vec![c]).await.unwrap();
+    let left: Vec<String> = store.timers_of(1).await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(left, vec!["y"]);
+    let mut c = change(1, v.id, 3, 4, "d");
+    c.timers = vec![TimerChange::ClearAll];
+    store.commit(vec![c]).await.unwrap();
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+async fn numbers_and_ids_are_never_handed_out_twice(store: AnyStore) {
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        ids.push(store.next_instance_id().await.unwrap());
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 50, "{ids:?}");
+    assert!(ids.iter().all(|&i| i > 0));
+    let numbers: Vec<i64> = futures_join((0..20).map(|_| store.next_number("reg:2026")).collect())
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut n = numbers.clone();
+    n.sort();
+    assert_eq!(n, (1..=20).collect::<Vec<_>>(), "a counter counts 1, 2, 3 ... with no number twice");
+    assert_eq!(store.next_number("reg:2027").await.unwrap(), 1, "counters are separate");
+}
+
+async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
+    // Polls every future before awaiting any, as a server's concurrent requests would.
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = fs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in pinned.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("all done")).collect()
+}
+
+async fn tokens_are_found_by_key_and_revoked_once(store: AnyStore) {
+    let acts = vec!["street_office".to_owned()];
+    let t = NewToken { name: "li", key_id: "k1", secret_hash: "h1", role: "operator", scope: "u", acts_as: &acts };
+    let id = store.add_token(&t, 10).await.unwrap();
+    let row = store.token_by_key("k1").await.unwrap().unwrap();
+    assert_eq!((row.id, row.name.as_str(), row.role.as_str(), row.scope.as_str()), (id, "li", "operator", "u"));
+    assert_eq!((row.acts_as, row.secret_hash.as_str(), row.revoked_at), (acts.clone(), "h1", None));
+    assert!(store.token_by_key("k2").await.unwrap().is_none());
+    let dup = NewToken { key_id: "k1", ..t.clone() };
+    assert!(store.add_token(&dup, 11).await.is_err(), "key ids are unique");
+    assert!(store.revoke_token(id, 20).await.unwrap());
+    assert!(!store.revoke_token(id, 21).await.unwrap(), "a revoked token is revoked once");
+    assert_eq!(store.tokens().await.unwrap()[0].revoked_at, Some(20));
+}
+
+async fn the_outbox_hands_out_due_items_until_delivered(store: AnyStore) {
+    let v = version(&store, "u/w", "h").await;
+    let mut c = create(1, "u", v.id, "a");
+    c.outbox = vec![json!({"kind": "webhook", "n": 1}), json!({"kind": "webhook", "n": 2})];
+    store.commit(vec![c]).await.unwrap();
+    let items = store.claim_outbox(5, 10, LEASE).await.unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!((items[0].instance_id, items[0].attempts), (1, 0));
+    store.outbox_result(items[0].id, true, None, 0, 6).await.unwrap();
+    store.outbox_result(items[1].id, false, Some("refused"), 1_000, 6).await.unwrap();
+    assert!(store.claim_outbox(999, 10, LEASE).await.unwrap().is_empty(), "delivered, or waiting for its retry");
+    let retry = store.claim_outbox(1_000, 10, LEASE).await.unwrap();
+    assert_eq!((retry.len(), retry[0].attempts, retry[0].notice["n"].as_i64()), (1, 1, Some(2)));
+}
+
+async fn listings_filter_and_page(store: AnyStore) {
+    let v1 = version(&store, "s/c1/w", "h").await;
+    let v2 = version(&store, "s/c2/w", "h").await;
+    let mut unit = Vec::new();
+    for id in 1..=30 {
+        let (u, v) = if id % 3 == 0 { ("s/c2", v2.id) } else { ("s/c1", v1.id) };
+        let mut c = create(id, u, v, if id % 2 == 0 { "even" } else { "odd" });
+        c.state.as_mut().unwrap().data.insert("building".into(), json!(id % 5));
+        unit.push(c);
+    }
+    store.commit(unit).await.unwrap();
+    store
+        .commit(vec![Commit {
+            state: Some(InstanceState { status: Status::Completed, ..InstanceState::default() }),
+            ..change(4, v1.id, 1, 1, "x")
+        }])
+        .await
+        .unwrap();
+    let ids = |f: ListFilter| {
+        let store = store.clone();
+        async move {
+            store.list(&ListFilter { limit: 100, ..f }).await.unwrap().into_iter().map(|s| s.id).collect::<Vec<_>>()
+        }
+    };
+    let all = ids(ListFilter::default()).await;
+    assert_eq!(all, (1..=30).rev().collect::<Vec<_>>(), "newest first");
+    assert_eq!(ids(ListFilter { units: Some(vec!["s/c2".into()]), ..Default::default() }).await.len(), 10);
+    assert_eq!(ids(ListFilter { units: Some(vec!["s/".into()]), ..Default::default() }).await.len(), 30);
+    assert_eq!(ids(ListFilter { units: Some(vec!["s/c".into()]), ..Default::default() }).await.len(), 0);
+    assert_eq!(ids(ListFilter { workflow: Some("s/c2/w".into()), ..Default::default() }).await.len(), 10);
+    assert_eq!(ids(ListFilter { version: Some(v2.id), ..Default::default() }).await.len(), 10);
+    assert_eq!(ids(ListFilter { status: Some("completed".into()), ..Default::default() }).await, vec![4]);
+    let evens = ids(ListFilter { step: Some("even".into()), status: Some("active".into()), ..Default::default() });
+    assert_eq!(evens.await.len(), 14);
+    let b3 = ids(ListFilter { data: Some(("building".into(), json!(3))), ..Default::default() }).await;
+    assert_eq!(b3, vec![28, 23, 18, 13, 8, 3]);
+    let created = ids(ListFilter { created_from: Some(5), created_to: Some(6), ..Default::default() }).await;
+    assert_eq!(created.len(), 30);
+    assert_eq!(ids(ListFilter { updated_from: Some(9), ..Default::default() }).await, vec![4]);
+    // Pages by cursor.
+    let page = store.list(&ListFilter { limit: 7, ..Default::default() }).await.unwrap();
+    assert_eq!(page.len(), 7);
+    let next = store.list(&ListFilter { limit: 7, before: Some(page[6].id), ..Default::default() }).await.unwrap();
+    assert_eq!(next[0].id, page[6].id - 1);
+    let counts = store.active_counts().await.unwrap();
+    assert_eq!((counts[&v1.id], counts[&v2.id]), (19, 10));
+}
+
+async fn the_database_answers(store: AnyStore) {
+    store.ping().await.unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    assert!(!store.describe().contains("***") || store.describe().contains("://"));
+    assert!(matches!(store.load(42).await, Err(StoreError::NotFound(_))));
+    assert!(store.history(42).await.unwrap().is_empty());
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::common::backends::sqlite().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    versions_are_content_numbered_per_workflow,
+    a_commit_round_trips_hostile_text_exactly,
+    a_stale_revision_aborts_the_whole_unit,
+    refusals_record_events_without_changing_state,
+    timers_fire_once_and_only_when_due,
+    numbers_and_ids_are_never_handed_out_twice,
+    tokens_are_found_by_key_and_revoked_once,
+    the_outbox_hands_out_due_items_until_delivered,
+    listings_filter_and_page,
+    the_database_answers,
+);
+
+/// SQLite's own promises: group commit, and one serving process per file.
+mod sqlite_only {
+    use super::*;
+    use yishi_engine::store::StoreOptions;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn commits_that_wait_together_share_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            yishi_engine::store::open(&StoreOptions::new(dir.path().join("y.db").display().to_string())).await.unwrap();
+        let v = version(&store, "u/w", "h").await;
+        let before = store.commit_stats().transactions.load(std::sync::atomic::Ordering::Relaxed);
+        let commits: Vec<_> = (1..=50).map(|id| store.commit(vec![create(id, "u", v.id, "a")])).collect();
+        for r in futures_join(commits).await {
+            r.unwrap();
+        }
+        let stats = store.commit_stats();
+        let transactions = stats.transactions.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(transactions < 10, "50 commits that waited together took {transactions} transactions");
+        assert_eq!(store.list(&ListFilter { limit: 100, ..Default::default() }).await.unwrap().len(), 50);
+    }
+
+    #[tokio::test]
+    async fn one_server_holds_a_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions::new(dir.path().join("y.db").display().to_string());
+        let first = yishi_engine::store::open(&options).await.unwrap();
+        let second = yishi_engine::store::open(&options).await.unwrap();
+        first.hold().unwrap();
+        let err = second.hold().unwrap_err().to_string();
+        assert!(err.contains("another yishi server") && err.contains("y.db"), "{err}");
+        drop(first);
+        second.hold().unwrap();
+    }
+
+    #[tokio::test]
+    async fn commands_do_not_create_a_database_that_is_not_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.db");
+        let options = StoreOptions { create: false, ..StoreOptions::new(path.display().to_string()) };
+        assert!(matches!(yishi_engine::store::open(&options).await, Err(StoreError::NotFound(_))));
+        assert!(!path.exists());
+    }
+}
