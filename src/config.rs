@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// for one-at-a-time work.
     #[arg(long, env = "YISHI_SYNC", value_enum, default_value_t = SyncMode::Full)]
     pub sync: SyncMode,
+    /// The time zone for times shown to people (tz database name, e.g. `Asia/Shanghai`).
+    #[arg(long, env = "YISHI_TZ", default_value = "Asia/Shanghai")]
+    pub tz: String,
     /// Seconds a client has to send its request headers before the connection is closed.
     #[arg(long, env = "YISHI_HEADER_TIMEOUT", default_value_t = 10)]
     pub header_timeout: u64,

@@ -2,14 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// mimalloc: the engine allocates many small, short-lived values (events, JSON, SQL
 /// arguments) on several threads; glibc's allocator was about a third of a busy profile.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = yishi::cli::Cli::parse();
-    yishi::cli::run(cli)
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let lang = yishi::cli::language(&args);
+    let cli = yishi::cli::parse(args, lang);
+    yishi::cli::run(cli, lang)
 }

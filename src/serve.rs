@@ -11,6 +11,10 @@ use yishi_engine::service::access::TokenSpec;
 use yishi_engine::service::{Config, Engine};
 use yishi_engine::store::StoreOptions;
 
+use yishi_core::calendar::Zone;
+use yishi_core::i18n::{Lang, Message};
+use yishi_core::msg;
+
 use crate::config::ServeArgs;
 use crate::server::{AppState, router};
 
@@ -96,22 +100,26 @@ pub async fn serve_http(
     }
 }
 
-pub async fn serve(args: ServeArgs) -> Result<(), String> {
+pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
     init_logging();
     if !args.workflows.is_dir() {
-        return Err(format!(
-            "the workflows folder `{}` does not exist (set --workflows or YISHI_WORKFLOWS)",
-            args.workflows.display()
-        ));
+        return Err(msg!("serve-no-workflows", folder = args.workflows.display().to_string()));
     }
+    let zone = Zone::parse(&args.tz).ok_or_else(|| msg!("calendar-bad-zone", zone = &args.tz))?;
     let options = StoreOptions { sync: args.sync.durability(), ..StoreOptions::new(&args.db) };
     let store = yishi_engine::store::open(&options)
         .await
-        .map_err(|e| format!("cannot open the database `{}`: {e}", yishi_engine::store::redact(&args.db)))?;
-    let engine = Engine::new(store, crate::registry(), Arc::new(SystemClock), Config::default());
-    engine.hold_database().map_err(|e| e.to_string())?;
+        .map_err(|e| msg!("cli-database-error", db = yishi_engine::store::redact(&args.db), detail = e.to_string()))?;
+    let engine = Engine::new(store, crate::registry(), Arc::new(SystemClock), Config { lang, ..Config::default() });
+    let failed = |e: yishi_engine::service::EngineError| match e {
+        yishi_engine::service::EngineError::Unavailable(d) | yishi_engine::service::EngineError::Internal(d) => {
+            msg!("cli-engine-failure", detail = d)
+        }
+        e => e.message(),
+    };
+    engine.hold_database().map_err(failed)?;
     let reloader = Arc::new(Reloader::new(args.workflows.clone(), engine.clone()));
-    let status = reloader.reload("start").await.map_err(|e| e.to_string())?;
+    let status = reloader.reload("start").await.map_err(failed)?;
     tracing::info!(
         workflows = engine.active().current.len(),
         ok = status.ok,
@@ -119,12 +127,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         args.workflows.display()
     );
 
-    if engine.tokens().await.map_err(|e| e.to_string())?.is_empty() {
+    if engine.tokens().await.map_err(failed)?.is_empty() {
         let spec = TokenSpec { name: "admin", role: "admin", scope: "*", acts_as: &[] };
-        let (_, token) = engine.create_token(&spec).await.map_err(|e| e.to_string())?;
-        eprintln!(
-            "\n  First run: created an admin token (shown only this once; `yishi token create` makes more):\n\n    {token}\n"
-        );
+        let (_, token) = engine.create_token(&spec).await.map_err(failed)?;
+        eprintln!("\n  {}\n\n    {token}\n", msg!("serve-first-token").render(lang));
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -170,10 +176,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| msg!("serve-cannot-listen", address = &args.listen, detail = e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| msg!("cli-engine-failure", detail = e.to_string()))?;
     tracing::info!("serving http://{addr}/api/v1 (database {})", engine.database());
-    let app = router(AppState::new(engine.clone(), reloader));
+    let app = router(AppState::new(engine.clone(), reloader, lang, zone));
     serve_http(listener, app, Duration::from_secs(args.header_timeout.max(1)), shutdown_signal()).await;
     let _ = stop_tx.send(true);
     let _ = tokio::join!(timers, outbox);

@@ -31,7 +31,15 @@ impl Api {
             common::engine_on(AnyStore::Sqlite(SqliteStore::memory().await.unwrap()), Arc::new(SystemClock)).await;
         let reloader = Arc::new(Reloader::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"), engine.clone()));
         assert!(reloader.reload("test").await.unwrap().ok);
-        Api { app: router(AppState::new(engine.clone(), reloader)), engine }
+        Api {
+            app: router(AppState::new(
+                engine.clone(),
+                reloader,
+                yishi_core::i18n::Lang::En,
+                yishi_core::calendar::Zone::default(),
+            )),
+            engine,
+        }
     }
 
     async fn token(&self, role: &str, scope: &str, acts_as: &[&str]) -> String {
@@ -228,7 +236,7 @@ async fn bad_input_gets_the_right_4xx() {
     let (s, v) = api
         .call("POST", &uri, Some(&t), Some(json!({"action": "submit", "payload": {"title": "x", "channel": "pigeon"}})))
         .await;
-    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("channel")), "{v}");
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("/payload/channel")), "{v}");
     let big = "x".repeat(400 * 1024);
     let (s, _) = api.call("POST", &uri, Some(&t), Some(json!({"action": "submit", "payload": {"title": big}}))).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
@@ -244,7 +252,7 @@ async fn bad_input_gets_the_right_4xx() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "an abstract template cannot start: {v}");
     let (s, v) =
         api.call("POST", "/api/v1/validate", Some(&t), Some(json!({"path": "../../etc/passwd", "text": ""}))).await;
-    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("path")));
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("/path")));
 }
 
 #[tokio::test]
@@ -375,7 +383,15 @@ async fn reload_status_shows_only_diagnostics_in_scope() {
     let engine = common::engine_on(AnyStore::Sqlite(SqliteStore::memory().await.unwrap()), Arc::new(SystemClock)).await;
     let reloader = Arc::new(Reloader::new(tmp.path().to_owned(), engine.clone()));
     assert!(!reloader.reload("test").await.unwrap().ok);
-    let api = Api { app: router(AppState::new(engine.clone(), reloader)), engine };
+    let api = Api {
+        app: router(AppState::new(
+            engine.clone(),
+            reloader,
+            yishi_core::i18n::Lang::En,
+            yishi_core::calendar::Zone::default(),
+        )),
+        engine,
+    };
     let a = api.token("viewer", "a", &[]).await;
     let (s, v) = api.call("GET", "/api/v1/reload", Some(&a), None).await;
     assert_eq!(s, StatusCode::OK);
@@ -468,11 +484,11 @@ async fn schemathesis_findings_stay_fixed() {
     assert!(started["version"].is_i64() && started["hash"].is_string(), "{started}");
     // 2. A path with control characters was accepted by `validate`.
     let (s, v) = api.call("POST", "/api/v1/validate", Some(&t), Some(json!({"path": "\u{95}", "text": ""}))).await;
-    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("path")));
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("/path")));
     // 3. Migrating to a version that does not exist answered 404, as if the case were gone.
     let (s, v) =
         api.call("POST", &format!("/api/v1/instances/{id}/migrate"), Some(&t), Some(json!({"to_version": 999}))).await;
-    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("to_version")), "{v}");
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("/to_version")), "{v}");
     // 4. Integral floats are integers in JSON Schema.
     let own = c["version"].as_i64().unwrap() as f64;
     let (s, v) = api

@@ -3,8 +3,17 @@
 use std::process::Command;
 
 fn yishi(args: &[&str]) -> (i32, String, String) {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_yishi")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    yishi_env(args, &[("LANG", "en_US.UTF-8")])
+}
+
+fn yishi_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_yishi"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for k in ["LANG", "LC_ALL", "LC_MESSAGES", "YISHI_LANG", "YISHI_WORKFLOWS", "NO_COLOR"] {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -18,10 +27,10 @@ fn check_exits_0_when_clean_1_on_problems_2_when_it_cannot_run() {
     assert_eq!(code, 0, "{out}");
     let (code, out, _) = yishi(&["check", "tests/diagnostics/references"]);
     assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("u/w.toml:11:8: error[Y0105]: no plugin provides step kind `tsak`\n  hint: did you mean `task`?"),
-        "{out}"
-    );
+    assert!(out.contains("error[Y0105]: no plugin provides step kind `tsak`\n  --> u/w.toml:11:8\n"), "{out}");
+    assert!(out.contains("kind = \"tsak\"\n   |        ^^^^^^\n"), "a marker under the span: {out}");
+    assert!(out.contains("hint: did you mean `task`?"), "{out}");
+    assert!(!out.contains('\u{1b}'), "no colour codes when stdout is not a terminal");
     let (code, _, err) = yishi(&["check", "no/such/folder"]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot read no/such/folder"), "{err}");
@@ -38,6 +47,48 @@ fn check_speaks_json_for_tools() {
         (Some("Y0108"), Some("u/base.toml"), Some(6), Some(9))
     );
     assert!(d["message"].as_str().unwrap().contains("a share is a number between 0 and 1"));
+    assert!(d["span"].is_array() && d["end_line"].as_u64() == Some(6), "snippet data for editors: {d}");
+    let (_, out, _) = yishi(&["check", "tests/diagnostics/params", "--format", "json", "--lang", "zh-CN"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let d = &v["diagnostics"][0];
+    assert_eq!(d["code"].as_str(), Some("Y0108"), "codes are the same in every language");
+    assert!(d["message"].as_str().unwrap().contains("比例应是 0 到 1 之间的数"), "{d}");
+}
+
+#[test]
+fn the_language_follows_the_flag_then_yishi_lang_then_the_locale() {
+    let msg = |out: &str| out.lines().last().unwrap_or_default().to_owned();
+    let en = "12 workflow(s) ok, 0 with errors; 0 error(s), 0 warning(s)";
+    let zh = "12 个流程正常，0 个有错误；共 0 个错误、0 个警告";
+    assert_eq!(msg(&yishi_env(&["check"], &[("LANG", "zh_CN.UTF-8")]).1), zh);
+    assert_eq!(msg(&yishi_env(&["check"], &[("LANG", "zh_CN.UTF-8"), ("LC_ALL", "en_US.UTF-8")]).1), en);
+    assert_eq!(msg(&yishi_env(&["check"], &[("LC_ALL", "en_US.UTF-8"), ("YISHI_LANG", "zh-CN")]).1), zh);
+    assert_eq!(msg(&yishi_env(&["check", "--lang", "en"], &[("YISHI_LANG", "zh-CN")]).1), en);
+    assert_eq!(msg(&yishi_env(&["check"], &[]).1), zh, "Chinese when nothing says");
+    let (_, help, _) = yishi_env(&["check", "--help"], &[("LANG", "zh_CN.UTF-8")]);
+    assert!(help.contains("用法："), "{help}");
+}
+
+#[test]
+fn check_and_test_honour_yishi_workflows() {
+    let (code, out, _) = yishi_env(&["check"], &[("YISHI_WORKFLOWS", "tests/diagnostics/references"), ("LANG", "C")]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out, _) = yishi_env(&["test"], &[("YISHI_WORKFLOWS", "docs/patterns"), ("LANG", "C")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("17 passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn a_calendar_month_shows_its_holidays_and_make_up_days() {
+    let (code, out, err) = yishi_env(&["calendar", "2026-10"], &[("LANG", "zh_CN.UTF-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("国务院办公厅关于2026年部分节假日安排的通知"), "{out}");
+    assert!(out.contains("2026-10-01 休息 国庆节"), "{out}");
+    assert!(out.contains("2026-10-10 调休上班"), "{out}");
+    assert!(out.contains("  1* ") && out.contains(" 10+"), "{out}");
+    let (code, _, err) = yishi_env(&["calendar", "2026-13"], &[("LANG", "C")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("is not a month"), "{err}");
 }
 
 #[test]

@@ -1,12 +1,16 @@
 //! The checker's specification: every folder under `tests/diagnostics/` is a small workflows
 //! folder with deliberate mistakes, and `diagnostics.snap` beside it holds exactly what
-//! `yishi check` must report for it (file, line, column, code, message, hint).
+//! `yishi check` must report for it: each diagnostic as a person sees it (code, file, line,
+//! column, the source line with a marker under the span, labels, hint), in English, then the
+//! same messages in Chinese.
 //!
 //! To accept a changed output after review: `INSTA_UPDATE=always cargo test --test diagnostics`.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use yishi::cli::report::{self, Style};
+use yishi_core::i18n::Lang;
 use yishi_core::script::Sandbox;
 use yishi_core::{FileSet, check};
 
@@ -14,8 +18,14 @@ fn render(dir: &Path) -> String {
     let files = FileSet::load_dir(dir).expect("case folder");
     let catalog = check(&files, &yishi::registry(), &Arc::new(Sandbox::default()));
     let mut out = String::new();
+    let style = Style { color: false, lang: Lang::En };
     for d in &catalog.diagnostics {
-        out.push_str(&d.to_string());
+        out.push_str(&report::render(d, &files, &style));
+        out.push_str("\n\n");
+    }
+    out.push_str("---- zh-CN ----\n");
+    for d in &catalog.diagnostics {
+        out.push_str(&d.render_line(Lang::ZhCn));
         out.push('\n');
     }
     out.push_str(&format!(
@@ -60,7 +70,11 @@ fn symlinks_are_refused() {
     )
     .unwrap();
     let out = render(dir.path());
-    assert!(out.contains("u/lists/enc.toml: error[Y0001]: cannot read file: symbolic links are not followed"), "{out}");
+    assert!(
+        out.contains("error[Y0001]: cannot read the file: symbolic links are not followed\n--> u/lists/enc.toml"),
+        "{out}"
+    );
+    assert!(out.contains("u/lists/enc.toml: 错误[Y0001]: 无法读取这个文件：不跟随符号链接"), "{out}");
     assert!(out.contains("error[Y0109]"), "{out}");
 }
 

@@ -59,7 +59,7 @@ impl H {
         let mut files = FileSet::new();
         files.insert("u/w.toml", text);
         assert!(self.engine.activate_files(&files, "test").await.unwrap().ok);
-        self.engine.active().current["u/w"].0.id
+        self.engine.active().current["u/w"].0.seq
     }
     async fn act(&self, id: i64, action: &str, who: &str, roles: &[&str], payload: Value) -> Result<(), EngineError> {
         let payload: Map<String, Value> = payload.as_object().cloned().unwrap_or_default();
@@ -95,7 +95,8 @@ async fn a_renamed_step_moves_by_mapping_and_its_deadline_follows_the_new_rules(
 
     let plan = h.engine.migrate(case.id, v2, &BTreeMap::new(), &admin(), true).await.unwrap();
     assert!(!plan.applied);
-    assert_eq!(plan.problems, ["active step `prepare` has no place in version 2: map it to a step of that version"]);
+    let problems: Vec<String> = plan.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(problems, ["active step `prepare` has no place in version 2: map it to a step of that version"]);
     let err = h.engine.migrate(case.id, v2, &BTreeMap::new(), &admin(), false).await.unwrap_err();
     assert!(matches!(err, EngineError::Refused { .. }), "{err:?}");
     assert_eq!(h.engine.view(case.id).await.unwrap().revision, case.revision, "nothing moved");
@@ -126,7 +127,7 @@ async fn a_vote_part_way_through_moves_only_when_the_mapping_says_so() {
     let v2 = h.load(&v2().replace("size = 5", "size = 4")).await;
     let plan = h.engine.migrate(case.id, v2, &BTreeMap::new(), &admin(), true).await.unwrap();
     assert_eq!(plan.problems.len(), 1, "{:?}", plan.problems);
-    assert!(plan.problems[0].contains("part-way through"), "{:?}", plan.problems);
+    assert!(plan.problems[0].to_string().contains("part-way through"), "{:?}", plan.problems);
     let keep: BTreeMap<String, String> = [("vote".to_owned(), "vote".to_owned())].into_iter().collect();
     assert!(h.engine.migrate(case.id, v2, &keep, &admin(), false).await.unwrap().applied);
     h.act(case.id, "close", "li", &["staff"], json!({})).await.unwrap();

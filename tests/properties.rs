@@ -72,8 +72,8 @@ proptest! {
     fn the_checker_never_panics_on_arbitrary_text(text in "\\PC{0,400}") {
         let diags = check_text(&text);
         for d in &diags {
-            prop_assert!(!d.file.is_empty());
-            prop_assert!(!d.message.is_empty());
+            prop_assert!(!d.file().is_empty());
+            prop_assert!(!d.message.to_string().is_empty());
         }
     }
 
@@ -84,8 +84,8 @@ proptest! {
         let sources = ["chengguan/tianshuinanlu/garden.toml", "xingqing/lijingjie/yinhong/dispute.toml", "yanqing/rulin/steward.toml", "shengli/shenghong/proposal.toml"];
         let text = mutate(&shipped(sources[which]), at, len, kind, NOISE[noise]);
         let diags = check_text(&text);
-        for d in diags.iter().filter(|d| d.file == "u/w.toml" && d.line > 0) {
-            prop_assert!(d.line as usize <= text.lines().count() + 1, "line {} beyond the file: {d}", d.line);
+        for d in diags.iter().filter(|d| d.file() == "u/w.toml" && d.place.line > 0) {
+            prop_assert!(d.place.line as usize <= text.lines().count() + 1, "line {} beyond the file: {d}", d.place.line);
         }
     }
 }

@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use toml::Spanned;
+use yishi_core::i18n::Message;
 use yishi_core::kind::{Actor, CompileCx, NumberOrParam, StepCx};
+use yishi_core::msg;
 
 /// Reads the step's state as `T` (default when empty).
 pub fn load<T: DeserializeOwned + Default>(cx: &StepCx<'_>) -> T {
@@ -55,11 +57,7 @@ impl ElectorateDecl {
     pub fn compile(&self, cx: &mut CompileCx<'_>, span: std::ops::Range<usize>) -> Option<CompiledElectorate> {
         let count = [self.role.is_some(), self.list.is_some(), self.data.is_some()].iter().filter(|b| **b).count();
         if count != 1 {
-            cx.error(
-                Some(span),
-                "an electorate needs exactly one of `role`, `list` or `data`",
-                Some("electorate = { role = \"representative\", size = \"representatives\" }".into()),
-            );
+            cx.error(Some(span), msg!("check-electorate-one-of"), Some(msg!("hint-electorate-example")));
             return None;
         }
         let size = match &self.size {
@@ -78,8 +76,8 @@ impl ElectorateDecl {
             if members.is_empty() {
                 cx.error(
                     Some(path.span()),
-                    format!("list `{}` has no `members`", path.get_ref()),
-                    Some("members = [\"r01\", \"r02\"]".into()),
+                    msg!("check-list-no-members", list = path.get_ref()),
+                    Some(msg!("hint-members-example")),
                 );
                 return None;
             }
@@ -124,11 +122,20 @@ impl CompiledElectorate {
         }
     }
 
-    pub fn describe(&self) -> String {
+    /// Who a notice about the electorate goes to: the role, or the listed members.
+    pub fn recipients(&self) -> Vec<String> {
         match &self.who {
-            Electorate::Role(r) => format!("holders of role `{r}`"),
-            Electorate::Members(m) => format!("the {} listed members", m.len()),
-            Electorate::Data(k) => format!("the people listed in `{k}`"),
+            Electorate::Role(r) => vec![r.clone()],
+            Electorate::Members(m) => m.iter().cloned().collect(),
+            Electorate::Data(_) => Vec::new(),
+        }
+    }
+
+    pub fn describe(&self) -> Message {
+        match &self.who {
+            Electorate::Role(r) => msg!("electorate-role", role = r),
+            Electorate::Members(m) => msg!("electorate-members", count = m.len()),
+            Electorate::Data(k) => msg!("electorate-data", key = k),
         }
     }
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use toml::Spanned;
 use yishi_core::duration::Duration;
+use yishi_core::i18n::Message;
 use yishi_core::kind::*;
+use yishi_core::msg;
 use yishi_core::script::Script;
 
 use crate::common::{load, opt_number, save};
@@ -79,8 +81,8 @@ impl StepKind for EscalateKind {
     fn name(&self) -> &str {
         "escalate"
     }
-    fn summary(&self) -> &str {
-        "whistle and report: departments report within a deadline, reminders, escalation, ratings"
+    fn summary(&self) -> Message {
+        msg!("kind-escalate")
     }
     fn settings_schema(&self) -> schemars::Schema {
         schemars::schema_for!(EscalateSettings)
@@ -92,11 +94,7 @@ impl StepKind for EscalateKind {
             (Some(d), None) if !d.is_empty() => None,
             (None, Some(script)) => Some(cx.script(script, &[])?),
             _ => {
-                cx.error(
-                    Some(span),
-                    "name the departments: exactly one of `departments` (a list) or `departments_from` (a script)",
-                    None,
-                );
+                cx.error(Some(span), msg!("check-escalate-departments"), None);
                 return None;
             }
         };
@@ -112,11 +110,7 @@ impl StepKind for EscalateKind {
         if let (Some(n), Some(d)) = (need, &s.departments)
             && n > d.len() as u64
         {
-            cx.error(
-                s.need.as_ref().map(Spanned::span),
-                format!("`need` is {n}, but only {} departments are whistled", d.len()),
-                None,
-            );
+            cx.error(s.need.as_ref().map(Spanned::span), msg!("check-escalate-need", need = n, count = d.len()), None);
             return None;
         }
         Some(Arc::new(EscalateStep {
@@ -150,13 +144,13 @@ impl Step for EscalateStep {
     }
     fn actions(&self) -> Vec<ActionSpec> {
         vec![
-            ActionSpec::new("report", "a department reports: its response to the whistle")
-                .field("department", FieldType::String, true, "the department reporting")
-                .field("response", FieldType::String, true, "what it did or will do"),
-            ActionSpec::new("rate", "the community rates a department's response")
-                .field("department", FieldType::String, true, "the department")
-                .field("score", FieldType::Int, true, "1 (poor) to 5 (excellent)")
-                .field("comment", FieldType::String, false, "remarks"),
+            ActionSpec::new("report", msg!("action-escalate-report"))
+                .field("department", FieldType::String, true, msg!("field-escalate-reporting"))
+                .field("response", FieldType::String, true, msg!("field-escalate-response")),
+            ActionSpec::new("rate", msg!("action-escalate-rate"))
+                .field("department", FieldType::String, true, msg!("field-escalate-department"))
+                .field("score", FieldType::Int, true, msg!("field-escalate-score"))
+                .field("comment", FieldType::String, false, msg!("field-escalate-comment")),
         ]
     }
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
@@ -171,7 +165,7 @@ impl Step for EscalateStep {
             }
         };
         if names.is_empty() {
-            return Err(StepError::Failed("no department to whistle".into()));
+            return Err(StepError::Failed(msg!("escalate-none")));
         }
         let due = cx.after(self.report_within);
         let mut w = Whistle::default();
@@ -182,7 +176,7 @@ impl Step for EscalateStep {
         cx.notify(Notice {
             topic: "whistle".into(),
             to: names.clone(),
-            message: format!("case {}: please report by the deadline", cx.instance_id),
+            message: msg!("notice-whistle", case = cx.instance_id),
             webhook: None,
             body: json!({ "due_at": due }),
         });
@@ -197,15 +191,16 @@ impl Step for EscalateStep {
             let known: Vec<&str> = w.departments.keys().map(String::as_str).collect();
             return Err(StepError::refused_field(
                 "department",
-                format!("`{dept}` was not whistled (whistled: {})", known.join(", ")),
+                msg!("escalate-not-whistled", department = &dept, whistled = known),
             ));
         };
         match action.name {
             "report" => {
                 if action.subject.id != dept && !action.subject.roles.contains(&dept) {
-                    return Err(StepError::refused(format!(
-                        "`{}` cannot report for `{dept}`: a department reports as itself (its id or role)",
-                        action.subject.id
+                    return Err(StepError::refused(msg!(
+                        "escalate-report-as-itself",
+                        who = &action.subject.id,
+                        department = &dept
                     )));
                 }
                 d.reported_at = Some(cx.now);
@@ -215,16 +210,19 @@ impl Step for EscalateStep {
             }
             "rate" => {
                 if d.reported_at.is_none() {
-                    return Err(StepError::refused_field("department", format!("`{dept}` has not reported yet")));
+                    return Err(StepError::refused_field(
+                        "department",
+                        msg!("escalate-not-reported", department = &dept),
+                    ));
                 }
                 let score = action.payload.get("score").and_then(Value::as_i64).unwrap_or(0);
                 if !(1..=5).contains(&score) {
-                    return Err(StepError::refused_field("score", "a score is from 1 to 5"));
+                    return Err(StepError::refused_field("score", msg!("escalate-score")));
                 }
                 d.rating = Some(score);
                 d.comment = action.payload.get("comment").and_then(Value::as_str).map(str::to_owned);
             }
-            other => return Err(StepError::refused(format!("unknown action `{other}`"))),
+            other => return Err(StepError::refused(msg!("run-unknown-action", action = other))),
         }
         Self::record(cx, &w);
         let done = self.complete(&w);
@@ -243,7 +241,7 @@ impl Step for EscalateStep {
                 cx.notify(Notice {
                     topic: "overdue".into(),
                     to: vec![dept.to_owned()],
-                    message: format!("case {}: your report is overdue", cx.instance_id),
+                    message: msg!("notice-report-overdue", case = cx.instance_id),
                     webhook: None,
                     body: Value::Null,
                 });
@@ -256,10 +254,7 @@ impl Step for EscalateStep {
                 cx.notify(Notice {
                     topic: "escalated".into(),
                     to: vec![self.escalate_to.clone()],
-                    message: format!(
-                        "case {}: `{dept}` has not reported; escalated to {}",
-                        cx.instance_id, self.escalate_to
-                    ),
+                    message: msg!("notice-escalated", case = cx.instance_id, department = dept, to = &self.escalate_to),
                     webhook: None,
                     body: Value::Null,
                 });

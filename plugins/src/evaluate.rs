@@ -9,7 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use toml::Spanned;
+use yishi_core::i18n::Message;
 use yishi_core::kind::*;
+use yishi_core::msg;
 
 use crate::common::{CompiledElectorate, ElectorateDecl, load, opt_number, save};
 
@@ -57,8 +59,8 @@ impl StepKind for EvaluateKind {
     fn name(&self) -> &str {
         "evaluate"
     }
-    fn summary(&self) -> &str {
-        "a satisfaction round: scale, minimum responses, threshold; a poor result opens a linked proposal"
+    fn summary(&self) -> Message {
+        msg!("kind-evaluate")
     }
     fn settings_schema(&self) -> schemars::Schema {
         schemars::schema_for!(EvaluateSettings)
@@ -68,11 +70,7 @@ impl StepKind for EvaluateKind {
         let s: EvaluateSettings = cx.settings(settings, "evaluate")?;
         let scale = opt_number(cx, &s.scale).ok()?.unwrap_or(5.0) as i64;
         if scale < 2 {
-            cx.error(
-                s.scale.as_ref().map(Spanned::span).or(Some(span.clone())),
-                "a score scale needs at least 2 points",
-                None,
-            );
+            cx.error(s.scale.as_ref().map(Spanned::span).or(Some(span.clone())), msg!("check-evaluate-scale"), None);
             return None;
         }
         let min_responses = opt_number(cx, &s.min_responses).ok()?.unwrap_or(1.0).max(1.0) as u64;
@@ -80,7 +78,7 @@ impl StepKind for EvaluateKind {
         if threshold > scale as f64 {
             cx.error(
                 s.threshold.as_ref().map(Spanned::span),
-                format!("the threshold {threshold} is above the top of the scale ({scale})"),
+                msg!("check-evaluate-threshold", threshold = threshold, scale = scale),
                 None,
             );
             return None;
@@ -92,7 +90,7 @@ impl StepKind for EvaluateKind {
         if let Some(f) = &s.follow_up
             && !yishi_core::model::valid_id(f.rsplit('/').next().unwrap_or(f))
         {
-            cx.error(Some(span), format!("`follow_up` must name a workflow, not `{f}`"), None);
+            cx.error(Some(span), msg!("check-evaluate-follow-up", value = f), None);
             return None;
         }
         Some(Arc::new(EvaluateStep {
@@ -123,13 +121,12 @@ impl EvaluateStep {
             && let Some(f) = &self.follow_up
         {
             let workflow = if f.contains('/') { f.clone() } else { format!("{}/{f}", cx.unit) };
-            let title = cx.get("proposal").and_then(|p| p.get("title")).and_then(Value::as_str).unwrap_or("the matter");
+            let title = cx.get("proposal").and_then(|p| p.get("title")).and_then(Value::as_str).unwrap_or_default();
             let mut data = Map::new();
             data.insert("follow_up_of".into(), Value::from(cx.instance_id));
-            data.insert(
-                "reason".into(),
-                Value::String(format!("residents were not satisfied ({avg:.1} of {}) with: {title}", self.scale)),
-            );
+            let reason =
+                msg!("evaluate-follow-up-reason", average = format!("{avg:.1}"), scale = self.scale, title = title);
+            data.insert("reason".into(), serde_json::to_value(reason).unwrap_or(Value::Null));
             data.insert("comments".into(), json!(comments));
             cx.spawns.push(Spawn { workflow, data });
         }
@@ -143,10 +140,10 @@ impl Step for EvaluateStep {
     }
     fn actions(&self) -> Vec<ActionSpec> {
         vec![
-            ActionSpec::new("rate", "give a satisfaction score (a second score replaces the first)")
-                .field("score", FieldType::Int, true, "1 to the top of the scale")
-                .field("comment", FieldType::String, false, "remarks or new needs"),
-            ActionSpec::new("close", "close the round now and count"),
+            ActionSpec::new("rate", msg!("action-evaluate-rate"))
+                .field("score", FieldType::Int, true, msg!("field-evaluate-score"))
+                .field("comment", FieldType::String, false, msg!("field-evaluate-comment")),
+            ActionSpec::new("close", msg!("action-evaluate-close")),
         ]
     }
     fn handles_deadline(&self) -> bool {
@@ -164,22 +161,22 @@ impl Step for EvaluateStep {
                 if let Some(e) = &self.respondents
                     && !e.admits(cx, action.subject)
                 {
-                    return Err(StepError::refused(format!(
-                        "`{}` is not among the respondents ({})",
-                        action.subject.id,
-                        e.describe()
+                    return Err(StepError::refused(msg!(
+                        "evaluate-not-respondent",
+                        who = &action.subject.id,
+                        respondents = e.describe()
                     )));
                 }
                 let score = action.payload.get("score").and_then(Value::as_i64).unwrap_or(0);
                 if !(1..=self.scale).contains(&score) {
-                    return Err(StepError::refused_field("score", format!("a score is from 1 to {}", self.scale)));
+                    return Err(StepError::refused_field("score", msg!("evaluate-score", scale = self.scale)));
                 }
                 let comment = action.payload.get("comment").and_then(Value::as_str).map(str::to_owned);
                 r.scores.insert(action.subject.id.clone(), (score, comment));
                 save(cx, &r);
                 Ok(Flow::Wait)
             }
-            other => Err(StepError::refused(format!("unknown action `{other}`"))),
+            other => Err(StepError::refused(msg!("run-unknown-action", action = other))),
         }
     }
     fn on_timer(&self, cx: &mut StepCx<'_>, timer: &str) -> Result<Flow, StepError> {

@@ -9,7 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use toml::Spanned;
+use yishi_core::i18n::Message;
 use yishi_core::kind::*;
+use yishi_core::msg;
 
 use crate::common::{CompiledElectorate, ElectorateDecl, load, save};
 
@@ -61,8 +63,8 @@ impl StepKind for ImplementKind {
     fn name(&self) -> &str {
         "implement"
     }
-    fn summary(&self) -> &str {
-        "carrying out: responsible party, weighted tasks, progress reports, supervisors' sign-off"
+    fn summary(&self) -> Message {
+        msg!("kind-implement")
     }
     fn settings_schema(&self) -> schemars::Schema {
         schemars::schema_for!(ImplementSettings)
@@ -73,11 +75,11 @@ impl StepKind for ImplementKind {
         let mut ids: Vec<&str> = s.tasks.iter().map(|t| t.id.as_str()).collect();
         ids.sort();
         if ids.windows(2).any(|w| w[0] == w[1]) {
-            cx.error(Some(span.clone()), "task ids must be unique", None);
+            cx.error(Some(span.clone()), msg!("check-implement-ids"), None);
             return None;
         }
         if s.tasks.iter().any(|t| t.weight <= 0.0) {
-            cx.error(Some(span), "task weights must be positive", None);
+            cx.error(Some(span), msg!("check-implement-weights"), None);
             return None;
         }
         let supervisors = match &s.supervisors {
@@ -116,31 +118,36 @@ impl Step for ImplementStep {
     }
     fn actions(&self) -> Vec<ActionSpec> {
         let mut actions = vec![
-            ActionSpec::new("assign", "name the responsible party").field(
+            ActionSpec::new("assign", msg!("action-implement-assign")).field(
                 "responsible",
                 FieldType::String,
                 true,
-                "a building steward, grid head, contractor ...",
+                msg!("field-implement-responsible"),
             ),
-            ActionSpec::new("report", "report progress on a task")
-                .field("task", FieldType::String, true, "task id")
-                .field("progress", FieldType::Int, true, "percent done, 0 to 100")
-                .field("note", FieldType::String, false, "what was done"),
-            ActionSpec::new("abandon", "give up, with a reason").field("reason", FieldType::String, true, "why"),
+            ActionSpec::new("report", msg!("action-implement-report"))
+                .field("task", FieldType::String, true, msg!("field-implement-task"))
+                .field("progress", FieldType::Int, true, msg!("field-implement-progress"))
+                .field("note", FieldType::String, false, msg!("field-implement-note")),
+            ActionSpec::new("abandon", msg!("action-implement-abandon")).field(
+                "reason",
+                FieldType::String,
+                true,
+                msg!("field-implement-abandon-reason"),
+            ),
         ];
         if self.tasks.is_empty() {
-            actions.push(ActionSpec::new("plan", "set the tasks (the workflow does not list them)").field(
+            actions.push(ActionSpec::new("plan", msg!("action-implement-plan")).field(
                 "tasks",
                 FieldType::Any,
                 true,
-                "a list of {id, title, weight}",
+                msg!("field-implement-tasks"),
             ));
         }
         if self.supervisors.is_some() {
             actions.push(
-                ActionSpec::new("sign_off", "a supervisor signs off a finished task")
-                    .field("task", FieldType::String, true, "task id")
-                    .field("note", FieldType::String, false, "remarks on quality"),
+                ActionSpec::new("sign_off", msg!("action-implement-sign-off"))
+                    .field("task", FieldType::String, true, msg!("field-implement-task"))
+                    .field("note", FieldType::String, false, msg!("field-implement-quality")),
             );
         }
         actions
@@ -159,49 +166,44 @@ impl Step for ImplementStep {
             "assign" => w.responsible = action.payload.get("responsible").and_then(Value::as_str).map(str::to_owned),
             "plan" => {
                 if w.progress.values().any(|p| *p > 0) {
-                    return Err(StepError::refused("the tasks cannot be replanned once work is reported"));
+                    return Err(StepError::refused(msg!("implement-replan")));
                 }
-                let tasks: Vec<TaskDecl> = serde_json::from_value(
-                    action.payload.get("tasks").cloned().unwrap_or(Value::Null),
-                )
-                .map_err(|e| {
-                    StepError::refused_field("tasks", format!("tasks are a list of {{id, title, weight}}: {e}"))
-                })?;
+                let tasks: Vec<TaskDecl> =
+                    serde_json::from_value(action.payload.get("tasks").cloned().unwrap_or(Value::Null)).map_err(
+                        |e| StepError::refused_field("tasks", msg!("implement-tasks-shape", detail = e.to_string())),
+                    )?;
                 if tasks.is_empty() || tasks.iter().any(|t| t.weight <= 0.0) {
-                    return Err(StepError::refused_field(
-                        "tasks",
-                        "give at least one task, each with a positive weight",
-                    ));
+                    return Err(StepError::refused_field("tasks", msg!("implement-tasks-weights")));
                 }
                 w.tasks = tasks;
             }
             "report" => {
                 if !known(&w) {
-                    return Err(StepError::refused_field("task", format!("no task `{task}`")));
+                    return Err(StepError::refused_field("task", msg!("implement-no-task", task = &task)));
                 }
                 let p = action.payload.get("progress").and_then(Value::as_i64).unwrap_or(-1);
                 if !(0..=100).contains(&p) {
-                    return Err(StepError::refused_field("progress", "progress is a percentage from 0 to 100"));
+                    return Err(StepError::refused_field("progress", msg!("implement-progress")));
                 }
                 w.progress.insert(task.clone(), p as u64);
                 w.reports.push(json!({ "task": task, "progress": p, "by": action.subject.id, "at": cx.now, "note": action.payload.get("note") }));
             }
             "sign_off" => {
                 let Some(sup) = &self.supervisors else {
-                    return Err(StepError::refused("this step has no supervisors to sign off"));
+                    return Err(StepError::refused(msg!("implement-no-supervisors")));
                 };
                 if !sup.admits(cx, action.subject) {
-                    return Err(StepError::refused(format!(
-                        "`{}` is not a supervisor ({})",
-                        action.subject.id,
-                        sup.describe()
+                    return Err(StepError::refused(msg!(
+                        "implement-not-supervisor",
+                        who = &action.subject.id,
+                        supervisors = sup.describe()
                     )));
                 }
                 if !known(&w) {
-                    return Err(StepError::refused_field("task", format!("no task `{task}`")));
+                    return Err(StepError::refused_field("task", msg!("implement-no-task", task = &task)));
                 }
                 if w.progress.get(&task) != Some(&100) {
-                    return Err(StepError::refused_field("task", format!("task `{task}` is not finished yet")));
+                    return Err(StepError::refused_field("task", msg!("implement-not-finished", task = &task)));
                 }
                 w.signed_off.insert(task, action.subject.id.clone());
             }
@@ -212,7 +214,7 @@ impl Step for ImplementStep {
                 save(cx, &w);
                 return Ok(Flow::Done("abandoned".into()));
             }
-            other => return Err(StepError::refused(format!("unknown action `{other}`"))),
+            other => return Err(StepError::refused(msg!("run-unknown-action", action = other))),
         }
         Self::record(cx, &w);
         let done = self.finished(&w);

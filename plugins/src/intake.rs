@@ -4,13 +4,15 @@
 
 use std::sync::Arc;
 
-use chrono::{Datelike, TimeZone};
+use chrono::Datelike;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use toml::Spanned;
 use yishi_core::duration::Duration;
+use yishi_core::i18n::Message;
 use yishi_core::kind::*;
+use yishi_core::msg;
 
 use crate::common::{load, opt_number, save};
 
@@ -61,10 +63,12 @@ struct IntakeState {
     co_signers: Vec<String>,
 }
 
+/// Every name in `given` is one of `known`; `unknown` is the message for one that is not
+/// (`check-intake-unknown-channel`), `listed` the hint listing the known ones.
 fn check_names(
     cx: &mut CompileCx<'_>,
     span: std::ops::Range<usize>,
-    what: &str,
+    (unknown, listed): (&'static str, &'static str),
     given: &[String],
     known: &[&str],
 ) -> bool {
@@ -72,8 +76,8 @@ fn check_names(
     for g in given {
         if !known.contains(&g.as_str()) {
             let hint = yishi_core::diag::did_you_mean(g, known.iter().copied())
-                .or_else(|| Some(format!("{what}: {}", known.join(", "))));
-            cx.error(Some(span.clone()), format!("unknown {what} `{g}`"), hint);
+                .or_else(|| Some(Message::new(listed).arg("names", known.to_vec())));
+            cx.error(Some(span.clone()), Message::new(unknown).arg("name", g), hint);
             ok = false;
         }
     }
@@ -84,8 +88,8 @@ impl StepKind for IntakeKind {
     fn name(&self) -> &str {
         "intake"
     }
-    fn summary(&self) -> &str {
-        "a proposal arrives: channel, individual/joint/organisational form, co-signers, registration number"
+    fn summary(&self) -> Message {
+        msg!("kind-intake")
     }
     fn settings_schema(&self) -> schemars::Schema {
         schemars::schema_for!(IntakeSettings)
@@ -95,8 +99,8 @@ impl StepKind for IntakeKind {
         let s: IntakeSettings = cx.settings(settings, "intake")?;
         let channels = s.channels.unwrap_or_else(|| CHANNELS.iter().map(|c| (*c).to_owned()).collect());
         let forms = s.forms.unwrap_or_else(|| FORMS.iter().map(|c| (*c).to_owned()).collect());
-        let ok = check_names(cx, span.clone(), "channel", &channels, CHANNELS)
-            & check_names(cx, span.clone(), "form", &forms, FORMS);
+        let ok = check_names(cx, span.clone(), ("check-intake-channel", "hint-intake-channels"), &channels, CHANNELS)
+            & check_names(cx, span.clone(), ("check-intake-form", "hint-intake-forms"), &forms, FORMS);
         let co_signers = opt_number(cx, &s.co_signers).ok()?.unwrap_or(5.0).max(0.0) as u64;
         let co_sign_within = match &s.co_sign_within {
             Some(d) => cx.duration(d)?,
@@ -107,14 +111,7 @@ impl StepKind for IntakeKind {
             roles_ok &= cx.role(&Spanned::new(span.clone(), r.clone()));
         }
         if forms.iter().any(|f| f == "organisational") && s.organisation_roles.as_ref().is_none_or(Vec::is_empty) {
-            cx.error(
-                Some(span),
-                "organisational proposals need `organisation_roles`: the roles that may submit for an organisation",
-                Some(
-                    "organisation_roles = [\"owners_committee\", \"property\"], or drop `organisational` from `forms`"
-                        .into(),
-                ),
-            );
+            cx.error(Some(span), msg!("check-intake-organisation-roles"), Some(msg!("hint-intake-organisation-roles")));
             return None;
         }
         (ok && roles_ok).then(|| {
@@ -138,9 +135,7 @@ impl IntakeStep {
     }
 
     fn register(&self, cx: &mut StepCx<'_>) -> Flow {
-        let year = chrono::FixedOffset::east_opt(cx.calendar.utc_offset_secs)
-            .and_then(|tz| tz.timestamp_millis_opt(cx.now).single())
-            .map_or(1970, |d| d.year());
+        let year = cx.calendar.zone.local(cx.now).map_or(1970, |d| d.year());
         let format = self
             .number_format
             .replace("{unit}", cx.unit.rsplit('/').next().unwrap_or(cx.unit))
@@ -161,25 +156,20 @@ impl Step for IntakeStep {
     }
     fn actions(&self) -> Vec<ActionSpec> {
         vec![
-            ActionSpec::new("submit", "submit the proposal or complaint")
-                .field("title", FieldType::String, true, "short title")
-                .field("description", FieldType::String, false, "what the matter is")
-                .field("channel", FieldType::OneOf(self.channels.clone()), true, "how it arrived")
-                .field(
-                    "form",
-                    FieldType::OneOf(self.forms.clone()),
-                    false,
-                    "individual (default), joint or organisational",
-                )
-                .field("category", FieldType::String, false, "topic category, e.g. building, safety")
-                .field("organisation", FieldType::String, false, "the organisation, for an organisational proposal")
-                .field("cost", FieldType::Number, false, "estimated cost in yuan")
-                .field("households", FieldType::Int, false, "households affected")
-                .field("location", FieldType::String, false, "building, courtyard or place")
-                .field("details", FieldType::Object, false, "anything else"),
+            ActionSpec::new("submit", msg!("action-intake-submit"))
+                .field("title", FieldType::String, true, msg!("field-intake-title"))
+                .field("description", FieldType::String, false, msg!("field-intake-description"))
+                .field("channel", FieldType::OneOf(self.channels.clone()), true, msg!("field-intake-channel"))
+                .field("form", FieldType::OneOf(self.forms.clone()), false, msg!("field-intake-form"))
+                .field("category", FieldType::String, false, msg!("field-intake-category"))
+                .field("organisation", FieldType::String, false, msg!("field-intake-organisation"))
+                .field("cost", FieldType::Number, false, msg!("field-intake-cost"))
+                .field("households", FieldType::Int, false, msg!("field-intake-households"))
+                .field("location", FieldType::String, false, msg!("field-intake-location"))
+                .field("details", FieldType::Object, false, msg!("field-intake-details")),
         ]
         .into_iter()
-        .chain(self.joint().then(|| ActionSpec::new("co_sign", "co-sign a joint proposal")))
+        .chain(self.joint().then(|| ActionSpec::new("co_sign", msg!("action-intake-co-sign"))))
         .collect()
     }
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
@@ -191,20 +181,17 @@ impl Step for IntakeStep {
         match action.name {
             "submit" => {
                 if st.submitted {
-                    return Err(StepError::refused("the proposal has already been submitted"));
+                    return Err(StepError::refused(msg!("intake-already-submitted")));
                 }
                 let form = action.payload.get("form").and_then(Value::as_str).unwrap_or("individual").to_owned();
                 if form == "organisational" {
                     if action.payload.get("organisation").and_then(Value::as_str).is_none_or(str::is_empty) {
-                        return Err(StepError::refused_field(
-                            "organisation",
-                            "an organisational proposal names its organisation",
-                        ));
+                        return Err(StepError::refused_field("organisation", msg!("intake-name-organisation")));
                     }
                     if !action.subject.roles.iter().any(|r| self.organisation_roles.contains(r)) {
-                        return Err(StepError::refused(format!(
-                            "organisational proposals are submitted by {}",
-                            self.organisation_roles.join(", ")
+                        return Err(StepError::refused(msg!(
+                            "intake-organisation-roles",
+                            roles = self.organisation_roles.clone()
                         )));
                     }
                 }
@@ -231,18 +218,18 @@ impl Step for IntakeStep {
             }
             "co_sign" => {
                 if !st.submitted {
-                    return Err(StepError::refused("nothing to co-sign yet: the proposal has not been submitted"));
+                    return Err(StepError::refused(msg!("intake-nothing-to-co-sign")));
                 }
                 if action.subject.id == st.proposer {
-                    return Err(StepError::refused("the proposer cannot co-sign their own proposal"));
+                    return Err(StepError::refused(msg!("intake-own-proposal")));
                 }
                 if let Some(role) = &self.co_signer_role
                     && !action.subject.roles.contains(role)
                 {
-                    return Err(StepError::refused(format!("co-signers must hold role `{role}`")));
+                    return Err(StepError::refused(msg!("intake-co-signer-role", role = role)));
                 }
                 if st.co_signers.contains(&action.subject.id) {
-                    return Err(StepError::refused(format!("`{}` has already co-signed", action.subject.id)));
+                    return Err(StepError::refused(msg!("intake-already-co-signed", who = &action.subject.id)));
                 }
                 st.co_signers.push(action.subject.id.clone());
                 cx.set(cx.step_id, json!({ "co_signers": st.co_signers, "needed": self.co_signers }));
@@ -250,7 +237,7 @@ impl Step for IntakeStep {
                 save(cx, &st);
                 Ok(if enough { self.register(cx) } else { Flow::Wait })
             }
-            other => Err(StepError::refused(format!("unknown action `{other}`"))),
+            other => Err(StepError::refused(msg!("run-unknown-action", action = other))),
         }
     }
     fn on_timer(&self, cx: &mut StepCx<'_>, timer: &str) -> Result<Flow, StepError> {

@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
-use chrono::{Datelike, Months, NaiveDate, TimeZone};
+use chrono::{Datelike, Months, NaiveDate};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use toml::Spanned;
+use yishi_core::i18n::Message;
 use yishi_core::kind::*;
+use yishi_core::msg;
 
 use crate::common::{load, opt_number, save, strings};
 
@@ -79,8 +81,8 @@ impl StepKind for MeetingKind {
     fn name(&self) -> &str {
         "meeting"
     }
-    fn summary(&self) -> &str {
-        "a deliberation meeting: required parties, attendance, minutes, outcomes; monthly sittings"
+    fn summary(&self) -> Message {
+        msg!("kind-meeting")
     }
     fn settings_schema(&self) -> schemars::Schema {
         schemars::schema_for!(MeetingSettings)
@@ -90,15 +92,15 @@ impl StepKind for MeetingKind {
         let mut ok = true;
         if !FORMS.contains(&s.form.get_ref().as_str()) {
             let hint = yishi_core::diag::did_you_mean(s.form.get_ref(), FORMS.iter().copied())
-                .or_else(|| Some(format!("forms: {}", FORMS.join(", "))));
-            cx.error(Some(s.form.span()), format!("unknown meeting form `{}`", s.form.get_ref()), hint);
+                .or_else(|| Some(msg!("hint-meeting-forms", forms = FORMS.to_vec())));
+            cx.error(Some(s.form.span()), msg!("check-meeting-form", form = s.form.get_ref()), hint);
             ok = false;
         }
         for r in s.required_parties.iter().flatten() {
             ok &= cx.role(r);
         }
         if s.form.get_ref() == "three_party" && s.required_parties.as_ref().is_none_or(|r| r.len() < 3) {
-            cx.error(Some(s.form.span()), "a three-party meeting names its three parties in `required_parties` (community office, property manager, owners' committee)", None);
+            cx.error(Some(s.form.span()), msg!("check-meeting-three-party"), None);
             ok = false;
         }
         let min_attendance = opt_number(cx, &s.min_attendance).unwrap_or_else(|()| {
@@ -119,8 +121,8 @@ impl StepKind for MeetingKind {
                     None => {
                         cx.error(
                             Some(sp.span()),
-                            format!("unknown schedule `{x}`"),
-                            Some("`monthly:10` (day 1 to 28) or `next_morning`".into()),
+                            msg!("check-meeting-schedule", schedule = x),
+                            Some(msg!("hint-meeting-schedule")),
                         );
                         ok = false;
                         None
@@ -143,8 +145,8 @@ impl StepKind for MeetingKind {
 
 impl MeetingStep {
     fn sitting(&self, cx: &StepCx<'_>) -> Option<i64> {
-        let tz = chrono::FixedOffset::east_opt(cx.calendar.utc_offset_secs)?;
-        let now = tz.timestamp_millis_opt(cx.now).single()?;
+        let zone = cx.calendar.zone;
+        let now = zone.local(cx.now)?;
         let date = match self.schedule.as_ref()? {
             Schedule::NextMorning => now.date_naive().succ_opt()?,
             Schedule::Monthly(day) => {
@@ -153,7 +155,7 @@ impl MeetingStep {
             }
         };
         let hour = if matches!(self.schedule, Some(Schedule::NextMorning)) { 9 } else { 19 };
-        tz.from_local_datetime(&date.and_hms_opt(hour, 0, 0)?).single().map(|d| d.timestamp_millis())
+        zone.instant(date.and_hms_opt(hour, 0, 0)?)
     }
 
     fn record(&self, cx: &mut StepCx<'_>, st: &MeetingState, extra: Map<String, Value>) {
@@ -178,19 +180,19 @@ impl Step for MeetingStep {
     }
     fn actions(&self) -> Vec<ActionSpec> {
         vec![
-            ActionSpec::new("attend", "record attendance: yourself, or a list entered by staff")
-                .field("attendees", FieldType::Strings, false, "ids of people present (staff entering a paper list)")
-                .field("parties", FieldType::Strings, false, "parties present (roles), with a list of attendees"),
-            ActionSpec::new("minutes", "add to the minutes").field(
+            ActionSpec::new("attend", msg!("action-meeting-attend"))
+                .field("attendees", FieldType::Strings, false, msg!("field-meeting-attendees"))
+                .field("parties", FieldType::Strings, false, msg!("field-meeting-parties")),
+            ActionSpec::new("minutes", msg!("action-meeting-minutes")).field(
                 "text",
                 FieldType::String,
                 true,
-                "what was said or agreed",
+                msg!("field-meeting-minutes-text"),
             ),
-            ActionSpec::new("conclude", "close the meeting with its outcome")
-                .field("outcome", FieldType::OneOf(self.outcomes.clone()), true, "the meeting's outcome")
-                .field("resolution", FieldType::String, false, "what was resolved")
-                .field("items", FieldType::Object, false, "outcome per agenda item"),
+            ActionSpec::new("conclude", msg!("action-meeting-conclude"))
+                .field("outcome", FieldType::OneOf(self.outcomes.clone()), true, msg!("field-meeting-outcome"))
+                .field("resolution", FieldType::String, false, msg!("field-meeting-resolution"))
+                .field("items", FieldType::Object, false, msg!("field-meeting-items")),
         ]
     }
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
@@ -200,7 +202,7 @@ impl Step for MeetingStep {
             cx.notify(Notice {
                 topic: "meeting_scheduled".into(),
                 to: self.required.clone(),
-                message: format!("`{}` is on the agenda of the {} sitting", cx.step_id, self.form),
+                message: msg!("notice-meeting-scheduled", step = cx.step_id, form = &self.form),
                 webhook: None,
                 body: json!({ "at": at }),
             });
@@ -233,7 +235,7 @@ impl Step for MeetingStep {
                         if !self.required.contains(&p) {
                             return Err(StepError::refused_field(
                                 "parties",
-                                format!("`{p}` is not a party of this meeting ({})", self.required.join(", ")),
+                                msg!("meeting-not-a-party", party = &p, parties = self.required.clone()),
                             ));
                         }
                         if !st.parties.contains(&p) {
@@ -254,16 +256,14 @@ impl Step for MeetingStep {
             "conclude" => {
                 let missing: Vec<&String> = self.required.iter().filter(|r| !st.parties.contains(r)).collect();
                 if !missing.is_empty() {
-                    return Err(StepError::refused(format!(
-                        "the meeting cannot conclude: {} not present",
-                        missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-                    )));
+                    let missing: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+                    return Err(StepError::refused(msg!("meeting-parties-missing", missing = missing)));
                 }
                 if (st.attendees.len() as u64) < self.min_attendance {
-                    return Err(StepError::refused(format!(
-                        "the meeting cannot conclude: {} attended, {} needed",
-                        st.attendees.len(),
-                        self.min_attendance
+                    return Err(StepError::refused(msg!(
+                        "meeting-too-few",
+                        attended = st.attendees.len(),
+                        needed = self.min_attendance
                     )));
                 }
                 let outcome = action.payload.get("outcome").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -276,7 +276,7 @@ impl Step for MeetingStep {
                 save(cx, &st);
                 Ok(Flow::Done(outcome))
             }
-            other => Err(StepError::refused(format!("unknown action `{other}`"))),
+            other => Err(StepError::refused(msg!("run-unknown-action", action = other))),
         }
     }
 }

@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use toml::Spanned;
+use yishi_core::i18n::Message;
 use yishi_core::kind::*;
+use yishi_core::msg;
 
 pub struct NotifyKind;
 
@@ -39,8 +41,8 @@ impl StepKind for NotifyKind {
     fn name(&self) -> &str {
         "notify"
     }
-    fn summary(&self) -> &str {
-        "tells people or systems (log, webhook with retries) without blocking the case; outcome `sent`"
+    fn summary(&self) -> Message {
+        msg!("kind-notify")
     }
     fn settings_schema(&self) -> schemars::Schema {
         schemars::schema_for!(NotifySettings)
@@ -50,7 +52,7 @@ impl StepKind for NotifyKind {
         if let Some(w) = &s.webhook
             && !(w.get_ref().starts_with("http://") || w.get_ref().starts_with("https://"))
         {
-            cx.error(Some(w.span()), format!("webhook `{}` is not an http:// or https:// URL", w.get_ref()), None);
+            cx.error(Some(w.span()), msg!("check-webhook-url", url = w.get_ref()), None);
             return None;
         }
         Some(Arc::new(NotifyStep {
@@ -102,7 +104,7 @@ impl Step for NotifyStep {
         cx.notify(Notice {
             topic: self.topic.clone(),
             to: self.to.clone(),
-            message,
+            message: Message::verbatim(message),
             webhook: self.webhook.clone(),
             body,
         });

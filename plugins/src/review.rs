@@ -7,7 +7,10 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use yishi_core::i18n::Message;
 use yishi_core::kind::*;
+use yishi_core::model::Text;
+use yishi_core::msg;
 
 pub struct ReviewKind;
 
@@ -15,28 +18,29 @@ pub struct ReviewKind;
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ReviewSettings {
-    /// What is reviewed, shown to the reviewer (e.g. `the residents' decision`).
-    subject: Option<String>,
+    /// What is reviewed, shown to the reviewer (e.g. `居民的决定`).
+    subject: Option<Text>,
 }
 
 #[derive(Debug)]
 struct ReviewStep {
-    subject: String,
+    subject: Message,
 }
 
 impl StepKind for ReviewKind {
     fn name(&self) -> &str {
         "review"
     }
-    fn summary(&self) -> &str {
-        "an oversight review: approve, or send back with a reason; the deadline decides on silence"
+    fn summary(&self) -> Message {
+        msg!("kind-review")
     }
     fn settings_schema(&self) -> schemars::Schema {
         schemars::schema_for!(ReviewSettings)
     }
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let s: ReviewSettings = cx.settings(settings, "review")?;
-        Some(Arc::new(ReviewStep { subject: s.subject.unwrap_or_else(|| "the decision".into()) }))
+        let subject = s.subject.as_ref().map_or_else(|| msg!("review-the-decision"), Message::text);
+        Some(Arc::new(ReviewStep { subject }))
     }
 }
 
@@ -46,17 +50,17 @@ impl Step for ReviewStep {
     }
     fn actions(&self) -> Vec<ActionSpec> {
         vec![
-            ActionSpec::new("approve", "approve").field(
+            ActionSpec::new("approve", msg!("action-review-approve")).field(
                 "comment",
                 FieldType::String,
                 false,
-                "advice for the residents",
+                msg!("field-review-comment"),
             ),
-            ActionSpec::new("send_back", "send back with a reason").field(
+            ActionSpec::new("send_back", msg!("action-review-send-back")).field(
                 "reason",
                 FieldType::String,
                 true,
-                "why, and what to change",
+                msg!("field-review-reason"),
             ),
         ]
     }
@@ -64,7 +68,7 @@ impl Step for ReviewStep {
         cx.notify(Notice {
             topic: "review_requested".into(),
             to: Vec::new(),
-            message: format!("please review {}", self.subject),
+            message: msg!("notice-review-requested", subject = self.subject.clone()),
             webhook: None,
             body: Value::Null,
         });
@@ -76,11 +80,11 @@ impl Step for ReviewStep {
             "send_back" => {
                 let reason = action.payload.get("reason").and_then(Value::as_str).unwrap_or_default();
                 if reason.trim().is_empty() {
-                    return Err(StepError::refused_field("reason", "sending back needs a reason"));
+                    return Err(StepError::refused_field("reason", msg!("review-needs-reason")));
                 }
                 ("sent_back", Some(Value::String(reason.into())))
             }
-            other => return Err(StepError::refused(format!("unknown action `{other}`"))),
+            other => return Err(StepError::refused(msg!("run-unknown-action", action = other))),
         };
         cx.set(cx.step_id, json!({ "outcome": outcome, "by": action.subject.id, "at": cx.now, "note": note }));
         Ok(Flow::Done(outcome.into()))

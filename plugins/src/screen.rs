@@ -8,7 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use toml::Spanned;
+use yishi_core::i18n::Message;
 use yishi_core::kind::*;
+use yishi_core::msg;
 
 use crate::common::{load, save};
 
@@ -45,7 +47,8 @@ struct ScreenStep {
 #[derive(Default, Serialize, Deserialize)]
 struct ScreenState {
     verdict: String,
-    reason: String,
+    /// Why, as a message: the automatic verdict's, or a person's words.
+    reason: Option<Message>,
     appealed: bool,
 }
 
@@ -77,8 +80,8 @@ impl StepKind for ScreenKind {
     fn name(&self) -> &str {
         "screen"
     }
-    fn summary(&self) -> &str {
-        "checks a proposal against encouraged categories and the negative list; override and one appeal"
+    fn summary(&self) -> Message {
+        msg!("kind-screen")
     }
     fn settings_schema(&self) -> schemars::Schema {
         schemars::schema_for!(ScreenSettings)
@@ -87,7 +90,7 @@ impl StepKind for ScreenKind {
         let span = settings.span();
         let s: ScreenSettings = cx.settings(settings, "screen")?;
         if s.encouraged.is_none() && s.negative.is_none() {
-            cx.error(Some(span), "a screen needs `encouraged`, `negative` or both (list files)", None);
+            cx.error(Some(span), msg!("check-screen-lists"), None);
             return None;
         }
         let mut step =
@@ -102,7 +105,7 @@ impl StepKind for ScreenKind {
                 Some(list) => {
                     *out = entries(&list, key);
                     if out.is_empty() {
-                        cx.error(Some(p.span()), format!("`{}` has no `[[{key}]]`", p.get_ref()), None);
+                        cx.error(Some(p.span()), msg!("check-screen-list-empty", list = p.get_ref(), key = key), None);
                         ok = false;
                     }
                 }
@@ -113,7 +116,7 @@ impl StepKind for ScreenKind {
 }
 
 impl ScreenStep {
-    fn verdict(&self, proposal: &Value) -> (String, String, Option<String>) {
+    fn verdict(&self, proposal: &Value) -> (String, Message, Option<String>) {
         let text = ["title", "description", "category"]
             .iter()
             .filter_map(|k| proposal.get(k).and_then(Value::as_str))
@@ -121,18 +124,20 @@ impl ScreenStep {
             .join(" ")
             .to_lowercase();
         if let Some(n) = self.negative.iter().find(|n| n.keywords.iter().any(|k| text.contains(k.as_str()))) {
-            return ("rejected".into(), format!("on the negative list: {} ({})", n.text, n.id), Some(n.id.clone()));
+            let why = msg!("screen-negative", item = &n.text, id = &n.id);
+            return ("rejected".into(), why, Some(n.id.clone()));
         }
         let category = proposal.get("category").and_then(Value::as_str).unwrap_or_default();
         if let Some(c) =
             self.encouraged.iter().find(|c| c.id == category || c.keywords.iter().any(|k| text.contains(k.as_str())))
         {
-            return ("accepted".into(), format!("encouraged category: {} ({})", c.text, c.id), Some(c.id.clone()));
+            let why = msg!("screen-encouraged", category = &c.text, id = &c.id);
+            return ("accepted".into(), why, Some(c.id.clone()));
         }
         if self.encouraged.is_empty() {
-            return ("accepted".into(), "not on the negative list".into(), None);
+            return ("accepted".into(), msg!("screen-not-negative"), None);
         }
-        ("needs_review".into(), "not in an encouraged category: staff decide".into(), None)
+        ("needs_review".into(), msg!("screen-needs-review"), None)
     }
 
     fn record(&self, cx: &mut StepCx<'_>, st: &ScreenState, by: &str, matched: Option<String>) {
@@ -147,21 +152,21 @@ impl Step for ScreenStep {
     fn actions(&self) -> Vec<ActionSpec> {
         let verdicts = FieldType::OneOf(vec!["accepted".into(), "rejected".into()]);
         vec![
-            ActionSpec::new("decide", "confirm or override the verdict, with a reason")
-                .field("verdict", verdicts, true, "accepted or rejected")
-                .field("reason", FieldType::String, true, "why"),
-            ActionSpec::new("appeal", "the proposer appeals a rejection (once)").field(
+            ActionSpec::new("decide", msg!("action-screen-decide"))
+                .field("verdict", verdicts, true, msg!("field-screen-verdict"))
+                .field("reason", FieldType::String, true, msg!("field-screen-reason")),
+            ActionSpec::new("appeal", msg!("action-screen-appeal")).field(
                 "reason",
                 FieldType::String,
                 true,
-                "why the proposal should go ahead",
+                msg!("field-screen-appeal-reason"),
             ),
         ]
     }
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
         let proposal = cx.get("proposal").cloned().unwrap_or(Value::Null);
         let (verdict, reason, matched) = self.verdict(&proposal);
-        let st = ScreenState { verdict: verdict.clone(), reason, appealed: false };
+        let st = ScreenState { verdict: verdict.clone(), reason: Some(reason), appealed: false };
         self.record(cx, &st, "automatic", matched);
         save(cx, &st);
         if verdict == "accepted" && self.auto_accept {
@@ -174,33 +179,34 @@ impl Step for ScreenStep {
         match action.name {
             "decide" => {
                 st.verdict = action.payload.get("verdict").and_then(Value::as_str).unwrap_or_default().to_owned();
-                st.reason = action.payload.get("reason").and_then(Value::as_str).unwrap_or_default().to_owned();
-                if st.reason.trim().is_empty() {
-                    return Err(StepError::refused_field("reason", "a decision needs a reason"));
+                let reason = action.payload.get("reason").and_then(Value::as_str).unwrap_or_default();
+                if reason.trim().is_empty() {
+                    return Err(StepError::refused_field("reason", msg!("screen-needs-reason")));
                 }
+                st.reason = Some(Message::verbatim(reason));
                 self.record(cx, &st, &action.subject.id, None);
                 save(cx, &st);
                 Ok(Flow::Done(st.verdict))
             }
             "appeal" => {
                 if cx.get("proposer").and_then(Value::as_str) != Some(action.subject.id.as_str()) {
-                    return Err(StepError::refused("only the proposer may appeal"));
+                    return Err(StepError::refused(msg!("screen-appeal-proposer-only")));
                 }
                 if st.verdict != "rejected" {
-                    return Err(StepError::refused("only a rejection can be appealed"));
+                    return Err(StepError::refused(msg!("screen-appeal-rejection-only")));
                 }
                 if st.appealed {
-                    return Err(StepError::refused("the proposer has already appealed once"));
+                    return Err(StepError::refused(msg!("screen-appeal-once")));
                 }
                 st.appealed = true;
                 st.verdict = "needs_review".into();
-                st.reason =
-                    format!("appealed: {}", action.payload.get("reason").and_then(Value::as_str).unwrap_or_default());
+                let why = action.payload.get("reason").and_then(Value::as_str).unwrap_or_default();
+                st.reason = Some(msg!("screen-appealed", reason = why));
                 self.record(cx, &st, &action.subject.id, None);
                 save(cx, &st);
                 Ok(Flow::Wait)
             }
-            other => Err(StepError::refused(format!("unknown action `{other}`"))),
+            other => Err(StepError::refused(msg!("run-unknown-action", action = other))),
         }
     }
     fn on_timer(&self, cx: &mut StepCx<'_>, timer: &str) -> Result<Flow, StepError> {

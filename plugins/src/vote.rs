@@ -9,7 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use toml::Spanned;
+use yishi_core::i18n::Message;
 use yishi_core::kind::*;
+use yishi_core::msg;
 use yishi_core::script::Script;
 
 use crate::common::{CompiledElectorate, ElectorateDecl, load, opt_number, save};
@@ -95,8 +97,8 @@ impl StepKind for VoteKind {
     fn name(&self) -> &str {
         "vote"
     }
-    fn summary(&self) -> &str {
-        "a vote or an election: electorate, eligibility, one vote each, quorum, threshold"
+    fn summary(&self) -> Message {
+        msg!("kind-vote")
     }
     fn settings_schema(&self) -> schemars::Schema {
         schemars::schema_for!(VoteSettings)
@@ -113,11 +115,7 @@ impl StepKind for VoteKind {
             None | Some("person") => false,
             Some("household") => true,
             Some(other) => {
-                cx.error(
-                    s.per.as_ref().map(Spanned::span),
-                    format!("`per` is `person` or `household`, not `{other}`"),
-                    None,
-                );
+                cx.error(s.per.as_ref().map(Spanned::span), msg!("check-vote-per", value = other), None);
                 ok = false;
                 false
             }
@@ -130,16 +128,12 @@ impl StepKind for VoteKind {
             if !(0.0..=1.0).contains(&q) {
                 cx.error(
                     s.quorum.as_ref().map(Spanned::span),
-                    format!("`quorum` is a share of the electorate between 0 and 1, not {q}"),
-                    Some("use `min_votes` for a number of ballots".into()),
+                    msg!("check-vote-quorum", value = q),
+                    Some(msg!("hint-vote-min-votes")),
                 );
                 ok = false;
             } else if electorate.is_some() && !countable {
-                cx.error(
-                    Some(s.electorate.span()),
-                    "a quorum share needs the electorate's size: add `size` (a number or a param) to the electorate",
-                    None,
-                );
+                cx.error(Some(s.electorate.span()), msg!("check-vote-quorum-size"), None);
                 ok = false;
             }
         }
@@ -158,19 +152,15 @@ impl StepKind for VoteKind {
                     yishi_core::diag::did_you_mean(other, ["simple_majority", "two_thirds", "majority_of_electorate"]);
                 cx.error(
                     s.threshold.as_ref().map(Spanned::span),
-                    format!("unknown threshold `{other}`"),
-                    hint.or(Some("simple_majority, two_thirds or majority_of_electorate".into())),
+                    msg!("check-vote-threshold", value = other),
+                    hint.or(Some(msg!("hint-vote-thresholds"))),
                 );
                 ok = false;
                 Threshold::SimpleMajority
             }
         };
         if threshold == Threshold::MajorityOfElectorate && electorate.is_some() && !countable {
-            cx.error(
-                Some(s.electorate.span()),
-                "`majority_of_electorate` needs the electorate's size: add `size` to the electorate",
-                None,
-            );
+            cx.error(Some(s.electorate.span()), msg!("check-vote-majority-size"), None);
             ok = false;
         }
         let election = match (&s.seats, &s.candidates) {
@@ -178,7 +168,7 @@ impl StepKind for VoteKind {
             (Some(seats), Some(c)) => {
                 let n = cx.number(seats);
                 if n.is_some_and(|n| n < 1.0) {
-                    cx.error(Some(seats.span()), "an election needs at least one seat", None);
+                    cx.error(Some(seats.span()), msg!("check-vote-seats"), None);
                 }
                 let script = cx.script(c, &[]);
                 match (n, script) {
@@ -190,7 +180,7 @@ impl StepKind for VoteKind {
                 }
             }
             _ => {
-                cx.error(Some(s.electorate.span()), "an election needs both `seats` and `candidates`", None);
+                cx.error(Some(s.electorate.span()), msg!("check-vote-election"), None);
                 ok = false;
                 None
             }
@@ -289,27 +279,22 @@ impl Step for VoteStep {
         }
     }
     fn actions(&self) -> Vec<ActionSpec> {
-        let mut vote = ActionSpec::new("vote", "cast (or change) a ballot");
+        let mut vote = ActionSpec::new("vote", msg!("action-vote-vote"));
         vote = if self.election.is_some() {
-            vote.field("candidates", FieldType::Strings, true, "the candidates voted for")
+            vote.field("candidates", FieldType::Strings, true, msg!("field-vote-candidates"))
         } else {
             vote.field(
                 "choice",
                 FieldType::OneOf(vec!["for".into(), "against".into(), "abstain".into()]),
                 true,
-                "for, against or abstain",
+                msg!("field-vote-choice"),
             )
         };
-        vote = vote.field(
-            "origin",
-            FieldType::OneOf(self.origins.clone()),
-            false,
-            "where the ballot comes from (default: the first origin)",
-        );
+        vote = vote.field("origin", FieldType::OneOf(self.origins.clone()), false, msg!("field-vote-origin"));
         if self.per_household {
-            vote = vote.field("household", FieldType::String, true, "the household the ballot is for");
+            vote = vote.field("household", FieldType::String, true, msg!("field-vote-household"));
         }
-        vec![vote, ActionSpec::new("close", "close the vote now and count")]
+        vec![vote, ActionSpec::new("close", msg!("action-vote-close"))]
     }
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError> {
         let mut st = Ballots::default();
@@ -321,14 +306,14 @@ impl Step for VoteStep {
                 .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default();
             if st.candidates.is_empty() {
-                return Err(StepError::Failed("the election has no candidates".into()));
+                return Err(StepError::Failed(msg!("vote-no-candidates")));
             }
         }
         save(cx, &st);
         cx.notify(Notice {
             topic: "vote_opened".into(),
-            to: vec![self.electorate.describe()],
-            message: format!("vote `{}` is open", cx.step_id),
+            to: self.electorate.recipients(),
+            message: msg!("notice-vote-opened", step = cx.step_id),
             webhook: None,
             body: Value::Null,
         });
@@ -340,10 +325,10 @@ impl Step for VoteStep {
             return Ok(Flow::Done(self.tally(cx, &st)));
         }
         if !self.electorate.admits(cx, action.subject) {
-            return Err(StepError::refused(format!(
-                "`{}` is not in the electorate ({})",
-                action.subject.id,
-                self.electorate.describe()
+            return Err(StepError::refused(msg!(
+                "vote-not-in-electorate",
+                who = &action.subject.id,
+                electorate = self.electorate.describe()
             )));
         }
         let key = if self.per_household {
@@ -352,10 +337,11 @@ impl Step for VoteStep {
             action.subject.id.clone()
         };
         if !self.allow_change && st.ballots.contains_key(&key) {
-            return Err(StepError::refused(format!(
-                "{} has already voted and this vote does not allow a change",
-                if self.per_household { format!("household `{key}`") } else { format!("`{key}`") }
-            )));
+            return Err(StepError::refused(if self.per_household {
+                msg!("vote-household-already", household = &key)
+            } else {
+                msg!("vote-already", who = &key)
+            }));
         }
         let candidates: Vec<String> = action
             .payload
@@ -365,19 +351,16 @@ impl Step for VoteStep {
             .unwrap_or_default();
         if let Some((seats, _)) = &self.election {
             if candidates.len() as u64 > *seats {
-                return Err(StepError::refused_field(
-                    "candidates",
-                    format!("at most {seats} candidates may be chosen"),
-                ));
+                return Err(StepError::refused_field("candidates", msg!("vote-too-many-candidates", seats = *seats)));
             }
             if let Some(c) = candidates.iter().find(|c| !st.candidates.contains(c)) {
-                return Err(StepError::refused_field("candidates", format!("`{c}` is not a candidate")));
+                return Err(StepError::refused_field("candidates", msg!("vote-not-a-candidate", candidate = c)));
             }
             let mut uniq = candidates.clone();
             uniq.sort();
             uniq.dedup();
             if uniq.len() != candidates.len() {
-                return Err(StepError::refused_field("candidates", "a candidate may be chosen only once"));
+                return Err(StepError::refused_field("candidates", msg!("vote-candidate-twice")));
             }
         }
         let origin =

@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::Serialize;
+use yishi_core::msg;
 use yishi_engine::service::access::TokenRefusal;
 
 use super::AppState;
@@ -60,11 +61,7 @@ impl Principal {
         if self.role >= role {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "this needs a token with role `{}`; yours is `{}`",
-                role.as_str(),
-                self.role.as_str()
-            )))
+            Err(ApiError::forbidden(msg!("api-needs-role", needed = role.as_str(), held = self.role.as_str())))
         }
     }
 
@@ -73,9 +70,14 @@ impl Principal {
             Ok(())
         } else {
             // Outside the scope looks the same as not existing.
-            Err(ApiError::not_found("no such resource in your scope"))
+            Err(ApiError::not_found(msg!("api-out-of-scope")))
         }
     }
+}
+
+/// 401, with the scheme to use.
+fn unauthorized(m: yishi_core::i18n::Message) -> ApiError {
+    ApiError::unauthorized(m).header(axum::http::header::WWW_AUTHENTICATE, "Bearer")
 }
 
 /// Middleware: authenticates `Authorization: Bearer <secret>` and stores the [`Principal`].
@@ -86,14 +88,12 @@ pub async fn authenticate(
 ) -> Result<Response, ApiError> {
     let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(secret) = header.strip_prefix("Bearer ").map(str::trim).filter(|s| !s.is_empty()) else {
-        return Err(ApiError::unauthorized(
-            "send a token: `Authorization: Bearer <token>` (create one with `yishi token create`)",
-        ));
+        return Err(unauthorized(msg!("api-no-token")));
     };
     let row = match state.engine.authenticate(secret).await? {
         Ok(row) => row,
-        Err(TokenRefusal::Unknown) => return Err(ApiError::unauthorized("unknown token")),
-        Err(TokenRefusal::Revoked) => return Err(ApiError::unauthorized("this token has been revoked")),
+        Err(TokenRefusal::Unknown) => return Err(unauthorized(msg!("api-unknown-token"))),
+        Err(TokenRefusal::Revoked) => return Err(unauthorized(msg!("api-revoked-token"))),
     };
     let Some(role) = ApiRole::parse(&row.role) else {
         return Err(ApiError::internal(format!("token {} has an unknown role `{}`", row.id, row.role)));

@@ -1,10 +1,16 @@
-//! The HTTP admin API (axum): routes, shared state, limits and graceful shutdown.
+//! The HTTP admin API (axum): routes, shared state, limits, and the layers every request goes
+//! through (language and request id, counting, problem details for every error).
 
-pub mod api;
 pub mod auth;
 pub mod error;
+pub mod extract;
+pub mod instances;
+pub mod lang;
 pub mod openapi;
+pub mod reply;
+pub mod system;
 pub mod types;
+pub mod workflows;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,16 +18,20 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use yishi_core::calendar::Zone;
+use yishi_core::i18n::Lang;
+use yishi_core::msg;
+use yishi_engine::reload::Reloader;
 use yishi_engine::service::Engine;
 
-use yishi_engine::reload::Reloader;
+use self::error::ApiError;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -30,6 +40,10 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub reloader: Arc<Reloader>,
+    /// The language when a request names none the catalog speaks.
+    pub lang: Lang,
+    /// The deployment's time zone, for times shown to people (CSV, pages).
+    pub zone: Zone,
     pub requests: AtomicU64,
     pub client_errors: AtomicU64,
     pub server_errors: AtomicU64,
@@ -37,15 +51,22 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(engine: Arc<Engine>, reloader: Arc<Reloader>) -> Arc<Self> {
+    pub fn new(engine: Arc<Engine>, reloader: Arc<Reloader>, lang: Lang, zone: Zone) -> Arc<Self> {
         Arc::new(AppState {
             engine,
             reloader,
+            lang,
+            zone,
             requests: AtomicU64::new(0),
             client_errors: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
             started_at: std::time::Instant::now(),
         })
+    }
+
+    /// `ms` as a local time with its offset, e.g. `2026-10-01 09:30:00+08:00`.
+    pub fn local_time(&self, ms: i64) -> String {
+        self.zone.local(ms).map(|d| d.format("%Y-%m-%d %H:%M:%S%:z").to_string()).unwrap_or_default()
     }
 }
 
@@ -65,54 +86,91 @@ async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     resp
 }
 
+/// Errors that layers answer with an empty body (a method the route does not have, a request
+/// timeout) become problem details too, keeping their headers (`Allow`).
+async fn problems(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let bare = !resp.headers().contains_key(header::CONTENT_TYPE);
+    if !(status.is_client_error() || status.is_server_error()) || !bare {
+        return resp;
+    }
+    let (code, detail) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = resp.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            ("method_not_allowed", msg!("api-method-not-allowed", allowed = allow))
+        }
+        StatusCode::REQUEST_TIMEOUT => ("timeout", msg!("api-timeout")),
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", msg!("api-body-too-large", max = MAX_BODY_BYTES)),
+        s if s.is_server_error() => ("internal", msg!("engine-internal")),
+        _ => ("bad_request", msg!("api-bad-request")),
+    };
+    let mut problem = ApiError::new(status, code, detail);
+    for (name, value) in resp.headers() {
+        if name == header::ALLOW || name == header::RETRY_AFTER {
+            problem.headers.push((name.clone(), value.clone()));
+        }
+    }
+    problem.into_response()
+}
+
 /// A route: its method, its path, and the handler.
 pub type Route = (Method, &'static str, MethodRouter<Arc<AppState>>);
 
-/// The routes the router serves. `openapi::operations` documents each.
+/// The routes that need a token. `openapi::operations` documents each.
 pub fn api_routes() -> Vec<Route> {
     vec![
-        (Method::GET, "/api/v1/communities", get(api::communities)),
-        (Method::GET, "/api/v1/workflows", get(api::workflows)),
-        (Method::GET, "/api/v1/workflows/{*path}", get(api::workflow)),
-        (Method::GET, "/api/v1/reload", get(api::reload_status)),
-        (Method::POST, "/api/v1/reload", post(api::reload)),
-        (Method::POST, "/api/v1/validate", post(api::validate)),
-        (Method::GET, "/api/v1/instances", get(api::list_instances)),
-        (Method::POST, "/api/v1/instances", post(api::start_instance)),
-        (Method::GET, "/api/v1/instances/{id}", get(api::get_instance)),
-        (Method::GET, "/api/v1/instances/{id}/history", get(api::history)),
-        (Method::POST, "/api/v1/instances/{id}/actions", post(api::act)),
-        (Method::POST, "/api/v1/instances/{id}/cancel", post(api::cancel)),
-        (Method::POST, "/api/v1/instances/{id}/migrate", post(api::migrate)),
-        (Method::GET, "/api/v1/whoami", get(api::whoami)),
+        (Method::GET, "/api/v1/communities", get(workflows::units)),
+        (Method::GET, "/api/v1/workflows", get(workflows::list)),
+        (Method::GET, "/api/v1/workflows/{*path}", get(workflows::workflow)),
+        (Method::GET, "/api/v1/reload", get(workflows::reload_status)),
+        (Method::POST, "/api/v1/reload", post(workflows::reload)),
+        (Method::POST, "/api/v1/validate", post(workflows::validate)),
+        (Method::GET, "/api/v1/instances", get(instances::list)),
+        (Method::POST, "/api/v1/instances", post(instances::start)),
+        (Method::GET, "/api/v1/instances/{id}", get(instances::get)),
+        (Method::GET, "/api/v1/instances/{id}/history", get(instances::history)),
+        (Method::POST, "/api/v1/instances/{id}/actions", post(instances::act)),
+        (Method::POST, "/api/v1/instances/{id}/cancel", post(instances::cancel)),
+        (Method::POST, "/api/v1/instances/{id}/migrate", post(instances::migrate)),
+        (Method::GET, "/api/v1/whoami", get(system::whoami)),
     ]
 }
 
 /// The routes that need no token.
 pub fn public_routes() -> Vec<Route> {
     vec![
-        (Method::GET, "/healthz", get(api::healthz)),
-        (Method::GET, "/readyz", get(api::readyz)),
-        (Method::GET, "/metrics", get(api::metrics)),
-        (Method::GET, "/api/v1/openapi.json", get(api::openapi)),
+        (Method::GET, "/healthz", get(system::healthz)),
+        (Method::GET, "/readyz", get(system::readyz)),
+        (Method::GET, "/metrics", get(system::metrics)),
+        (Method::GET, "/api/v1/openapi.json", get(system::openapi)),
     ]
+}
+
+/// Merges routes that share a path into one method router each, so that a path answers 405
+/// (with `Allow`) for a method it lacks.
+fn add(router: Router<Arc<AppState>>, routes: Vec<Route>) -> Router<Arc<AppState>> {
+    let mut by_path: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
+    for (_, path, handler) in routes {
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, m)) => *m = std::mem::replace(m, MethodRouter::new()).merge(handler),
+            None => by_path.push((path, handler)),
+        }
+    }
+    by_path.into_iter().fold(router, |r, (path, m)| r.route(path, m))
 }
 
 /// The whole router.
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut authed: Router<Arc<AppState>> = Router::new();
-    for (_, path, handler) in api_routes() {
-        authed = authed.route(path, handler);
-    }
-    let authed = authed.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
-    let mut app: Router<Arc<AppState>> = Router::new();
-    for (_, path, handler) in public_routes() {
-        app = app.route(path, handler);
-    }
-    app.merge(authed)
-        .fallback(api::no_route)
+    let authed =
+        add(Router::new(), api_routes()).route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    add(Router::new(), public_routes())
+        .merge(authed)
+        .fallback(system::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(15)))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(15)))
+        .layer(middleware::from_fn(problems))
+        .layer(middleware::from_fn_with_state(state.lang, lang::middleware))
         .with_state(state)
 }

@@ -76,198 +76,157 @@ const WRITE_ERRORS: &[u16] = &[400, 403, 404, 409, 413, 415, 422];
 
 /// Every operation of the API.
 pub fn operations() -> Vec<Op> {
+    let mut all = system_operations();
+    all.extend(workflow_operations());
+    all.extend(instance_operations());
+    all
+}
+
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+
+/// An operation answering `text/plain` to anyone, until told otherwise.
+fn op(method: Method, path: &'static str, id: &'static str, summary: &'static str) -> Op {
+    // Workflow keys hold slashes, so one wildcard route serves every path under a workflow.
+    let route = if path.starts_with("/api/v1/workflows/{key}") { "/api/v1/workflows/{*path}" } else { path };
+    Op {
+        method,
+        path,
+        route,
+        id,
+        summary,
+        role: None,
+        params: &[],
+        body: None,
+        answer: Answer::Text(&["text/plain"]),
+        errors: &[],
+    }
+}
+
+impl Op {
+    fn role(mut self, role: ApiRole) -> Self {
+        self.role = Some(role);
+        self
+    }
+    fn params(mut self, params: &'static [Param]) -> Self {
+        self.params = params;
+        self
+    }
+    fn body(mut self, body: SchemaFn) -> Self {
+        self.body = Some(body);
+        self
+    }
+    fn answer(mut self, answer: Answer) -> Self {
+        self.answer = answer;
+        self
+    }
+    fn errors(mut self, errors: &'static [u16]) -> Self {
+        self.errors = errors;
+        self
+    }
+}
+
+/// Probes, metrics and this document.
+fn system_operations() -> Vec<Op> {
     use Answer::*;
-    let get = Method::GET;
-    let post = Method::POST;
     vec![
-        Op {
-            method: get.clone(),
-            path: "/healthz",
-            route: "/healthz",
-            id: "healthz",
-            summary: "the process is up",
-            role: None,
-            params: &[],
-            body: None,
-            answer: Text(&["text/plain"]),
-            errors: &[],
-        },
-        Op {
-            method: get.clone(),
-            path: "/readyz",
-            route: "/readyz",
-            id: "readyz",
-            summary: "workflows are loaded and the database answers",
-            role: None,
-            params: &[],
-            body: None,
-            answer: Text(&["text/plain"]),
-            errors: &[503],
-        },
-        Op {
-            method: get.clone(),
-            path: "/metrics",
-            route: "/metrics",
-            id: "metrics",
-            summary: "Prometheus text metrics",
-            role: None,
-            params: &[],
-            body: None,
-            answer: Text(&["text/plain"]),
-            errors: &[],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/openapi.json",
-            route: "/api/v1/openapi.json",
-            id: "openapi",
-            summary: "this document",
-            role: None,
-            params: &[],
-            body: None,
-            answer: Json(200, s::<Value>),
-            errors: &[],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/whoami",
-            route: "/api/v1/whoami",
-            id: "whoami",
-            summary: "the token's holder, role and scope",
-            role: Some(ApiRole::Viewer),
-            params: &[],
-            body: None,
-            answer: Json(200, s::<Principal>),
-            errors: &[],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/communities",
-            route: "/api/v1/communities",
-            id: "listUnits",
-            summary: "the units (district, street, community) in scope",
-            role: Some(ApiRole::Viewer),
-            params: &[],
-            body: None,
-            answer: Json(200, s::<api::Items<yishi_core::check::Unit>>),
-            errors: &[],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/workflows",
-            route: "/api/v1/workflows",
-            id: "listWorkflows",
-            summary: "active workflows in scope with their versions and active cases",
-            role: Some(ApiRole::Viewer),
-            params: &[("unit", "query", false, "only this unit", TEXT)],
-            body: None,
-            answer: Json(200, s::<api::Items<api::WorkflowItem>>),
-            errors: &[400],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/workflows/{key}",
-            route: "/api/v1/workflows/{*path}",
-            id: "getWorkflow",
-            summary: "the effective definition of the active version",
-            role: Some(ApiRole::Viewer),
-            params: &[KEY],
-            body: None,
-            answer: Json(200, s::<api::WorkflowDetail>),
-            errors: &[400, 404],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/workflows/{key}/versions",
-            route: "/api/v1/workflows/{*path}",
-            id: "listVersions",
-            summary: "every stored version, with its active cases",
-            role: Some(ApiRole::Viewer),
-            params: &[KEY],
-            body: None,
-            answer: Json(200, s::<api::Versions>),
-            errors: &[400, 404],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/workflows/{key}/diff",
-            route: "/api/v1/workflows/{*path}",
-            id: "diffVersions",
-            summary: "what changed between two versions, in words",
-            role: Some(ApiRole::Viewer),
-            params: &[
+        op(GET, "/healthz", "healthz", "the process is up").answer(Text(&["text/plain"])),
+        op(GET, "/readyz", "readyz", "workflows are loaded and the database answers")
+            .answer(Text(&["text/plain"]))
+            .errors(&[503]),
+        op(GET, "/metrics", "metrics", "Prometheus text metrics").answer(Text(&["text/plain"])),
+        op(GET, "/api/v1/openapi.json", "openapi", "this document").answer(Json(200, s::<Value>)),
+        op(GET, "/api/v1/whoami", "whoami", "the token's holder, role and scope")
+            .role(ApiRole::Viewer)
+            .answer(Json(200, s::<Principal>)),
+    ]
+}
+
+/// Units, workflows, versions, diagrams, reloads and checks.
+fn workflow_operations() -> Vec<Op> {
+    use Answer::*;
+    vec![
+        op(GET, "/api/v1/communities", "listUnits",
+            "the units (district, street, community) in scope")
+        .role(ApiRole::Viewer)
+        .answer(Json(200, s::<api::Items<yishi_core::check::Unit>>)),
+        op(GET, "/api/v1/workflows", "listWorkflows",
+            "active workflows in scope with their versions and active cases")
+        .role(ApiRole::Viewer)
+        .params(&[("unit", "query", false, "only this unit", TEXT)])
+        .answer(Json(200, s::<api::Items<api::WorkflowItem>>))
+        .errors(&[400]),
+        op(GET, "/api/v1/workflows/{key}", "getWorkflow",
+            "the effective definition of the active version")
+        .role(ApiRole::Viewer)
+        .params(&[KEY])
+        .answer(Json(200, s::<api::WorkflowDetail>))
+        .errors(&[400, 404]),
+        op(GET, "/api/v1/workflows/{key}/versions", "listVersions",
+            "every stored version, with its active cases")
+        .role(ApiRole::Viewer)
+        .params(&[KEY])
+        .answer(Json(200, s::<api::Versions>))
+        .errors(&[400, 404]),
+        op(GET, "/api/v1/workflows/{key}/versions/{version}", "getVersion",
+            "a stored version with every file it was built from (scripts, lists, calendars) and its effective definition")
+        .role(ApiRole::Viewer)
+        .params(&[
+                KEY,
+                ("version", "path", true, "the version number (1, 2 ...)", r#"{"type": "integer", "minimum": 1}"#),
+            ])
+        .answer(Json(200, s::<api::VersionSource>))
+        .errors(&[400, 404]),
+        op(GET, "/api/v1/workflows/{key}/diff", "diffVersions",
+            "what changed between two versions: the definition in words, and every file as a text diff")
+        .role(ApiRole::Viewer)
+        .params(&[
                 KEY,
                 ("from", "query", true, "version number", INT),
                 ("to", "query", true, "version number", INT),
-            ],
-            body: None,
-            answer: Json(200, s::<api::Diff>),
-            errors: &[400, 404],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/workflows/{key}/diagram",
-            route: "/api/v1/workflows/{*path}",
-            id: "diagram",
-            summary: "a diagram of a version (`format` mermaid, the default, or svg)",
-            role: Some(ApiRole::Viewer),
-            params: &[
+            ])
+        .answer(Json(200, s::<api::Diff>))
+        .errors(&[400, 404]),
+        op(GET, "/api/v1/workflows/{key}/diagram", "diagram",
+            "a diagram of a version (`format` mermaid, the default, or svg)")
+        .role(ApiRole::Viewer)
+        .params(&[
                 KEY,
                 ("version", "query", false, "version number (default: active)", INT),
                 ("format", "query", false, "mermaid or svg", r#"{"type": "string", "enum": ["mermaid", "svg"]}"#),
-            ],
-            body: None,
-            answer: Text(&["text/plain", "image/svg+xml"]),
-            errors: &[400, 404],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/reload",
-            route: "/api/v1/reload",
-            id: "reloadStatus",
-            summary: "the last reload and the current diagnostics, in scope",
-            role: Some(ApiRole::Viewer),
-            params: &[],
-            body: None,
-            answer: Json(200, s::<api::ReloadState>),
-            errors: &[],
-        },
-        Op {
-            method: post.clone(),
-            path: "/api/v1/reload",
-            route: "/api/v1/reload",
-            id: "reload",
-            summary: "reload the workflows folder now (admin with scope `*`)",
-            role: Some(ApiRole::Admin),
-            params: &[],
-            body: None,
-            answer: Json(200, s::<yishi_engine::service::ReloadStatus>),
-            errors: &[403],
-        },
-        Op {
-            method: post.clone(),
-            path: "/api/v1/validate",
-            route: "/api/v1/validate",
-            id: "validate",
-            summary: "check a file's text without saving it",
-            role: Some(ApiRole::Operator),
-            params: &[],
-            body: Some(s::<api::ValidateBody>),
-            answer: Json(200, s::<api::Validation>),
-            errors: &[400, 403, 404, 413, 415, 422],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/instances",
-            route: "/api/v1/instances",
-            id: "listInstances",
-            summary: "cases, newest first, filtered; `data.<field>=<value>` filters on the data document",
-            role: Some(ApiRole::Viewer),
-            params: &[
+            ])
+        .answer(Text(&["text/plain", "image/svg+xml"]))
+        .errors(&[400, 404]),
+        op(GET, "/api/v1/reload", "reloadStatus",
+            "the last reload and the current diagnostics, in scope")
+        .role(ApiRole::Viewer)
+        .answer(Json(200, s::<api::ReloadState>)),
+        op(POST, "/api/v1/reload", "reload",
+            "reload the workflows folder now (admin with scope `*`)")
+        .role(ApiRole::Admin)
+        .answer(Json(200, s::<yishi_engine::service::ReloadStatus>))
+        .errors(&[403]),
+        op(POST, "/api/v1/validate", "validate",
+            "check a file's text without saving it")
+        .role(ApiRole::Operator)
+        .body(s::<api::ValidateBody>)
+        .answer(Json(200, s::<api::Validation>))
+        .errors(&[400, 403, 404, 413, 415, 422]),
+    ]
+}
+
+/// Cases: list, start, read, history, act, cancel, migrate.
+fn instance_operations() -> Vec<Op> {
+    use Answer::*;
+    vec![
+        op(GET, "/api/v1/instances", "listInstances",
+            "cases, newest first, filtered; `data.<field>=<value>` filters on the data document")
+        .role(ApiRole::Viewer)
+        .params(&[
                 ("unit", "query", false, "exactly this unit", TEXT),
                 ("within", "query", false, "this unit and the units below it", TEXT),
                 ("workflow", "query", false, "`unit/id`", TEXT),
-                ("version", "query", false, "version id", INT),
+                ("version", "query", false, "version number (with `workflow`)", INT),
                 (
                     "status",
                     "query",
@@ -288,55 +247,45 @@ pub fn operations() -> Vec<Op> {
                     "1 to 500 (default 50)",
                     r#"{"type": "integer", "minimum": 1, "maximum": 500}"#,
                 ),
-            ],
-            body: None,
-            answer: Json(200, s::<api::InstancePage>),
-            errors: &[400, 404],
-        },
-        Op {
-            method: post.clone(),
-            path: "/api/v1/instances",
-            route: "/api/v1/instances",
-            id: "startInstance",
-            summary: "start a case",
-            role: Some(ApiRole::Operator),
-            params: &[IDEMPOTENCY],
-            body: Some(s::<api::StartBody>),
-            answer: Json(201, s::<yishi_engine::service::InstanceView>),
-            errors: WRITE_ERRORS,
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/instances/{id}",
-            route: "/api/v1/instances/{id}",
-            id: "getInstance",
-            summary: "a case: its state, active steps, what it accepts now and from whom, timers and history",
-            role: Some(ApiRole::Viewer),
-            params: &[ID],
-            body: None,
-            answer: Json(200, s::<api::InstanceDetail>),
-            errors: &[400, 404],
-        },
-        Op {
-            method: get.clone(),
-            path: "/api/v1/instances/{id}/history",
-            route: "/api/v1/instances/{id}/history",
-            id: "history",
-            summary: "a case's history (`format` json, the default, or csv)",
-            role: Some(ApiRole::Viewer),
-            params: &[ID, ("format", "query", false, "json or csv", r#"{"type": "string", "enum": ["json", "csv"]}"#)],
-            body: None,
-            answer: JsonOr(s::<api::History>, &["text/csv"]),
-            errors: &[400, 404],
-        },
-        Op {
-            method: post.clone(),
-            path: "/api/v1/instances/{id}/actions",
-            route: "/api/v1/instances/{id}/actions",
-            id: "act",
-            summary: "submit an action (`If-Match: \"<revision>\"` for optimistic concurrency)",
-            role: Some(ApiRole::Operator),
-            params: &[
+            ])
+        .answer(Json(200, s::<api::InstancePage>))
+        .errors(&[400, 404]),
+        op(POST, "/api/v1/instances", "startInstance",
+            "start a case")
+        .role(ApiRole::Operator)
+        .params(&[IDEMPOTENCY])
+        .body(s::<api::StartBody>)
+        .answer(Json(201, s::<yishi_engine::service::InstanceView>))
+        .errors(WRITE_ERRORS),
+        op(GET, "/api/v1/instances/{id}", "getInstance",
+            "a case: its state, active steps, what it accepts now and from whom, timers and history (`ETag` is the revision; `If-None-Match` answers 304)")
+        .role(ApiRole::Viewer)
+        .params(&[
+                ID,
+                ("If-None-Match", "header", false, "an `ETag` seen before: 304 when the case has not changed", TEXT),
+            ])
+        .answer(Json(200, s::<api::InstanceDetail>))
+        .errors(&[304, 400, 404]),
+        op(GET, "/api/v1/instances/{id}/history", "history",
+            "a case's history (`format` json, the default, or csv)")
+        .role(ApiRole::Viewer)
+        .params(&[
+                ID,
+                ("format", "query", false, "json or csv", r#"{"type": "string", "enum": ["json", "csv"]}"#),
+                (
+                    "bom",
+                    "query",
+                    false,
+                    "csv: begin with a byte-order mark, for Excel (default true)",
+                    r#"{"type": "boolean"}"#,
+                ),
+            ])
+        .answer(JsonOr(s::<api::History>, &["text/csv"]))
+        .errors(&[400, 404]),
+        op(POST, "/api/v1/instances/{id}/actions", "act",
+            "submit an action (`If-Match: \"<revision>\"` for optimistic concurrency)")
+        .role(ApiRole::Operator)
+        .params(&[
                 ID,
                 IDEMPOTENCY,
                 (
@@ -346,35 +295,24 @@ pub fn operations() -> Vec<Op> {
                     "the revision the client last saw",
                     r#"{"type": "string", "pattern": "^\"?[0-9]{1,18}\"?$"}"#,
                 ),
-            ],
-            body: Some(s::<api::ActBody>),
-            answer: Json(200, s::<yishi_engine::service::InstanceView>),
-            errors: WRITE_ERRORS,
-        },
-        Op {
-            method: post.clone(),
-            path: "/api/v1/instances/{id}/cancel",
-            route: "/api/v1/instances/{id}/cancel",
-            id: "cancel",
-            summary: "cancel a case, or one active step of it",
-            role: Some(ApiRole::Admin),
-            params: &[ID],
-            body: Some(s::<api::CancelBody>),
-            answer: Json(200, s::<yishi_engine::service::InstanceView>),
-            errors: WRITE_ERRORS,
-        },
-        Op {
-            method: post.clone(),
-            path: "/api/v1/instances/{id}/migrate",
-            route: "/api/v1/instances/{id}/migrate",
-            id: "migrate",
-            summary: "move a case to another version (or a dry run)",
-            role: Some(ApiRole::Admin),
-            params: &[ID],
-            body: Some(s::<api::MigrateBody>),
-            answer: Json(200, s::<yishi_engine::service::MigrationPlan>),
-            errors: WRITE_ERRORS,
-        },
+            ])
+        .body(s::<api::ActBody>)
+        .answer(Json(200, s::<yishi_engine::service::InstanceView>))
+        .errors(WRITE_ERRORS),
+        op(POST, "/api/v1/instances/{id}/cancel", "cancel",
+            "cancel a case, or one active step of it")
+        .role(ApiRole::Admin)
+        .params(&[ID])
+        .body(s::<api::CancelBody>)
+        .answer(Json(200, s::<yishi_engine::service::InstanceView>))
+        .errors(WRITE_ERRORS),
+        op(POST, "/api/v1/instances/{id}/migrate", "migrate",
+            "move a case to another version (or a dry run)")
+        .role(ApiRole::Admin)
+        .params(&[ID])
+        .body(s::<api::MigrateBody>)
+        .answer(Json(200, s::<yishi_engine::service::MigrationPlan>))
+        .errors(WRITE_ERRORS),
     ]
 }
 
@@ -388,6 +326,8 @@ fn reason(code: u16) -> &'static str {
         413 => "the body is larger than 256 KiB",
         415 => "the body is not `application/json`",
         422 => "the request is well formed but not acceptable (unknown fields, a refused action, a failing script)",
+        304 => "not modified since the `ETag` given in `If-None-Match`",
+        500 => "an internal error (logged with the request id)",
         503 => "storage is unavailable; try again later",
         _ => "error",
     }
@@ -450,15 +390,21 @@ pub fn document() -> Value {
         }
         let mut errors: Vec<u16> = op.errors.to_vec();
         if op.role.is_some() {
-            errors.push(401);
+            // Any token route: no or a bad token, out of scope, storage down, a bug.
+            errors.extend([401, 403, 500, 503]);
+        }
+        if !op.params.is_empty() || op.body.is_some() {
+            errors.push(400);
         }
         errors.sort_unstable();
         errors.dedup();
         for e in errors {
-            responses.insert(
-                e.to_string(),
-                json!({ "description": reason(e), "content": { "application/problem+json": { "schema": problem } } }),
-            );
+            let answer = if e == 304 {
+                json!({ "description": reason(e) })
+            } else {
+                json!({ "description": reason(e), "content": { "application/problem+json": { "schema": problem } } })
+            };
+            responses.insert(e.to_string(), answer);
         }
         o.insert("responses".into(), Value::Object(responses));
         let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
@@ -466,7 +412,12 @@ pub fn document() -> Value {
             m.insert(op.method.as_str().to_lowercase(), Value::Object(o));
         }
     }
-    let schemas = g.take_definitions(true);
+    let mut schemas = g.take_definitions(true);
+    name_tagged_variants(&mut schemas);
+    let mut paths = Value::Object(paths);
+    let mut schemas = Value::Object(schemas);
+    no_boolean_schemas(&mut paths);
+    no_boolean_schemas(&mut schemas);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -481,4 +432,104 @@ pub fn document() -> Value {
             "schemas": schemas
         }
     })
+}
+
+/// Writes the boolean schema `true` as `{}`, which means the same: some client generators
+/// (openapi-python-client) refuse boolean schemas.
+fn no_boolean_schemas(v: &mut Value) {
+    fn schema(v: &mut Value) {
+        match v {
+            Value::Bool(true) => *v = json!({}),
+            Value::Object(_) => no_boolean_schemas(v),
+            _ => {}
+        }
+    }
+    let Value::Object(m) = v else {
+        if let Value::Array(items) = v {
+            items.iter_mut().for_each(no_boolean_schemas);
+        }
+        return;
+    };
+    for (k, x) in m.iter_mut() {
+        match k.as_str() {
+            "schema" | "items" | "additionalProperties" | "not" | "contains" | "propertyNames" => schema(x),
+            "properties" | "patternProperties" | "$defs" => {
+                if let Value::Object(props) = x {
+                    props.values_mut().for_each(schema);
+                }
+            }
+            "oneOf" | "anyOf" | "allOf" | "prefixItems" => {
+                if let Value::Array(items) = x {
+                    items.iter_mut().for_each(schema);
+                }
+            }
+            "const" | "default" | "examples" | "enum" | "example" => {}
+            _ => no_boolean_schemas(x),
+        }
+    }
+}
+
+/// Gives each variant of a tagged enum (a `oneOf` of objects told apart by a constant
+/// property, such as an event's `type`) a component schema of its own, named after the enum
+/// and the tag (`EventStarted`), and a `discriminator`, so generated clients can name and
+/// tell apart the variants. Properties the enum's container adds (an event row's `seq`, `at`,
+/// `version`) are copied into every variant.
+fn name_tagged_variants(schemas: &mut Map<String, Value>) {
+    let names: Vec<String> = schemas.keys().cloned().collect();
+    for name in names {
+        let Some(parent) = schemas.get(&name).cloned() else { continue };
+        let Some(variants) = parent.get("oneOf").and_then(Value::as_array) else { continue };
+        let Some(tag) = tag_of(variants) else { continue };
+        let base = if name == "EventRow" { "Event" } else { name.as_str() };
+        let shared_props = parent.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+        let shared_required = parent.get("required").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut refs = Vec::new();
+        let mut mapping = Map::new();
+        for variant in variants {
+            let value = variant["properties"][&tag]["const"].as_str().unwrap_or_default().to_owned();
+            let component = format!("{base}{}", pascal(&value));
+            let mut v = variant.clone();
+            if let Some(props) = v.get_mut("properties").and_then(Value::as_object_mut) {
+                for (k, p) in &shared_props {
+                    props.entry(k.clone()).or_insert_with(|| p.clone());
+                }
+            }
+            if let Some(req) = v.get_mut("required").and_then(Value::as_array_mut) {
+                for r in &shared_required {
+                    if !req.contains(r) {
+                        req.push(r.clone());
+                    }
+                }
+            }
+            let reference = format!("#/components/schemas/{component}");
+            mapping.insert(value, json!(reference));
+            refs.push(json!({ "$ref": reference }));
+            schemas.insert(component, v);
+        }
+        let mut replaced = json!({ "oneOf": refs, "discriminator": { "propertyName": tag, "mapping": mapping } });
+        if let Some(d) = parent.get("description") {
+            replaced["description"] = d.clone();
+        }
+        schemas.insert(name, replaced);
+    }
+}
+
+/// The property every variant fixes to a constant string, if there is one.
+fn tag_of(variants: &[Value]) -> Option<String> {
+    let first = variants.first()?.get("properties")?.as_object()?;
+    first.iter().filter(|(_, p)| p.get("const").is_some_and(Value::is_string)).map(|(k, _)| k.clone()).find(|k| {
+        variants.iter().all(|v| {
+            v["properties"][k]["const"].is_string() && v["required"].as_array().is_some_and(|r| r.contains(&json!(k)))
+        })
+    })
+}
+
+/// `timer_fired` as `TimerFired`.
+fn pascal(s: &str) -> String {
+    s.split(['_', '-'])
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        })
+        .collect()
 }

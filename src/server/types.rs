@@ -1,14 +1,19 @@
 //! The API's request and response bodies: what the handlers read and write and what the
-//! OpenAPI document describes (both take them from here).
+//! OpenAPI document describes (both take them from here). Texts for people (`title`,
+//! `message`, `summary` ...) are in the language of the request.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use yishi_core::describe::{Change, FileChange};
 use yishi_core::kind::Actor;
+use yishi_engine::service::{AcceptedAction, InstanceView, ReloadStatus};
+use yishi_engine::store::{EventRow, InstanceSummary};
 
-/// A page of items.
+/// A list of items.
 #[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "{T}List")]
 pub struct Items<T> {
     pub items: Vec<T>,
 }
@@ -16,6 +21,7 @@ pub struct Items<T> {
 /// A workflow in a listing.
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct WorkflowItem {
+    /// `unit/id`.
     pub key: String,
     pub unit: String,
     pub id: String,
@@ -24,9 +30,8 @@ pub struct WorkflowItem {
     pub is_abstract: bool,
     /// The active version's number (1, 2 ...).
     pub version: i64,
-    /// The active version's id (for migrations).
-    pub version_id: i64,
-    pub hash: String,
+    /// The active version's content hash.
+    pub version_id: String,
     pub active_instances: i64,
     /// `ok`, or `kept_last_good` when the files have problems and the last good version runs.
     pub status: String,
@@ -36,9 +41,11 @@ pub struct WorkflowItem {
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct WorkflowDetail {
     pub key: String,
+    pub title: String,
+    /// The active version's number.
     pub version: i64,
-    pub version_id: i64,
-    pub hash: String,
+    /// The active version's content hash.
+    pub version_id: String,
     #[serde(rename = "abstract")]
     pub is_abstract: bool,
     /// The effective definition after layering.
@@ -48,11 +55,15 @@ pub struct WorkflowDetail {
 /// A stored version.
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct VersionItem {
+    /// 1, 2, 3 ... per workflow.
     pub version: i64,
-    pub version_id: i64,
-    pub hash: String,
+    /// The content hash of the version.
+    pub version_id: String,
     pub created_at: i64,
+    /// What made it: a file save, a console save, start-up.
+    pub created_by: String,
     pub active_instances: i64,
+    /// Whether it is the workflow's active version.
     pub current: bool,
 }
 
@@ -62,21 +73,39 @@ pub struct Versions {
     pub items: Vec<VersionItem>,
 }
 
+/// Everything a version was built from.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct VersionSource {
+    pub workflow: String,
+    pub version: i64,
+    pub version_id: String,
+    pub created_at: i64,
+    pub created_by: String,
+    /// Every file the version uses (workflow files, scripts, lists, calendars): path -> text.
+    pub files: BTreeMap<String, String>,
+    /// The effective definition after layering.
+    pub definition: Value,
+}
+
+/// What changed between two versions.
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct Diff {
     pub workflow: String,
+    /// The version numbers compared.
     pub from: i64,
     pub to: i64,
-    pub changes: Vec<yishi_core::describe::Change>,
+    /// The effective definition's changes, in words.
+    pub changes: Vec<Change>,
     /// Every file of the two versions that differs, as a unified text diff.
-    pub files: Vec<yishi_core::describe::FileChange>,
+    pub files: Vec<FileChange>,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct ReloadState {
+    /// Activations this server has made since it started.
     pub generation: u64,
     pub reloaded_at: i64,
-    pub last: Option<yishi_engine::service::ReloadStatus>,
+    pub last: Option<ReloadStatus>,
     pub diagnostics: Vec<yishi_core::Diagnostic>,
 }
 
@@ -88,11 +117,12 @@ pub struct Validation {
 
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct InstancePage {
-    pub items: Vec<yishi_engine::store::InstanceSummary>,
+    pub items: Vec<InstanceSummary>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<i64>,
 }
 
+/// A deadline or timer a case waits for.
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct TimerItem {
     pub step: String,
@@ -104,19 +134,20 @@ pub struct TimerItem {
 /// A case with what it accepts now and its whole history.
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct InstanceDetail {
-    pub instance: yishi_engine::service::InstanceView,
+    pub instance: InstanceView,
     pub tokens: Vec<yishi_core::runtime::Token>,
-    pub accepts: Vec<yishi_engine::service::AcceptedAction>,
+    pub accepts: Vec<AcceptedAction>,
     pub timers: Vec<TimerItem>,
-    pub history: Vec<yishi_engine::store::EventRow>,
+    pub history: Vec<EventRow>,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct History {
     pub instance: i64,
-    pub events: Vec<yishi_engine::store::EventRow>,
+    pub events: Vec<EventRow>,
 }
 
+/// A file to check as it would be saved.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateBody {
@@ -129,35 +160,44 @@ pub struct ValidateBody {
     pub text: String,
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+/// A case to start.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartBody {
     /// `unit/id` of the workflow.
     pub workflow: String,
+    /// The case's data at the start (what the first step and scripts see as `data`).
     #[serde(default)]
     pub data: Map<String, Value>,
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+/// An action on a case.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActBody {
+    /// The action, as listed in the case's `accepts`.
     pub action: String,
+    /// The step to act on, when several active steps accept the action.
     #[serde(default)]
     pub step: Option<String>,
-    #[serde(default, deserialize_with = "de_opt_int")]
+    /// The branch (token) to act on, when one step is active several times (one branch per
+    /// item of a list).
+    #[serde(default, deserialize_with = "super::extract::opt_int")]
     #[schemars(range(min = 0, max = u32::MAX))]
     pub token: Option<u32>,
+    /// The action's fields, as listed in `accepts[].fields`.
     #[serde(default)]
     pub payload: Map<String, Value>,
     /// The person on whose behalf the action is entered (a resident's paper ballot).
     #[serde(default)]
     pub on_behalf_of: Option<Actor>,
     /// The revision the client last saw; the action is refused with 409 if it moved on.
-    #[serde(default, deserialize_with = "de_opt_int")]
+    #[serde(default, deserialize_with = "super::extract::opt_int")]
     pub expected_revision: Option<i64>,
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+/// A cancellation.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     /// Why (recorded in the history).
@@ -168,11 +208,12 @@ pub struct CancelBody {
     pub step: Option<String>,
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+/// A move to another version.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateBody {
-    /// The version id (`version_id` in the versions listing) to move to.
-    #[serde(deserialize_with = "de_int")]
+    /// The number of the version to move to (`version` in the versions listing).
+    #[serde(deserialize_with = "super::extract::int")]
     #[schemars(range(min = 1))]
     pub to_version: i64,
     /// Old step -> new step, for active steps whose id changed or that are part-way through.
@@ -180,22 +221,4 @@ pub struct MigrateBody {
     pub steps: BTreeMap<String, String>,
     #[serde(default)]
     pub dry_run: bool,
-}
-
-/// An integer that also accepts integral floats (`138.0`), which JSON Schema counts as integers.
-pub(crate) fn de_opt_int<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
-    match Option::<serde_json::Number>::deserialize(d)? {
-        None => Ok(None),
-        Some(n) => {
-            let v =
-                n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64));
-            v.and_then(|v| T::try_from(v).ok())
-                .map(Some)
-                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number in range")))
-        }
-    }
-}
-
-pub(crate) fn de_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    de_opt_int::<D, i64>(d)?.ok_or_else(|| serde::de::Error::custom("a whole number is required"))
 }

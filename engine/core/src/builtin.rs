@@ -11,7 +11,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
+use crate::i18n::Message;
 use crate::kind::*;
+use crate::model::Text;
+use crate::msg;
 use crate::script::Script;
 
 pub(crate) fn kinds() -> Vec<Arc<dyn StepKind>> {
@@ -32,8 +35,8 @@ macro_rules! kind_meta {
         fn name(&self) -> &str {
             $name
         }
-        fn summary(&self) -> &str {
-            $summary
+        fn summary(&self) -> Message {
+            Message::new($summary)
         }
         fn settings_schema(&self) -> schemars::Schema {
             schemars::schema_for!($settings)
@@ -63,7 +66,7 @@ struct ScriptStep {
 }
 
 impl StepKind for ScriptKind {
-    kind_meta!("script", "runs a Rhai script that may change the case's data; outcome `done`", ScriptSettings);
+    kind_meta!("script", "kind-script", ScriptSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let span = settings.span();
@@ -72,7 +75,7 @@ impl StepKind for ScriptKind {
             (Some(run), None) => cx.script(run, &[])?,
             (None, Some(file)) => cx.script_file(file, SCRIPT_VARS)?,
             _ => {
-                cx.error(Some(span), "a script step needs exactly one of `run` or `file`", None);
+                cx.error(Some(span), msg!("check-script-run-or-file"), None);
                 return None;
             }
         };
@@ -89,7 +92,7 @@ impl Step for ScriptStep {
         if let Some(data) = scope.get("data") {
             let after = crate::script::from_dynamic(data);
             let Value::Object(after) = after else {
-                return Err(StepError::Failed("the script replaced `data` with something that is not a map".into()));
+                return Err(StepError::Failed(msg!("run-script-data-not-map")));
             };
             for (k, v) in &after {
                 if cx.data.get(k) != Some(v) {
@@ -129,7 +132,7 @@ struct ChoiceStep {
 }
 
 impl StepKind for ChoiceKind {
-    kind_meta!("choice", "exclusive choice: a Rhai rule names the outcome (one of the keys of `on`)", ChoiceSettings);
+    kind_meta!("choice", "kind-choice", ChoiceSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let span = settings.span();
@@ -138,16 +141,12 @@ impl StepKind for ChoiceKind {
             (Some(r), None) => cx.script(r, &[])?,
             (None, Some(f)) => cx.script_file(f, SCRIPT_VARS)?,
             _ => {
-                cx.error(Some(span), "a choice needs exactly one of `rule` or `file`", None);
+                cx.error(Some(span), msg!("check-choice-rule-or-file"), None);
                 return None;
             }
         };
         if cx.outcomes_in_on.is_empty() {
-            cx.error(
-                Some(span),
-                "a choice needs an `on` table naming the step for each outcome its rule can return",
-                Some("on = { assembly = \"assembly_vote\", representatives = \"reps_vote\" }".into()),
-            );
+            cx.error(Some(span), msg!("check-choice-needs-on"), Some(msg!("hint-choice-on-example")));
             return None;
         }
         Some(Arc::new(ChoiceStep { rule, outcomes: cx.outcomes_in_on.clone() }))
@@ -163,11 +162,12 @@ impl Step for ChoiceStep {
         let outcome = v
             .clone()
             .into_string()
-            .map_err(|_| crate::script::ScriptError::wrong_result(&self.rule, "an outcome name (a string)", &v))?;
+            .map_err(|_| crate::script::ScriptError::wrong_result(&self.rule, msg!("type-outcome-name"), &v))?;
         if !self.outcomes.contains(&outcome) {
-            return Err(StepError::Failed(format!(
-                "the rule returned `{outcome}`, which is not one of the outcomes in `on` ({})",
-                self.outcomes.join(", ")
+            return Err(StepError::Failed(msg!(
+                "run-choice-unknown-outcome",
+                outcome = outcome,
+                outcomes = self.outcomes.clone()
             )));
         }
         Ok(Flow::Done(outcome))
@@ -193,8 +193,9 @@ struct TaskSettings {
 struct TaskAction {
     /// The outcome when this action is taken (default: the action's name).
     outcome: Option<String>,
+    /// What the action does, for people.
     #[serde(default)]
-    summary: String,
+    summary: Option<Text>,
     /// Payload fields: name -> type (`string`, `int`, `number`, `bool`, `strings`, `object`, `any`);
     /// a type ending in `?` makes the field optional.
     #[serde(default)]
@@ -207,29 +208,28 @@ struct TaskStep {
 }
 
 impl StepKind for TaskKind {
-    kind_meta!("task", "a person takes one of the declared actions; each action leads to an outcome", TaskSettings);
+    kind_meta!("task", "kind-task", TaskSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let span = settings.span();
         let s: TaskSettings = cx.settings(settings, "task")?;
         if s.actions.is_empty() && !cx.has_deadline {
-            cx.error(Some(span), "a task needs `actions`, or a `deadline` to wait for", None);
+            cx.error(Some(span), msg!("check-task-needs-actions"), None);
             return None;
         }
         let mut actions = Vec::new();
         let mut ok = true;
         for (name, a) in s.actions {
-            let mut spec = ActionSpec::new(&name, &a.summary);
+            let summary = a.summary.as_ref().map_or_else(|| Message::verbatim(""), Message::text);
+            let mut spec = ActionSpec::new(&name, summary);
             for (field, ty) in &a.fields {
                 match FieldType::parse(ty) {
-                    Some((t, req)) => spec = spec.field(field, t, req, ""),
+                    Some((t, req)) => spec = spec.field(field, t, req, Message::verbatim("")),
                     None => {
                         cx.error(
                             Some(span.clone()),
-                            format!("field `{field}` of action `{name}` has unknown type `{ty}`"),
-                            Some(
-                                "types: string, int, number, bool, strings, object, any (add `?` for optional)".into(),
-                            ),
+                            msg!("check-task-field-type", field = field, action = &name, ty = ty),
+                            Some(msg!("hint-field-types")),
                         );
                         ok = false;
                     }
@@ -256,7 +256,7 @@ impl Step for TaskStep {
     }
     fn on_action(&self, cx: &mut StepCx<'_>, action: &ActionInput<'_>) -> Result<Flow, StepError> {
         let Some((_, outcome)) = self.actions.iter().find(|(a, _)| a.name == action.name) else {
-            return Err(StepError::refused(format!("unknown action `{}`", action.name)));
+            return Err(StepError::refused(msg!("run-unknown-action", action = action.name)));
         };
         let mut record = Map::new();
         record.insert("action".into(), Value::String(action.name.into()));
@@ -292,7 +292,7 @@ struct EndStep {
 }
 
 impl StepKind for EndKind {
-    kind_meta!("end", "ends a branch; with `terminate = true` ends the whole case", EndSettings);
+    kind_meta!("end", "kind-end", EndSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let s: EndSettings = cx.settings(settings, "end")?;
@@ -350,13 +350,13 @@ struct ParallelSettings {
 }
 
 impl StepKind for ParallelKind {
-    kind_meta!("parallel", "parallel split: starts every branch; the named join waits for them", ParallelSettings);
+    kind_meta!("parallel", "kind-parallel", ParallelSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let span = settings.span();
         let s: ParallelSettings = cx.settings(settings, "parallel")?;
         if s.branches.is_empty() {
-            cx.error(Some(span), "a parallel split needs at least one branch", None);
+            cx.error(Some(span), msg!("check-parallel-no-branch"), None);
             return None;
         }
         let targets: Vec<_> = s.branches.iter().map(|b| (b.get_ref().clone(), Some(b.span()))).collect();
@@ -393,17 +393,13 @@ struct InclusiveBranch {
 }
 
 impl StepKind for InclusiveKind {
-    kind_meta!(
-        "inclusive",
-        "multi-choice: starts the branches whose condition holds; the join waits for those",
-        InclusiveSettings
-    );
+    kind_meta!("inclusive", "kind-inclusive", InclusiveSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let span = settings.span();
         let s: InclusiveSettings = cx.settings(settings, "inclusive")?;
         if s.branches.is_empty() {
-            cx.error(Some(span), "a multi-choice needs at least one branch", None);
+            cx.error(Some(span), msg!("check-inclusive-no-branch"), None);
             return None;
         }
         let mut branches = Vec::new();
@@ -439,11 +435,7 @@ struct ForEachSettings {
 }
 
 impl StepKind for ForEachKind {
-    kind_meta!(
-        "foreach",
-        "one branch per item of a list known only at run time; the join waits for them",
-        ForEachSettings
-    );
+    kind_meta!("foreach", "kind-foreach", ForEachSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let s: ForEachSettings = cx.settings(settings, "foreach")?;
@@ -485,23 +477,21 @@ struct JoinStep {
 }
 
 impl StepKind for JoinKind {
-    kind_meta!("join", "waits for the branches of a split: all, N of them, or a share", JoinSettings);
+    kind_meta!("join", "kind-join", JoinSettings);
 
     fn compile(&self, settings: Settings<'_>, cx: &mut CompileCx<'_>) -> Option<Arc<dyn Step>> {
         let s: JoinSettings = cx.settings(settings, "join")?;
         let wait = match &s.wait {
             None => JoinWait::All,
-            Some(w) => {
-                match w.get_ref() {
-                    WaitDecl::Word(word) if word == "all" => JoinWait::All,
-                    WaitDecl::Count(n) if *n >= 1 => JoinWait::Count(*n as u32),
-                    WaitDecl::Share(f) if *f > 0.0 && *f <= 1.0 => JoinWait::Share(*f),
-                    _ => {
-                        cx.error(Some(w.span()), "`wait` must be \"all\", a whole number of branches (1 or more), or a share between 0 and 1", None);
-                        return None;
-                    }
+            Some(w) => match w.get_ref() {
+                WaitDecl::Word(word) if word == "all" => JoinWait::All,
+                WaitDecl::Count(n) if *n >= 1 => JoinWait::Count(*n as u32),
+                WaitDecl::Share(f) if *f > 0.0 && *f <= 1.0 => JoinWait::Share(*f),
+                _ => {
+                    cx.error(Some(w.span()), msg!("check-join-wait"), None);
+                    return None;
                 }
-            }
+            },
         };
         let cancel_rest = s.cancel_rest.unwrap_or(wait != JoinWait::All);
         Some(Arc::new(JoinStep { spec: JoinSpec { wait, cancel_rest } }))

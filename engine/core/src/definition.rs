@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::calendar::Calendar;
 use crate::duration::Duration;
 use crate::kind::{ActionSpec, ParamValue, Step};
+use crate::model::Text;
 use crate::script::{Sandbox, Script};
 
 /// A checked workflow, ready to run. Immutable; shared behind `Arc`.
@@ -19,15 +20,19 @@ pub struct Definition {
     pub key: String,
     pub unit: String,
     pub id: String,
-    pub title: String,
-    pub description: Option<String>,
+    pub title: Text,
+    pub description: Option<Text>,
     pub is_abstract: bool,
     /// Content hash (hex SHA-256) of the effective definition and every file it uses.
     pub hash: String,
     pub params: IndexMap<String, ParamValue>,
     /// Param values as the JSON map scripts and steps see.
     pub params_json: Map<String, Value>,
-    pub roles: IndexMap<String, String>,
+    pub roles: IndexMap<String, Text>,
+    /// Stages a step can belong to, with their titles.
+    pub stages: IndexMap<String, Text>,
+    /// Titles of outcomes and actions by id.
+    pub labels: IndexMap<String, Text>,
     pub steps: Vec<StepDef>,
     pub(crate) index: HashMap<String, usize>,
     pub start: usize,
@@ -46,7 +51,9 @@ pub struct Definition {
 pub struct StepDef {
     pub id: String,
     pub kind: String,
-    pub title: Option<String>,
+    pub title: Option<Text>,
+    /// The stage the step belongs to (one of the definition's `stages`).
+    pub stage: Option<String>,
     pub behaviour: Arc<dyn Step>,
     pub next: Option<String>,
     pub on: IndexMap<String, String>,
@@ -107,7 +114,7 @@ pub struct DefinitionSummary {
     pub key: String,
     pub unit: String,
     pub id: String,
-    pub title: String,
+    pub title: Text,
     pub hash: String,
     #[serde(rename = "abstract")]
     pub is_abstract: bool,

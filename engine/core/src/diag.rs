@@ -1,9 +1,14 @@
-//! Diagnostics: what the checker reports about rules files (code, file, line, column, message, hint).
+//! Diagnostics: what the checker reports about rules files: a stable code, where (file, line,
+//! column and the byte span, for a snippet with a marker under it), what (a [`Message`], in the
+//! reader's language when rendered), related places (labels) and a hint.
 
 use std::fmt;
 use std::ops::Range;
 
 use serde::Serialize;
+
+use crate::i18n::{Lang, Message};
+use crate::msg;
 
 /// Stable diagnostic codes. The number never changes meaning; new problems get new numbers.
 ///
@@ -128,43 +133,115 @@ pub enum Severity {
     Warning,
 }
 
-/// One problem found in the rules files.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct Diagnostic {
-    pub code: Code,
-    pub severity: Severity,
+/// A place in a file: 1-based line and column (in characters), and the byte range.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Place {
     /// Path relative to the workflows folder, with `/` separators.
     pub file: String,
     /// 1-based line; 0 when the problem is about the whole file.
     pub line: u32,
     /// 1-based column in characters; 0 when the problem is about the whole file.
     pub column: u32,
-    pub message: String,
+    /// Where the marked text ends (line and column just after it); equal to the start for a
+    /// point.
+    pub end_line: u32,
+    pub end_column: u32,
+    /// The marked text as a byte range of the file: `[start, end]`.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "span_pair")]
+    #[schemars(with = "Option<(usize, usize)>")]
+    pub span: Option<Range<usize>>,
+}
+
+fn span_pair<S: serde::Serializer>(span: &Option<Range<usize>>, s: S) -> Result<S::Ok, S::Error> {
+    span.as_ref().map(|r| (r.start, r.end)).serialize(s)
+}
+
+impl Place {
+    /// The place of byte range `span` in `text` (the text of `file`).
+    pub fn new(file: &str, span: Option<Range<usize>>, text: Option<&str>) -> Self {
+        match (span, text) {
+            (Some(span), Some(text)) => {
+                let (line, column) = line_col(text, span.start);
+                let (end_line, end_column) = line_col(text, span.end.max(span.start));
+                Place { file: file.to_owned(), line, column, end_line, end_column, span: Some(span) }
+            }
+            _ => Place { file: file.to_owned(), ..Place::default() },
+        }
+    }
+
+    /// The character at `line` and `column` of `text` (a position a script engine reported
+    /// inside the file).
+    pub fn in_text(file: &str, text: &str, line: u32, column: u32) -> Self {
+        let start = text.split_inclusive('\n').take(line.saturating_sub(1) as usize).map(str::len).sum::<usize>();
+        let rest = &text[start.min(text.len())..];
+        let offset: usize = rest.chars().take(column.saturating_sub(1) as usize).map(char::len_utf8).sum();
+        let at = start + offset;
+        let end = at + rest[offset.min(rest.len())..].chars().next().map_or(0, char::len_utf8);
+        Place::new(file, Some(at..end), Some(text))
+    }
+
+    /// A place given by line and column only (a position a script engine reported).
+    pub fn at(file: &str, line: u32, column: u32) -> Self {
+        Place { file: file.to_owned(), line, column, end_line: line, end_column: column, span: None }
+    }
+}
+
+/// A related place, with what it has to do with the problem.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Label {
+    #[serde(flatten)]
+    pub place: Place,
+    pub message: Message,
+}
+
+/// One problem found in the rules files.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub severity: Severity,
+    #[serde(flatten)]
+    pub place: Place,
+    pub message: Message,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<Label>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub hint: Option<Message>,
 }
 
 impl Diagnostic {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
+
+    /// The file the problem is in.
+    pub fn file(&self) -> &str {
+        &self.place.file
+    }
+
+    /// One line, `file:line:column: error[code]: message`, and the hint, in `lang`.
+    pub fn render_line(&self, lang: Lang) -> String {
+        let sev = match self.severity {
+            Severity::Error => msg!("diag-error"),
+            Severity::Warning => msg!("diag-warning"),
+        }
+        .render(lang);
+        let p = &self.place;
+        let mut out = if p.line > 0 {
+            format!("{}:{}:{}: {sev}[{}]: {}", p.file, p.line, p.column, self.code, self.message.render(lang))
+        } else {
+            format!("{}: {sev}[{}]: {}", p.file, self.code, self.message.render(lang))
+        };
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!("\n  {}", msg!("diag-hint", hint = hint.clone()).render(lang)));
+        }
+        out
+    }
 }
 
+/// In English, for logs and tests.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sev = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        if self.line > 0 {
-            write!(f, "{}:{}:{}: {sev}[{}]: {}", self.file, self.line, self.column, self.code, self.message)?;
-        } else {
-            write!(f, "{}: {sev}[{}]: {}", self.file, self.code, self.message)?;
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
-        }
-        Ok(())
+        f.write_str(&self.render_line(Lang::En))
     }
 }
 
@@ -195,72 +272,36 @@ impl Diagnostics {
         Self::default()
     }
 
-    /// Adds a diagnostic at `origin`; `text` is the text of `origin.file` (for line numbers).
-    pub fn push(
-        &mut self,
-        code: Code,
-        origin: &Origin,
-        text: Option<&str>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) {
-        self.push_with(Severity::Error, code, origin, text, message, hint);
+    /// Adds an error at `origin`; `text` is the text of `origin.file` (for line numbers).
+    pub fn push(&mut self, code: Code, origin: &Origin, text: Option<&str>, message: Message, hint: Option<Message>) {
+        self.add(Severity::Error, code, Place::new(&origin.file, origin.span.clone(), text), message, hint);
     }
 
-    pub fn warn(
-        &mut self,
-        code: Code,
-        origin: &Origin,
-        text: Option<&str>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) {
-        self.push_with(Severity::Warning, code, origin, text, message, hint);
+    /// Adds a warning at `origin`.
+    pub fn warn(&mut self, code: Code, origin: &Origin, text: Option<&str>, message: Message, hint: Option<Message>) {
+        self.add(Severity::Warning, code, Place::new(&origin.file, origin.span.clone(), text), message, hint);
     }
 
-    fn push_with(
-        &mut self,
-        severity: Severity,
-        code: Code,
-        origin: &Origin,
-        text: Option<&str>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) {
-        let (line, column) = match (&origin.span, text) {
-            (Some(span), Some(text)) => line_col(text, span.start),
-            _ => (0, 0),
-        };
-        self.items.push(Diagnostic {
-            code,
-            severity,
-            file: origin.file.clone(),
-            line,
-            column,
-            message: message.into(),
-            hint,
-        });
+    /// Adds an error at a place given by line and column.
+    pub fn push_at(&mut self, code: Code, place: Place, message: Message, hint: Option<Message>) {
+        self.add(Severity::Error, code, place, message, hint);
     }
 
-    /// Adds a diagnostic at an explicit line and column.
-    pub fn push_at(
-        &mut self,
-        code: Code,
-        file: &str,
-        line: u32,
-        column: u32,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) {
-        self.items.push(Diagnostic {
-            code,
-            severity: Severity::Error,
-            file: file.to_owned(),
-            line,
-            column,
-            message: message.into(),
-            hint,
-        });
+    /// Adds a diagnostic as it is.
+    pub fn add_diagnostic(&mut self, d: Diagnostic) {
+        self.items.push(d);
+    }
+
+    fn add(&mut self, severity: Severity, code: Code, place: Place, message: Message, hint: Option<Message>) {
+        self.items.push(Diagnostic { code, severity, place, message, labels: Vec::new(), hint });
+    }
+
+    /// Adds a label to the diagnostic added last (a related place: where a duplicate was first
+    /// defined, the value that was inherited).
+    pub fn label(&mut self, origin: &Origin, text: Option<&str>, message: Message) {
+        if let Some(d) = self.items.last_mut() {
+            d.labels.push(Label { place: Place::new(&origin.file, origin.span.clone(), text), message });
+        }
     }
 
     pub fn extend(&mut self, other: Diagnostics) {
@@ -281,9 +322,8 @@ impl Diagnostics {
 
     /// Sorted by file, line, column, code; duplicates removed.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.items.sort_by(|a, b| {
-            (&a.file, a.line, a.column, a.code, &a.message).cmp(&(&b.file, b.line, b.column, b.code, &b.message))
-        });
+        let key = |d: &Diagnostic| (d.place.file.clone(), d.place.line, d.place.column, d.code, d.message.key.clone());
+        self.items.sort_by_key(key);
         self.items.dedup();
         self.items
     }
@@ -307,11 +347,16 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+        .map(|(_, c)| c)
+}
+
+/// "did you mean `x`?" for the closest of `candidates`, if any is close enough.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<Message> {
+    closest(word, candidates).map(|c| msg!("hint-did-you-mean", word = c))
 }

@@ -13,12 +13,18 @@ pub enum Duration {
     WorkingDays(u32),
 }
 
-/// Why a duration could not be read.
+/// Why a duration could not be read: the text, and the catalog key of the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{text}` is not a duration: {why}")]
+#[error("{}", self.message())]
 pub struct DurationError {
     pub text: String,
     pub why: &'static str,
+}
+
+impl DurationError {
+    pub fn message(&self) -> crate::i18n::Message {
+        crate::msg!("duration-bad", text = &self.text, why = crate::i18n::Message::new(self.why))
+    }
 }
 
 impl Duration {
@@ -27,13 +33,10 @@ impl Duration {
         let err = |why| DurationError { text: text.to_owned(), why };
         let s = text.trim();
         if s.is_empty() {
-            return Err(err("it is empty; write for example `7d`, `48h` or `5wd` (working days)"));
+            return Err(err("duration-empty"));
         }
         if let Some(n) = s.strip_suffix("wd") {
-            let n: u32 = n
-                .trim()
-                .parse()
-                .map_err(|_| err("working days are written as a whole number followed by `wd`, e.g. `5wd`"))?;
+            let n: u32 = n.trim().parse().map_err(|_| err("duration-working-days"))?;
             return Ok(Duration::WorkingDays(n));
         }
         let mut total: i64 = 0;
@@ -51,25 +54,23 @@ impl Duration {
                     'h' => 3600,
                     'd' => 86_400,
                     'w' => 7 * 86_400,
-                    _ => return Err(err("units are s, m, h, d, w (or wd for working days)")),
+                    _ => return Err(err("duration-units")),
                 };
                 if num.is_empty() {
-                    return Err(err("each unit needs a number before it"));
+                    return Err(err("duration-unit-needs-number"));
                 }
-                let n: i64 = num.parse().map_err(|_| err("the number is too large"))?;
-                total = n
-                    .checked_mul(unit)
-                    .and_then(|v| total.checked_add(v))
-                    .ok_or_else(|| err("the duration is too long"))?;
+                let n: i64 = num.parse().map_err(|_| err("duration-number-too-large"))?;
+                total =
+                    n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(|| err("duration-too-long"))?;
                 num.clear();
                 any = true;
             }
         }
         if !num.is_empty() {
-            return Err(err("a number needs a unit after it, e.g. `7d`"));
+            return Err(err("duration-number-needs-unit"));
         }
         if !any {
-            return Err(err("write for example `7d`, `48h` or `5wd` (working days)"));
+            return Err(err("duration-example"));
         }
         Ok(Duration::Seconds(total))
     }

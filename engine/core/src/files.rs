@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path};
 
 /// Files of a workflows folder, keyed by their path relative to it with `/` separators.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct FileSet {
     files: BTreeMap<String, String>,
     /// Files that exist but could not be read as text, with why.
-    unreadable: BTreeMap<String, String>,
+    unreadable: BTreeMap<String, crate::i18n::Message>,
 }
 
 /// Files larger than this are refused, so that a mistaken copy of a database into the folder
@@ -52,13 +52,13 @@ impl FileSet {
             let rel = relative_key(root, &path);
             let ft = entry.file_type()?;
             if ft.is_symlink() {
-                self.unreadable.insert(rel, "symbolic links are not followed".into());
+                self.unreadable.insert(rel, crate::msg!("file-symlink"));
             } else if ft.is_dir() {
                 self.walk(root, &path)?;
             } else if ft.is_file() {
                 let len = entry.metadata()?.len();
                 if len > MAX_FILE_BYTES {
-                    self.unreadable.insert(rel, format!("file is {len} bytes, more than the {MAX_FILE_BYTES} allowed"));
+                    self.unreadable.insert(rel, crate::msg!("file-too-large", size = len, max = MAX_FILE_BYTES));
                     continue;
                 }
                 match std::fs::read(&path) {
@@ -67,13 +67,13 @@ impl FileSet {
                             self.files.insert(rel, text);
                         }
                         Err(_) => {
-                            self.unreadable.insert(rel, "file is not UTF-8 text".into());
+                            self.unreadable.insert(rel, crate::msg!("file-not-utf8"));
                         }
                     },
                     // A file removed between listing and reading (an editor's rename) is simply absent.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
-                        self.unreadable.insert(rel, e.to_string());
+                        self.unreadable.insert(rel, crate::i18n::Message::verbatim(e.to_string()));
                     }
                 }
             }
@@ -89,12 +89,12 @@ impl FileSet {
         self.files.get(path).map(String::as_str)
     }
 
-    pub fn unreadable(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.unreadable.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    pub fn unreadable(&self) -> impl Iterator<Item = (&str, &crate::i18n::Message)> {
+        self.unreadable.iter().map(|(k, v)| (k.as_str(), v))
     }
 
-    pub fn why_unreadable(&self, path: &str) -> Option<&str> {
-        self.unreadable.get(path).map(String::as_str)
+    pub fn why_unreadable(&self, path: &str) -> Option<&crate::i18n::Message> {
+        self.unreadable.get(path)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -132,6 +132,16 @@ pub enum PathError {
     Escapes(String),
     #[error("`{0}` is empty")]
     Empty(String),
+}
+
+impl PathError {
+    pub fn message(&self) -> crate::i18n::Message {
+        match self {
+            PathError::Absolute(p) => crate::msg!("path-absolute", path = p),
+            PathError::Escapes(p) => crate::msg!("path-escapes", path = p),
+            PathError::Empty(p) => crate::msg!("path-empty", path = p),
+        }
+    }
 }
 
 /// Resolves `reference`, written in a file inside folder `dir` (relative key), to a key of the

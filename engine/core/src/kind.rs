@@ -22,9 +22,12 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use crate::calendar::Calendar;
-use crate::diag::{Code, Diagnostics, Origin};
+use crate::diag::{Code, Diagnostics, Origin, Place};
 use crate::duration::Duration;
 use crate::files::{FileSet, resolve_reference};
+use crate::i18n::Message;
+use crate::model::Text;
+use crate::msg;
 use crate::script::{Sandbox, Script, ScriptError, ScriptOrigin};
 
 /// A step kind, provided by a plugin. Registered by name in a [`Registry`].
@@ -32,7 +35,7 @@ pub trait StepKind: Send + Sync + 'static {
     /// The name used as `kind = "..."` in workflow files.
     fn name(&self) -> &str;
     /// One line for documentation and `yishi kinds`.
-    fn summary(&self) -> &str;
+    fn summary(&self) -> Message;
     /// JSON Schema of the kind's settings (the step keys beyond the common ones).
     fn settings_schema(&self) -> schemars::Schema;
     /// Validates and compiles the settings of one step. Problems go to `cx`; `None` when the
@@ -66,7 +69,7 @@ pub trait Step: Send + Sync + fmt::Debug {
     /// Called for an action the step declared, after role and payload checks.
     fn on_action(&self, cx: &mut StepCx<'_>, action: &ActionInput<'_>) -> Result<Flow, StepError> {
         let _ = (cx, action);
-        Err(StepError::refused("this step accepts no actions"))
+        Err(StepError::refused(msg!("run-no-actions")))
     }
     /// Called when a timer of the step fires. `deadline` is the step's own deadline; other
     /// names are timers the step set itself.
@@ -140,16 +143,17 @@ pub enum JoinWait {
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ActionSpec {
     pub name: String,
-    pub summary: String,
+    /// What it does, for people (a catalog message, or the workflow author's words).
+    pub summary: Message,
     pub fields: Vec<Field>,
 }
 
 impl ActionSpec {
-    pub fn new(name: &str, summary: &str) -> Self {
-        ActionSpec { name: name.into(), summary: summary.into(), fields: Vec::new() }
+    pub fn new(name: &str, summary: Message) -> Self {
+        ActionSpec { name: name.into(), summary, fields: Vec::new() }
     }
-    pub fn field(mut self, name: &str, ty: FieldType, required: bool, summary: &str) -> Self {
-        self.fields.push(Field { name: name.into(), ty, required, summary: summary.into() });
+    pub fn field(mut self, name: &str, ty: FieldType, required: bool, summary: Message) -> Self {
+        self.fields.push(Field { name: name.into(), ty, required, summary });
         self
     }
 }
@@ -161,7 +165,7 @@ pub struct Field {
     #[serde(rename = "type")]
     pub ty: FieldType,
     pub required: bool,
-    pub summary: String,
+    pub summary: Message,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
@@ -213,18 +217,17 @@ impl FieldType {
             FieldType::Any => true,
         }
     }
-    fn describe(&self) -> String {
+    /// The type in words (`a whole number`).
+    pub fn describe(&self) -> Message {
         match self {
-            FieldType::String => "a string".into(),
-            FieldType::Int => "a whole number".into(),
-            FieldType::Number => "a number".into(),
-            FieldType::Bool => "true or false".into(),
-            FieldType::OneOf(v) => {
-                format!("one of {}", v.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))
-            }
-            FieldType::Strings => "a list of strings".into(),
-            FieldType::Object => "an object".into(),
-            FieldType::Any => "any value".into(),
+            FieldType::String => msg!("type-string"),
+            FieldType::Int => msg!("type-int"),
+            FieldType::Number => msg!("type-number"),
+            FieldType::Bool => msg!("type-bool"),
+            FieldType::OneOf(v) => msg!("type-one-of", values = v.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>()),
+            FieldType::Strings => msg!("type-strings"),
+            FieldType::Object => msg!("type-object"),
+            FieldType::Any => msg!("type-any"),
         }
     }
 }
@@ -238,21 +241,18 @@ impl ActionSpec {
     pub fn validate(&self, payload: &Map<String, Value>) -> Result<(), StepError> {
         for (k, v) in payload {
             let Some(f) = self.fields.iter().find(|f| &f.name == k) else {
-                let hint = crate::diag::did_you_mean(k, self.fields.iter().map(|f| f.name.as_str()));
-                let known = self.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ");
-                return Err(StepError::Refused {
-                    message: format!(
-                        "unknown field `{k}` for action `{}`{}",
-                        self.name,
-                        hint.map(|h| format!("; {h}")).unwrap_or_else(|| format!(" (fields: {known})"))
-                    ),
-                    field: Some(k.clone()),
-                });
+                let known: Vec<&str> = self.fields.iter().map(|f| f.name.as_str()).collect();
+                let message = match crate::diag::closest(k, known.iter().copied()) {
+                    Some(c) => msg!("run-unknown-field-near", field = k, action = &self.name, near = c),
+                    None if known.is_empty() => msg!("run-unknown-field-none", field = k, action = &self.name),
+                    None => msg!("run-unknown-field", field = k, action = &self.name, fields = known),
+                };
+                return Err(StepError::Refused { message, field: Some(k.clone()) });
             };
             let optional_null = v.is_null() && !f.required;
             if !(f.ty.accepts(v) || optional_null) {
                 return Err(StepError::Refused {
-                    message: format!("field `{k}` must be {}", f.ty.describe()),
+                    message: msg!("run-field-type", field = k, expected = f.ty.describe()),
                     field: Some(k.clone()),
                 });
             }
@@ -260,7 +260,7 @@ impl ActionSpec {
                 && s.chars().count() > MAX_FIELD_CHARS
             {
                 return Err(StepError::Refused {
-                    message: format!("field `{k}` is longer than {MAX_FIELD_CHARS} characters"),
+                    message: msg!("run-field-too-long", field = k, max = MAX_FIELD_CHARS),
                     field: Some(k.clone()),
                 });
             }
@@ -268,7 +268,7 @@ impl ActionSpec {
         for f in &self.fields {
             if f.required && payload.get(&f.name).is_none_or(Value::is_null) {
                 return Err(StepError::Refused {
-                    message: format!("field `{}` is required for action `{}`", f.name, self.name),
+                    message: msg!("run-field-required", field = &f.name, action = &self.name),
                     field: Some(f.name.clone()),
                 });
             }
@@ -298,25 +298,25 @@ pub struct ActionInput<'a> {
 }
 
 /// Why a hook did not go through.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StepError {
     /// The action is refused; nothing changes. `field` names the payload field at fault.
     #[error("{message}")]
-    Refused { message: String, field: Option<String> },
+    Refused { message: Message, field: Option<String> },
     /// A script of the step failed.
     #[error("{0}")]
     Script(ScriptError),
     /// The step's own logic failed in a way the workflow author must fix.
     #[error("{0}")]
-    Failed(String),
+    Failed(Message),
 }
 
 impl StepError {
-    pub fn refused(message: impl Into<String>) -> Self {
-        StepError::Refused { message: message.into(), field: None }
+    pub fn refused(message: Message) -> Self {
+        StepError::Refused { message, field: None }
     }
-    pub fn refused_field(field: &str, message: impl Into<String>) -> Self {
-        StepError::Refused { message: message.into(), field: Some(field.into()) }
+    pub fn refused_field(field: &str, message: Message) -> Self {
+        StepError::Refused { message, field: Some(field.into()) }
     }
 }
 
@@ -333,7 +333,7 @@ pub struct Notice {
     pub topic: String,
     /// Roles or ids it is for.
     pub to: Vec<String>,
-    pub message: String,
+    pub message: Message,
     /// Webhook URL, when the notify step has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
@@ -475,7 +475,7 @@ impl StepCx<'_> {
     /// Evaluates a condition; anything but a boolean is an error naming the script.
     pub fn eval_bool(&self, script: &Script) -> Result<bool, ScriptError> {
         let v = self.eval(script)?;
-        v.as_bool().map_err(|_| ScriptError::wrong_result(script, "true or false", &v))
+        v.as_bool().map_err(|_| ScriptError::wrong_result(script, msg!("type-bool"), &v))
     }
 }
 
@@ -514,7 +514,7 @@ pub struct CompileCx<'a> {
     pub files: &'a FileSet,
     pub sandbox: &'a Sandbox,
     pub params: &'a IndexMap<String, ParamValue>,
-    pub roles: &'a IndexMap<String, String>,
+    pub roles: &'a IndexMap<String, Text>,
     pub diags: &'a mut Diagnostics,
     /// Files read while compiling (they become part of the version).
     pub used_files: &'a mut BTreeSet<String>,
@@ -532,18 +532,12 @@ impl CompileCx<'_> {
     }
 
     /// Reports a problem with the step's settings at `span`.
-    pub fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>, hint: Option<String>) {
+    pub fn error(&mut self, span: Option<Range<usize>>, message: Message, hint: Option<Message>) {
         let origin = self.origin(span);
         self.diags.push(Code::BadSettings, &origin, Some(self.text), message, hint);
     }
 
-    pub fn error_code(
-        &mut self,
-        code: Code,
-        span: Option<Range<usize>>,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) {
+    pub fn error_code(&mut self, code: Code, span: Option<Range<usize>>, message: Message, hint: Option<Message>) {
         let origin = self.origin(span);
         self.diags.push(code, &origin, Some(self.text), message, hint);
     }
@@ -570,16 +564,16 @@ impl CompileCx<'_> {
                     known.iter().map(String::as_str).chain(crate::model::step_keys().iter().map(String::as_str)),
                 )
                 .or_else(|| {
-                    if known.is_empty() {
-                        Some(format!("step kind `{kind}` takes no settings"))
+                    Some(if known.is_empty() {
+                        msg!("hint-kind-no-settings", kind = kind)
                     } else {
-                        Some(format!("settings of `{kind}`: {}", known.join(", ")))
-                    }
+                        msg!("hint-kind-settings", kind = kind, keys = known.clone())
+                    })
                 });
                 self.error_code(
                     Code::UnknownKey,
                     Some(k.span()),
-                    format!("unknown key `{}` for a step of kind `{kind}`", k.get_ref()),
+                    msg!("check-unknown-setting", key = k.get_ref().as_ref(), kind = kind),
                     hint,
                 );
                 t.remove(&k);
@@ -590,13 +584,9 @@ impl CompileCx<'_> {
             Ok(v) => Some(v),
             Err(e) => {
                 let span = e.span().or(Some(table.span()));
-                let code = if e.message().starts_with("missing field") { Code::MissingKey } else { Code::WrongType };
-                self.error_code(
-                    code,
-                    span,
-                    format!("in the settings of step `{}`: {}", self.step_id, e.message().trim()),
-                    None,
-                );
+                let (code, message, hint) = crate::check::de_error_message(&e);
+                let message = msg!("check-in-settings", step = self.step_id, error = message);
+                self.error_code(code, span, message, hint);
                 None
             }
         }
@@ -629,15 +619,7 @@ impl CompileCx<'_> {
         match self.sandbox.compile(text.get_ref(), origin, &names) {
             Ok(s) => Some(s),
             Err(e) => {
-                let (file, line, col) = e.position.clone().unwrap_or((self.file.to_owned(), 0, 0));
-                self.diags.push_at(
-                    Code::ScriptSyntax,
-                    &file,
-                    line,
-                    col,
-                    format!("script error: {}", e.message),
-                    script_hint(&e.message, &names),
-                );
+                self.script_error(&e, &names);
                 None
             }
         }
@@ -651,18 +633,22 @@ impl CompileCx<'_> {
         match self.sandbox.compile(&text, origin, names) {
             Ok(s) => Some(s),
             Err(e) => {
-                let (file, line, col) = e.position.clone().unwrap_or((key, 0, 0));
-                self.diags.push_at(
-                    Code::ScriptSyntax,
-                    &file,
-                    line,
-                    col,
-                    format!("script error: {}", e.message),
-                    script_hint(&e.message, names),
-                );
+                self.script_error(&e, names);
                 None
             }
         }
+    }
+
+    /// Reports a script that does not compile, at the place in the file where it fails.
+    pub fn script_error(&mut self, e: &ScriptError, names: &[&str]) {
+        let (file, line, col) = e.position.clone().unwrap_or((self.file.to_owned(), 0, 0));
+        let hint = script_hint(e, names);
+        let place = if file == self.file && line > 0 {
+            Place::in_text(self.file, self.text, line, col)
+        } else {
+            Place::at(&file, line, col)
+        };
+        self.diags.push_at(Code::ScriptSyntax, place, e.message.clone(), hint);
     }
 
     /// Resolves a file reference and checks that the file exists and stays inside the folder.
@@ -670,32 +656,20 @@ impl CompileCx<'_> {
         let dir = crate::files::parent_dir(self.file);
         match resolve_reference(dir, path.get_ref()) {
             Err(e) => {
-                self.error_code(
-                    Code::EscapingPath,
-                    Some(path.span()),
-                    e.to_string(),
-                    Some("keep lists and scripts inside the workflows folder".into()),
-                );
+                self.error_code(Code::EscapingPath, Some(path.span()), e.message(), Some(msg!("hint-keep-inside")));
                 None
             }
             Ok(key) => {
                 if let Some(why) = self.files.why_unreadable(&key) {
-                    self.error_code(
-                        Code::MissingFile,
-                        Some(path.span()),
-                        format!("`{}` cannot be read: {why}", path.get_ref()),
-                        None,
-                    );
+                    let message = msg!("check-file-unreadable", file = path.get_ref(), why = why.clone());
+                    self.error_code(Code::MissingFile, Some(path.span()), message, None);
                     None
                 } else if self.files.get(&key).is_none() {
-                    let hint = crate::diag::did_you_mean(&key, self.files.paths())
-                        .map(|h| h.replace(&format!("{}/", dir), ""));
-                    self.error_code(
-                        Code::MissingFile,
-                        Some(path.span()),
-                        format!("file `{}` does not exist (looked for `{key}`)", path.get_ref()),
-                        hint,
-                    );
+                    let prefix = format!("{dir}/");
+                    let hint = crate::diag::closest(&key, self.files.paths())
+                        .map(|c| msg!("hint-did-you-mean", word = c.strip_prefix(&prefix).unwrap_or(c)));
+                    let message = msg!("check-file-missing", file = path.get_ref(), looked = &key);
+                    self.error_code(Code::MissingFile, Some(path.span()), message, hint);
                     None
                 } else {
                     self.used_files.insert(key.clone());
@@ -725,7 +699,7 @@ impl CompileCx<'_> {
                     Code::TomlSyntax,
                     &origin,
                     text.as_deref(),
-                    format!("list file is not valid TOML: {}", e.message().trim()),
+                    msg!("check-list-not-toml", detail = e.message().trim()),
                     None,
                 );
                 None
@@ -740,22 +714,14 @@ impl CompileCx<'_> {
             NumberOrParam::Param(name) => match self.params.get(name) {
                 Some(p) if p.value.is_number() => p.value.as_f64(),
                 Some(p) => {
-                    self.error_code(
-                        Code::BadParam,
-                        Some(v.span()),
-                        format!("param `{name}` is a {}, but a number is needed here", p.ty.as_str()),
-                        None,
-                    );
+                    let message = msg!("check-param-not-number", name = name, ty = p.ty.as_str());
+                    self.error_code(Code::BadParam, Some(v.span()), message, None);
                     None
                 }
                 None => {
                     let hint = crate::diag::did_you_mean(name, self.params.keys().map(String::as_str));
-                    self.error_code(
-                        Code::BadParam,
-                        Some(v.span()),
-                        format!("`{name}` is neither a number nor a declared param"),
-                        hint,
-                    );
+                    let message = msg!("check-not-number-or-param", name = name);
+                    self.error_code(Code::BadParam, Some(v.span()), message, hint);
                     None
                 }
             },
@@ -775,43 +741,32 @@ impl CompileCx<'_> {
             return true;
         }
         let hint = crate::diag::did_you_mean(role.get_ref(), self.roles.keys().map(String::as_str));
-        self.error_code(
-            Code::UnknownRole,
-            Some(role.span()),
-            format!("role `{}` is not declared in [roles]", role.get_ref()),
-            hint,
-        );
+        self.error_code(Code::UnknownRole, Some(role.span()), msg!("check-unknown-role", role = role.get_ref()), hint);
         false
     }
 }
 
-fn script_hint(message: &str, names: &[&str]) -> Option<String> {
-    if message.contains("Variable not found") || message.contains("Undefined variable") {
-        Some(format!("scripts here can use: {}", names.join(", ")))
-    } else {
-        None
-    }
+fn script_hint(e: &ScriptError, names: &[&str]) -> Option<Message> {
+    let detail = e.message.to_string();
+    (detail.contains("Variable not found") || detail.contains("Undefined variable"))
+        .then(|| msg!("hint-script-vars", vars = names.to_vec()))
 }
 
 /// Resolves a duration literal or duration param name.
 pub fn resolve_duration(
     text: &str,
     params: &IndexMap<String, ParamValue>,
-) -> Result<Duration, (Code, String, Option<String>)> {
+) -> Result<Duration, (Code, Message, Option<Message>)> {
     if let Some(p) = params.get(text) {
         if p.ty != crate::model::ParamType::Duration {
-            return Err((
-                Code::BadParam,
-                format!("param `{text}` is a {}, but a duration is needed here", p.ty.as_str()),
-                None,
-            ));
+            return Err((Code::BadParam, msg!("check-param-not-duration", name = text, ty = p.ty.as_str()), None));
         }
         return Duration::parse(p.value.as_str().unwrap_or_default())
-            .map_err(|e| (Code::BadDuration, e.to_string(), None));
+            .map_err(|e| (Code::BadDuration, e.message(), None));
     }
     Duration::parse(text).map_err(|e| {
         let hint = crate::diag::did_you_mean(text, params.keys().map(String::as_str));
-        (Code::BadDuration, e.to_string(), hint)
+        (Code::BadDuration, e.message(), hint)
     })
 }
 

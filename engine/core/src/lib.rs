@@ -16,6 +16,7 @@ pub mod describe;
 pub mod diag;
 pub mod duration;
 pub mod files;
+pub mod i18n;
 pub mod kind;
 pub mod model;
 pub mod rhai_kind;

@@ -11,17 +11,56 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+/// Text for people: one string, or one per language (`{ zh-CN = "提交提案", en = "submit" }`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Text {
+    Plain(String),
+    /// By language tag: `zh-CN` (or `zh`) and `en`.
+    Translated(IndexMap<String, String>),
+}
+
+impl Text {
+    /// The text in `lang`, or the closest there is.
+    pub fn get(&self, lang: crate::i18n::Lang) -> &str {
+        match self {
+            Text::Plain(s) => s,
+            Text::Translated(m) => m
+                .iter()
+                .find(|(k, _)| crate::i18n::Lang::parse(k) == Some(lang))
+                .or_else(|| m.first())
+                .map_or("", |(_, v)| v.as_str()),
+        }
+    }
+
+    /// Language tags this text names that the catalog does not speak.
+    pub fn unknown_languages(&self) -> Vec<&str> {
+        match self {
+            Text::Plain(_) => Vec::new(),
+            Text::Translated(m) => {
+                m.keys().filter(|k| crate::i18n::Lang::parse(k).is_none()).map(String::as_str).collect()
+            }
+        }
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Text::Plain(s.to_owned())
+    }
+}
+
 /// The top level of a workflow file (`workflows/<unit>/<name>.toml`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowHeader {
     /// Identifier of the workflow within its unit (letters, digits, `_`, `-`).
     pub id: String,
-    /// Human title, e.g. `居民提案 (resident proposal)`.
+    /// Human title, e.g. `居民提案`, or one per language: `{ zh-CN = "居民提案", en = "resident proposal" }`.
     #[serde(default)]
-    pub title: Option<String>,
+    pub title: Option<Text>,
     #[serde(default)]
-    pub description: Option<String>,
+    pub description: Option<Text>,
     /// `unit/workflow` of a workflow this one extends, e.g. `pingcheng/proposal`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
@@ -47,7 +86,14 @@ pub struct WorkflowHeader {
     pub params: IndexMap<Spanned<String>, Spanned<ParamDecl>>,
     /// Roles that may act in this workflow, with a description each.
     #[serde(default)]
-    pub roles: IndexMap<String, String>,
+    pub roles: IndexMap<String, Text>,
+    /// The stages a step can belong to (`stage = "..."` on a step), with their titles, e.g.
+    /// `raise = "提"`; an overview groups open cases by them.
+    #[serde(default)]
+    pub stages: IndexMap<String, Text>,
+    /// Titles of outcomes and actions by id, for people: `passed = "通过"`.
+    #[serde(default)]
+    pub labels: IndexMap<String, Text>,
 }
 
 /// The whole workflow file, for the JSON Schema: the header plus the steps.
@@ -102,7 +148,7 @@ pub struct ParamDecl {
     #[schemars(with = "Option<serde_json::Value>")]
     pub value: Option<Spanned<toml::Value>>,
     #[serde(default)]
-    pub description: Option<String>,
+    pub description: Option<Text>,
     /// Smallest allowed value (numbers).
     #[serde(default)]
     pub min: Option<f64>,
@@ -122,9 +168,13 @@ pub struct StepCommon {
     #[schemars(with = "String")]
     pub kind: Spanned<String>,
     #[serde(default)]
-    pub title: Option<String>,
+    pub title: Option<Text>,
     #[serde(default)]
-    pub description: Option<String>,
+    pub description: Option<Text>,
+    /// The stage the step belongs to, one of the workflow's `stages`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub stage: Option<Spanned<String>>,
     /// Roles that may perform any action of this step (`"*"`: anyone).
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]

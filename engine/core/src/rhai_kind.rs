@@ -14,8 +14,11 @@ use std::sync::Arc;
 use rhai::{Dynamic, Map as RMap};
 use serde_json::{Map, Value};
 
+use crate::diag::Place;
 use crate::files::{FileSet, parent_dir};
+use crate::i18n::Message;
 use crate::kind::*;
+use crate::msg;
 use crate::script::{Script, ScriptError, from_dynamic, to_dynamic};
 
 /// Finds `kinds/<name>.rhai` in `unit` or the nearest enclosing unit that has it.
@@ -54,8 +57,8 @@ impl StepKind for ScriptedKind {
     fn name(&self) -> &str {
         &self.name
     }
-    fn summary(&self) -> &str {
-        "a step kind written in Rhai"
+    fn summary(&self) -> Message {
+        msg!("kind-rhai")
     }
     fn settings_schema(&self) -> schemars::Schema {
         schemars::json_schema!({ "type": "object" })
@@ -68,78 +71,65 @@ impl StepKind for ScriptedKind {
             Ok(s) => s,
             Err(e) => {
                 let (file, line, col) = e.position.clone().unwrap_or((self.path.clone(), 0, 0));
-                cx.diags.push_at(
-                    crate::diag::Code::ScriptSyntax,
-                    &file,
-                    line,
-                    col,
-                    format!("script error: {}", e.message),
-                    None,
-                );
+                let place = match cx.files.get(&file) {
+                    Some(text) if line > 0 => Place::in_text(&file, text, line, col),
+                    _ => Place::at(&file, line, col),
+                };
+                cx.diags.push_at(crate::diag::Code::ScriptSyntax, place, e.message.clone(), None);
                 return None;
             }
         };
         if !script.has_fn("on_enter", 1) {
             cx.diags.push_at(
                 crate::diag::Code::ScriptMisuse,
-                &self.path,
-                1,
-                1,
-                format!("step kind `{}` must define `fn on_enter(ctx)`", self.name),
+                Place::at(&self.path, 1, 1),
+                msg!("check-rhai-kind-on-enter", kind = &self.name),
                 None,
             );
             return None;
         }
         let sd = to_dynamic(&settings_json);
-        let mut call_list = |func: &str, what: &str| -> Result<Option<Vec<Value>>, ()> {
+        let mut call_list = |func: &str, what: Message| -> Result<Option<Vec<Value>>, ()> {
             if !script.has_fn(func, 1) {
                 return Ok(None);
             }
             let problem = match cx.sandbox.call(&script, func, vec![sd.clone()]).map(|v| from_dynamic(&v)) {
                 Ok(Value::Array(a)) => return Ok(Some(a)),
                 Ok(other) => {
-                    format!("`{func}(settings)` of kind `{}` must return an array of {what}, not {other}", self.name)
+                    msg!("check-rhai-kind-list", func = func, kind = &self.name, what = what, got = other.to_string())
                 }
-                Err(e) => format!("`{func}(settings)` of kind `{}` failed: {}", self.name, e.message),
+                Err(e) => msg!("check-rhai-kind-failed", func = func, kind = &self.name, error = e.message),
             };
             cx.error(Some(settings.span()), problem, None);
             Err(())
         };
-        let outcomes: Vec<String> = match call_list("outcomes", "strings").ok()? {
+        let outcomes: Vec<String> = match call_list("outcomes", msg!("type-strings")).ok()? {
             None => vec!["done".to_owned()],
             Some(list) if list.iter().all(Value::is_string) => {
                 list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
             }
             Some(_) => {
-                cx.error(
-                    Some(settings.span()),
-                    format!("`outcomes(settings)` of kind `{}` must return an array of strings", self.name),
-                    None,
-                );
+                cx.error(Some(settings.span()), msg!("check-rhai-kind-outcomes", kind = &self.name), None);
                 return None;
             }
         };
         let mut actions = Vec::new();
-        if let Some(list) = call_list("actions", "maps").ok()? {
+        if let Some(list) = call_list("actions", msg!("type-maps")).ok()? {
             for a in list {
                 let Some(name) = a.get("name").and_then(Value::as_str) else {
-                    cx.error(Some(settings.span()), format!("an action of kind `{}` has no `name`", self.name), None);
+                    cx.error(Some(settings.span()), msg!("check-rhai-kind-action-name", kind = &self.name), None);
                     return None;
                 };
-                let mut spec = ActionSpec::new(name, a.get("summary").and_then(Value::as_str).unwrap_or(""));
+                let summary = Message::verbatim(a.get("summary").and_then(Value::as_str).unwrap_or(""));
+                let mut spec = ActionSpec::new(name, summary);
                 if let Some(Value::Object(fields)) = a.get("fields") {
                     for (f, ty) in fields {
                         match ty.as_str().and_then(FieldType::parse) {
-                            Some((t, req)) => spec = spec.field(f, t, req, ""),
+                            Some((t, req)) => spec = spec.field(f, t, req, Message::verbatim("")),
                             None => {
-                                cx.error(
-                                    Some(settings.span()),
-                                    format!(
-                                        "field `{f}` of action `{name}` of kind `{}` has an unknown type",
-                                        self.name
-                                    ),
-                                    None,
-                                );
+                                let message =
+                                    msg!("check-rhai-kind-field-type", field = f, action = name, kind = &self.name);
+                                cx.error(Some(settings.span()), message, Some(msg!("hint-field-types")));
                                 return None;
                             }
                         }
@@ -178,11 +168,13 @@ impl ScriptedStep {
             return if v.is_null() {
                 Ok(Flow::Wait)
             } else {
-                Err(StepError::Script(ScriptError::wrong_result(&self.script, "a map or ()", &result)))
+                Err(StepError::Script(ScriptError::wrong_result(&self.script, msg!("type-map-or-unit"), &result)))
             };
         };
         if let Some(msg) = m.get("refuse") {
-            return Err(StepError::refused(msg.as_str().map_or_else(|| msg.to_string(), str::to_owned)));
+            return Err(StepError::refused(Message::verbatim(
+                msg.as_str().map_or_else(|| msg.to_string(), str::to_owned),
+            )));
         }
         if let Some(Value::Object(set)) = m.get("set") {
             for (k, v) in set {
@@ -209,7 +201,7 @@ impl ScriptedStep {
                         .and_then(Value::as_array)
                         .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
                         .unwrap_or_default(),
-                    message: n.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+                    message: Message::verbatim(n.get("message").and_then(Value::as_str).unwrap_or("")),
                     webhook: None,
                     body: Value::Null,
                 });
@@ -217,11 +209,10 @@ impl ScriptedStep {
         }
         match m.get("outcome") {
             Some(Value::String(o)) if self.outcomes.contains(o) => Ok(Flow::Done(o.clone())),
-            Some(Value::String(o)) => Err(StepError::Failed(format!(
-                "the step kind returned outcome `{o}`, which its `outcomes` does not list ({})",
-                self.outcomes.join(", ")
-            ))),
-            Some(_) => Err(StepError::Failed("`outcome` must be a string".into())),
+            Some(Value::String(o)) => {
+                Err(StepError::Failed(msg!("run-rhai-kind-outcome", outcome = o, outcomes = self.outcomes.clone())))
+            }
+            Some(_) => Err(StepError::Failed(msg!("run-rhai-kind-outcome-type"))),
             None => Ok(Flow::Wait),
         }
     }
@@ -240,7 +231,7 @@ impl Step for ScriptedStep {
     }
     fn on_action(&self, cx: &mut StepCx<'_>, action: &ActionInput<'_>) -> Result<Flow, StepError> {
         if !self.script.has_fn("on_action", 2) {
-            return Err(StepError::refused("this step accepts no actions"));
+            return Err(StepError::refused(msg!("run-no-actions")));
         }
         let mut a = Map::new();
         a.insert("name".into(), Value::String(action.name.into()));

@@ -4,6 +4,8 @@
 //! instance is always exactly the fold of its events ([`replay`]). Nothing here reads a clock,
 //! touches storage or performs I/O; the service commits what a transition returns.
 
+use crate::i18n::Message;
+use crate::msg;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status in words, for people.
+    pub fn word(self) -> Message {
+        Message::new(match self {
+            Status::Active => "status-active",
+            Status::Completed => "status-completed",
+            Status::Cancelled => "status-cancelled",
+            Status::Failed => "status-failed",
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",
@@ -94,7 +106,7 @@ pub struct InstanceState {
     pub next_token: u32,
     pub next_scope: u32,
     #[serde(default)]
-    pub error: Option<String>,
+    pub error: Option<Message>,
 }
 
 impl Default for InstanceState {
@@ -150,7 +162,12 @@ pub enum Event {
         actor: Actor,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         on_behalf_of: Option<Actor>,
-        reason: String,
+        /// Why, as a message (rendered in the reader's language).
+        reason: Message,
+        /// Refusals of the same person on this case just before this one that were counted but
+        /// not recorded (more than the hourly limit).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        unrecorded_before: u32,
     },
     TimerFired {
         timer: String,
@@ -193,7 +210,7 @@ pub enum Event {
     TokenCancelled {
         token: u32,
         step: String,
-        reason: String,
+        reason: Message,
     },
     Notified {
         notice: Notice,
@@ -206,7 +223,7 @@ pub enum Event {
         reason: String,
     },
     Failed {
-        error: String,
+        error: Message,
     },
     Migrated {
         from: String,
@@ -387,20 +404,41 @@ impl Transition {
 /// Why a transition did not happen. Nothing of it is kept.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RunError {
-    #[error("the case is {0}; it accepts no more actions")]
-    Closed(&'static str),
+    /// The case is closed; its status.
+    #[error("{}", self.message())]
+    Closed(Status),
+    /// The step asked for is not active.
     #[error("{0}")]
-    NoSuchStep(String),
+    NoSuchStep(Message),
+    /// The branch (token) asked for is not active.
+    #[error("{0}")]
+    NoSuchToken(Message),
     #[error("{message}")]
-    Forbidden { message: String },
+    Forbidden { message: Message },
     #[error("{message}")]
-    Refused { message: String, field: Option<String> },
-    #[error("script failed in step `{step}`: {error}")]
+    Refused { message: Message, field: Option<String> },
+    #[error("{}", self.message())]
     Script { step: String, error: ScriptError },
-    #[error("step `{step}` failed: {message}")]
-    Step { step: String, message: String },
-    #[error("the workflow ran more than {0} steps without waiting; it probably loops without a stop")]
+    #[error("{}", self.message())]
+    Step { step: String, message: Message },
+    #[error("{}", self.message())]
     Runaway(usize),
+}
+
+impl RunError {
+    /// What went wrong, for people.
+    pub fn message(&self) -> Message {
+        match self {
+            RunError::Closed(status) => msg!("run-closed", status = status.word()),
+            RunError::NoSuchStep(m)
+            | RunError::NoSuchToken(m)
+            | RunError::Forbidden { message: m }
+            | RunError::Refused { message: m, .. } => m.clone(),
+            RunError::Script { step, error } => msg!("run-script-failed", step = step, error = error.located()),
+            RunError::Step { step, message } => msg!("run-step-failed", step = step, error = message.clone()),
+            RunError::Runaway(n) => msg!("run-runaway", count = *n),
+        }
+    }
 }
 
 /// The most steps one transition may pass through before it is treated as a runaway loop.
@@ -459,9 +497,7 @@ impl<'a> Run<'a> {
     }
 
     fn step(&self, id: &str) -> Result<&'a StepDef, RunError> {
-        self.def
-            .step(id)
-            .ok_or_else(|| RunError::NoSuchStep(format!("step `{id}` does not exist in this version of the workflow")))
+        self.def.step(id).ok_or_else(|| RunError::NoSuchStep(msg!("run-step-not-in-version", step = id)))
     }
 
     /// Runs queued entries until every token waits or the case ends.
@@ -492,7 +528,7 @@ impl<'a> Run<'a> {
                         self.emit(Event::TokenCancelled {
                             token: t.id,
                             step: t.step.clone(),
-                            reason: format!("case terminated at `{step_id}`"),
+                            reason: msg!("reason-terminated", step = step_id),
                         });
                     }
                 }
@@ -505,10 +541,7 @@ impl<'a> Run<'a> {
             Control::Join(spec) => {
                 let spec = spec.clone();
                 let Some(&scope_id) = scopes.last() else {
-                    return Err(RunError::Step {
-                        step: step_id.into(),
-                        message: "a token reached this join without passing its split".into(),
-                    });
+                    return Err(RunError::Step { step: step_id.into(), message: msg!("run-join-without-split") });
                 };
                 self.emit(Event::ScopeArrived { scope: scope_id, token });
                 self.emit(Event::Left { token, step: step_id.to_owned(), outcome: "arrived".into() });
@@ -532,7 +565,7 @@ impl<'a> Run<'a> {
                         let v = cx.eval(items).map_err(|e| script_err(step_id, e))?;
                         let list = crate::script::from_dynamic(&v);
                         let Value::Array(list) = list else {
-                            return Err(script_err(step_id, ScriptError::wrong_result(items, "an array", &v)));
+                            return Err(script_err(step_id, ScriptError::wrong_result(items, msg!("type-array"), &v)));
                         };
                         list.into_iter().map(|x| (body.clone(), Some(x))).collect()
                     }
@@ -608,7 +641,7 @@ impl<'a> Run<'a> {
                     self.emit(Event::TokenCancelled {
                         token: t.id,
                         step: t.step.clone(),
-                        reason: format!("join `{}` fired", scope.join),
+                        reason: msg!("reason-join-fired", join = &scope.join),
                     });
                     self.timers.push(TimerChange::ClearToken { token: t.id });
                 }
@@ -616,7 +649,7 @@ impl<'a> Run<'a> {
         }
         let join = self.step(&scope.join)?;
         let Some(next) = join.target("joined") else {
-            return Err(RunError::Step { step: scope.join.clone(), message: "the join has no `next`".into() });
+            return Err(RunError::Step { step: scope.join.clone(), message: msg!("run-join-no-next") });
         };
         self.queue.push_back((next.to_owned(), scope.outer.clone(), scope.item.clone()));
         Ok(())
@@ -679,7 +712,7 @@ impl<'a> Run<'a> {
         self.emit(Event::Left { token, step: tok.step.clone(), outcome: outcome.to_owned() });
         self.timers.push(TimerChange::ClearToken { token });
         let Some(next) = step.target(outcome) else {
-            return Err(RunError::Step { step: tok.step, message: format!("outcome `{outcome}` leads nowhere") });
+            return Err(RunError::Step { step: tok.step, message: msg!("run-outcome-nowhere", outcome = outcome) });
         };
         self.queue.push_back((next.to_owned(), tok.scopes, tok.item));
         Ok(())
@@ -694,12 +727,13 @@ impl<'a> Run<'a> {
             (None, Some(script)) => {
                 let cx = self.cx(step, token, item);
                 let v = cx.eval(script).map_err(|e| script_err(&step.id, e))?;
-                let text = v.clone().into_string().map_err(|_| {
-                    script_err(&step.id, ScriptError::wrong_result(script, "a duration such as \"7d\"", &v))
-                })?;
+                let text = v
+                    .clone()
+                    .into_string()
+                    .map_err(|_| script_err(&step.id, ScriptError::wrong_result(script, msg!("type-duration"), &v)))?;
                 Duration::parse(&text).map_err(|e| RunError::Step {
                     step: step.id.clone(),
-                    message: format!("the deadline script returned {e}"),
+                    message: msg!("run-deadline-script", error = e.message()),
                 })?
             }
             (None, None) => return Ok(()),
@@ -794,13 +828,12 @@ pub fn act(
     instance_id: i64,
 ) -> Result<Transition, RunError> {
     if state.status != Status::Active {
-        return Err(RunError::Closed(state.status.as_str()));
+        return Err(RunError::Closed(state.status));
     }
     if let Some(tid) = req.token
         && state.token(tid).is_none()
     {
-        let active: Vec<String> = state.tokens.iter().map(|t| format!("{} at {}", t.id, t.step)).collect();
-        return Err(RunError::NoSuchStep(format!("token {tid} is not active (active: {})", active.join(", "))));
+        return Err(RunError::NoSuchToken(msg!("run-token-inactive", token = tid, active = active_places(state))));
     }
     let subject = req.on_behalf_of.as_ref().unwrap_or(&req.actor);
     let candidates: Vec<&Token> = state
@@ -826,50 +859,50 @@ pub fn act(
         ([one], _, _) | (_, [one], _) => (*one).clone(),
         ([], _, Some(s)) if candidates.is_empty() => {
             let active = state.active_steps().join(", ");
-            return Err(RunError::NoSuchStep(format!("step `{s}` is not active (active: {active})")));
+            return Err(RunError::NoSuchStep(msg!("run-step-inactive", step = s, active = active)));
         }
         ([], _, _) => {
-            let mut accepted: Vec<String> = Vec::new();
+            let mut accepted: Vec<Message> = Vec::new();
             for t in &candidates {
                 if let Some(s) = def.step(&t.step) {
-                    accepted.extend(s.actions.iter().map(|a| format!("{} ({})", a.name, t.step)));
+                    accepted.extend(s.actions.iter().map(|a| msg!("run-action-at", action = &a.name, step = &t.step)));
                 }
             }
-            let hint = if accepted.is_empty() {
-                "no action is accepted now".to_owned()
+            let message = if accepted.is_empty() {
+                msg!("run-not-accepted-none", action = &req.action)
             } else {
-                format!("accepted now: {}", accepted.join(", "))
+                msg!("run-not-accepted", action = &req.action, accepted = accepted)
             };
-            return Err(RunError::Refused {
-                message: format!("action `{}` is not accepted now; {hint}", req.action),
-                field: Some("action".into()),
-            });
+            return Err(RunError::Refused { message, field: Some("action".into()) });
         }
         (_, [], _) => (*accepting[0]).clone(), // nobody may: the role check below says why
         (_, many, _) => {
-            let places: Vec<String> = many.iter().map(|t| format!("token {} at {}", t.id, t.step)).collect();
+            let places: Vec<Message> =
+                many.iter().map(|t| msg!("run-token-at", token = t.id, step = &t.step)).collect();
             return Err(RunError::Refused {
-                message: format!(
-                    "action `{}` is accepted in several places ({}); name one with `step` or `token`",
-                    req.action,
-                    places.join(", ")
-                ),
+                message: msg!("run-several-places", action = &req.action, places = places),
                 field: Some("token".into()),
             });
         }
     };
-    let step = def.step(&token.step).ok_or_else(|| RunError::NoSuchStep(token.step.clone()))?;
+    let step = def
+        .step(&token.step)
+        .ok_or_else(|| RunError::NoSuchStep(msg!("run-step-not-in-version", step = &token.step)))?;
     let spec = step.action(&req.action).expect("filtered above");
     let allowed = step.allowed_roles(&req.action);
     if !allowed.iter().any(|r| r == "*" || subject.roles.contains(r)) {
         return Err(RunError::Forbidden {
-            message: format!(
-                "action `{}` of step `{}` is for {}; `{}` holds {}",
-                req.action,
-                step.id,
-                allowed.join(", "),
-                subject.id,
-                if subject.roles.is_empty() { "no role".to_owned() } else { subject.roles.join(", ") }
+            message: msg!(
+                "run-forbidden",
+                action = &req.action,
+                step = &step.id,
+                roles = allowed.to_vec(),
+                actor = &subject.id,
+                holds = if subject.roles.is_empty() {
+                    msg!("run-no-role")
+                } else {
+                    Message::verbatim(subject.roles.join(", "))
+                }
             ),
         });
     }
@@ -922,14 +955,15 @@ pub fn fire(
     let Some(tok) = state.token(token).filter(|t| t.step == step_id).cloned() else {
         return Ok(None);
     };
-    let step = def.step(step_id).ok_or_else(|| RunError::NoSuchStep(step_id.to_owned()))?;
+    let step =
+        def.step(step_id).ok_or_else(|| RunError::NoSuchStep(msg!("run-step-not-in-version", step = step_id)))?;
     let mut run = Run::new(def, state.clone(), now, instance_id);
     run.emit(Event::TimerFired { timer: timer.to_owned(), step: step_id.to_owned(), token });
     if timer.starts_with("remind:") {
         let notice = Notice {
             topic: "reminder".into(),
             to: step.roles.clone(),
-            message: format!("step `{}` of case {instance_id} is due soon", step.id),
+            message: msg!("notice-reminder", step = &step.id, case = instance_id),
             webhook: None,
             body: Value::Null,
         };
@@ -966,9 +1000,9 @@ pub fn rearm(def: &Definition, state: &InstanceState, instance_id: i64) -> Resul
 }
 
 /// Marks a case failed (a timer's script failed): recorded, and nothing else moves.
-pub fn fail(state: &InstanceState, error: &str) -> Transition {
+pub fn fail(state: &InstanceState, error: Message) -> Transition {
     let mut s = state.clone();
-    let e = Event::Failed { error: error.to_owned() };
+    let e = Event::Failed { error };
     apply(&mut s, &e);
     Transition {
         state: s,
@@ -983,12 +1017,12 @@ pub fn fail(state: &InstanceState, error: &str) -> Transition {
 /// Cancels a whole case (WCP-20).
 pub fn cancel(state: &InstanceState, reason: &str) -> Result<Transition, RunError> {
     if state.status != Status::Active {
-        return Err(RunError::Closed(state.status.as_str()));
+        return Err(RunError::Closed(state.status));
     }
     let mut s = state.clone();
     let mut events = Vec::new();
     for t in &state.tokens {
-        events.push(Event::TokenCancelled { token: t.id, step: t.step.clone(), reason: reason.to_owned() });
+        events.push(Event::TokenCancelled { token: t.id, step: t.step.clone(), reason: Message::verbatim(reason) });
     }
     events.push(Event::Cancelled { reason: reason.to_owned() });
     for e in &events {
@@ -1015,18 +1049,19 @@ pub fn cancel_step(
     instance_id: i64,
 ) -> Result<Transition, RunError> {
     if state.status != Status::Active {
-        return Err(RunError::Closed(state.status.as_str()));
+        return Err(RunError::Closed(state.status));
     }
     let tokens: Vec<Token> = state.tokens.iter().filter(|t| t.step == step_id).cloned().collect();
     if tokens.is_empty() {
-        return Err(RunError::NoSuchStep(format!(
-            "step `{step_id}` is not active (active: {})",
-            state.active_steps().join(", ")
+        return Err(RunError::NoSuchStep(msg!(
+            "run-step-inactive",
+            step = step_id,
+            active = state.active_steps().join(", ")
         )));
     }
     let mut run = Run::new(def, state.clone(), now, instance_id);
     for t in tokens {
-        run.emit(Event::TokenCancelled { token: t.id, step: t.step.clone(), reason: reason.to_owned() });
+        run.emit(Event::TokenCancelled { token: t.id, step: t.step.clone(), reason: Message::verbatim(reason) });
         run.timers.push(TimerChange::ClearToken { token: t.id });
         if let Some(&scope) = t.scopes.last() {
             run.emit(Event::ScopeShrunk { scope });
@@ -1044,4 +1079,13 @@ pub fn cancel_step(
         run.timers.push(TimerChange::ClearAll);
     }
     Ok(run.finish())
+}
+
+/// The active branches of a case, for messages: "3 at `vote`, 4 at `review`".
+fn active_places(state: &InstanceState) -> Vec<Message> {
+    state.tokens.iter().map(|t| msg!("run-token-at", token = t.id, step = &t.step)).collect()
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

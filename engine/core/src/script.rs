@@ -6,6 +6,8 @@
 //! operations, call depth, expression depth, string, array and map sizes and wall-clock time
 //! turn a runaway script into a [`ScriptError`] on that one evaluation.
 
+use crate::i18n::Message;
+use crate::msg;
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
@@ -104,7 +106,11 @@ impl Sandbox {
         }
         let ast = self.engine.compile_with_scope(&scope, text).map_err(|e| {
             let pos = e.position();
-            ScriptError { kind: ScriptErrorKind::Syntax, message: e.err_type().to_string(), position: origin.map(pos) }
+            ScriptError {
+                kind: ScriptErrorKind::Syntax,
+                message: msg!("script-syntax", detail = e.err_type().to_string()),
+                position: origin.map(pos),
+            }
         })?;
         Ok(Script { ast: Arc::new(ast), origin: Arc::new(origin), text: Arc::from(text) })
     }
@@ -193,19 +199,19 @@ impl Script {
 
     fn runtime_error(&self, e: EvalAltResult) -> ScriptError {
         let pos = e.position();
-        let kind = match &e {
-            EvalAltResult::ErrorTooManyOperations(_) => ScriptErrorKind::Limit("operation limit"),
-            EvalAltResult::ErrorStackOverflow(_) => ScriptErrorKind::Limit("call depth limit"),
-            EvalAltResult::ErrorDataTooLarge(..) => ScriptErrorKind::Limit("size limit"),
-            EvalAltResult::ErrorTerminated(..) => ScriptErrorKind::Limit("wall-clock limit"),
+        let limit = match &e {
+            EvalAltResult::ErrorTooManyOperations(_) => Some(msg!("limit-operations")),
+            EvalAltResult::ErrorStackOverflow(_) => Some(msg!("limit-call-depth")),
+            EvalAltResult::ErrorDataTooLarge(..) => Some(msg!("limit-size")),
+            EvalAltResult::ErrorTerminated(..) => Some(msg!("limit-wall-clock")),
             EvalAltResult::ErrorTooManyVariables(_) | EvalAltResult::ErrorTooManyModules(_) => {
-                ScriptErrorKind::Limit("resource limit")
+                Some(msg!("limit-resources"))
             }
-            _ => ScriptErrorKind::Runtime,
+            _ => None,
         };
-        let message = match &kind {
-            ScriptErrorKind::Limit(what) => format!("script stopped: {what} reached ({e})"),
-            _ => e.to_string(),
+        let (kind, message) = match limit {
+            Some(limit) => (ScriptErrorKind::Limit, msg!("script-limit", limit = limit, detail = e.to_string())),
+            None => (ScriptErrorKind::Runtime, msg!("script-runtime", detail = e.to_string())),
         };
         ScriptError { kind, message, position: self.origin.map(pos) }
     }
@@ -217,26 +223,44 @@ pub enum ScriptErrorKind {
     Syntax,
     Runtime,
     /// A sandbox limit stopped the script.
-    Limit(&'static str),
+    Limit,
     /// The script returned a value of the wrong kind.
     WrongResult,
 }
 
 /// A script that failed, with where in the rules file it failed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Serialize, thiserror::Error)]
 #[error("{}{message}", position.as_ref().map(|(f, l, c)| format!("{f}:{l}:{c}: ")).unwrap_or_default())]
 pub struct ScriptError {
     pub kind: ScriptErrorKind,
-    pub message: String,
+    /// What went wrong (the script engine's own words inside a sentence of the catalog).
+    pub message: Message,
     /// File, line and column in the rules file, when known.
     pub position: Option<(String, u32, u32)>,
 }
 
 impl ScriptError {
-    pub fn wrong_result(script: &Script, expected: &str, got: &Dynamic) -> Self {
+    /// The message with where it happened, when known.
+    pub fn located(&self) -> Message {
+        match &self.position {
+            Some((file, line, column)) => {
+                msg!("script-at", file = file, line = *line, column = *column, error = self.message.clone())
+            }
+            None => self.message.clone(),
+        }
+    }
+
+    /// The script returned `got` where `expected` (a description, such as `type-duration`)
+    /// was needed.
+    pub fn wrong_result(script: &Script, expected: Message, got: &Dynamic) -> Self {
         ScriptError {
             kind: ScriptErrorKind::WrongResult,
-            message: format!("script returned {} `{got}`, but {expected} was expected", got.type_name()),
+            message: msg!(
+                "script-wrong-result",
+                got_type = got.type_name(),
+                got = got.to_string(),
+                expected = expected
+            ),
             position: Some((script.origin.file.clone(), script.origin.line, script.origin.column)),
         }
     }
@@ -297,21 +321,21 @@ mod tests {
     #[test]
     fn infinite_loop_is_stopped() {
         let err = run("loop { }").unwrap_err();
-        assert!(matches!(err.kind, ScriptErrorKind::Limit(_)), "{err:?}");
+        assert!(err.kind == ScriptErrorKind::Limit, "{err:?}");
     }
 
     #[test]
     fn runaway_recursion_is_stopped() {
         let err = run("fn f(x) { f(x + 1) } f(0)").unwrap_err();
-        assert!(matches!(err.kind, ScriptErrorKind::Limit(_)), "{err:?}");
+        assert!(err.kind == ScriptErrorKind::Limit, "{err:?}");
     }
 
     #[test]
     fn string_and_array_bombs_are_stopped() {
         let err = run("let s = \"xxxxxxxx\"; loop { s += s; }").unwrap_err();
-        assert!(matches!(err.kind, ScriptErrorKind::Limit(_)), "{err:?}");
+        assert!(err.kind == ScriptErrorKind::Limit, "{err:?}");
         let err = run("let a = []; loop { a.push(1); }").unwrap_err();
-        assert!(matches!(err.kind, ScriptErrorKind::Limit(_)), "{err:?}");
+        assert!(err.kind == ScriptErrorKind::Limit, "{err:?}");
     }
 
     #[test]
@@ -320,7 +344,8 @@ mod tests {
             Sandbox::new(Limits { max_operations: 0, wall_clock: StdDuration::from_millis(50), ..Limits::default() });
         let s = sb.compile("loop { }", origin(), &[]).unwrap();
         let err = sb.eval(&s, vec![]).unwrap_err();
-        assert_eq!(err.kind, ScriptErrorKind::Limit("wall-clock limit"), "{err:?}");
+        assert_eq!(err.kind, ScriptErrorKind::Limit, "{err:?}");
+        assert_eq!(err.message.args["limit"], crate::i18n::Arg::Msg(Box::new(msg!("limit-wall-clock"))));
     }
 
     #[test]
@@ -340,6 +365,6 @@ mod tests {
     fn thrown_errors_are_runtime_errors() {
         let err = run("throw \"nope\"").unwrap_err();
         assert_eq!(err.kind, ScriptErrorKind::Runtime);
-        assert!(err.message.contains("nope"));
+        assert!(err.message.to_string().contains("nope"));
     }
 }

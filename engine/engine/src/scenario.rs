@@ -15,6 +15,9 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use crate::service::{Config, Engine, EngineError, InstanceView};
+use yishi_core::i18n::Message;
+use yishi_core::msg;
+
 use crate::store::AnyStore;
 use crate::store::sqlite::SqliteStore;
 use yishi_core::check::{Catalog, RESERVED_DIRS};
@@ -65,9 +68,20 @@ pub struct ScenarioStep {
     pub repeat: Option<Repeat>,
     /// Let time pass (`3d`, `5wd`), firing whatever falls due.
     pub advance: Option<String>,
+    /// Let time pass up to this moment (RFC 3339), firing whatever falls due.
+    pub advance_to: Option<String>,
+    /// How many timers the time passing of this step must fire.
+    pub expect_fired: Option<usize>,
+    /// Act on the branch whose item is this (one branch per item of a list).
+    #[schemars(with = "Option<Value>")]
+    pub item: Option<Value>,
+    /// Cancel the case (or, with `step`, one active step of it), giving this reason.
+    pub cancel: Option<String>,
     /// The action must be refused: `refused`, `forbidden`, `closed`, `conflict`,
     /// `script_failed`, or a piece of the message.
     pub expect_error: Option<String>,
+    /// The payload field the refusal must name.
+    pub expect_field: Option<String>,
     /// What must hold after this step.
     pub expect: Option<Expect>,
 }
@@ -104,6 +118,16 @@ pub struct Expect {
     pub data: IndexMap<String, Value>,
     /// Cases started from this one (follow-ups), counted.
     pub spawned: Option<usize>,
+    /// The case's revision (how many changes it has had).
+    pub revision: Option<i64>,
+    /// Events of the history counted by type (`refused = 3`), or by type and step
+    /// (`"token_cancelled:review_b" = 1`).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, usize>")]
+    pub events: IndexMap<String, usize>,
+    /// The items of the active branches, in order (one branch per item of a list).
+    #[schemars(with = "Option<Vec<Value>>")]
+    pub items: Option<Vec<Value>>,
 }
 
 /// The result of one scenario.
@@ -174,12 +198,13 @@ async fn run_one(catalog: &Catalog, path: &str, text: &str, registry: &Registry)
     let key = if sf.workflow.contains('/') { sf.workflow.clone() } else { format!("{unit}/{}", sf.workflow) };
     let title = sf.title.clone().unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path).to_owned());
     let Some(def) = catalog.definitions.get(&key).cloned() else {
-        let why = if catalog.failed.contains_key(&key) { "has errors" } else { "does not exist" };
-        diags.push(Code::BadScenario, &Origin::file(path), None, format!("workflow `{key}` {why}"), None);
+        let why =
+            if catalog.failed.contains_key(&key) { "scenario-workflow-errors" } else { "scenario-workflow-missing" };
+        diags.push(Code::BadScenario, &Origin::file(path), None, Message::new(why).arg("workflow", &key), None);
         return result(path, title, key, diags);
     };
-    if let Err(msg) = play(&sf, &key, def, catalog, registry, path, text, &mut diags).await {
-        diags.push(Code::BadScenario, &Origin::file(path), None, msg, None);
+    if let Err(message) = play(&sf, &key, def, catalog, registry, path, text, &mut diags).await {
+        diags.push(Code::BadScenario, &Origin::file(path), None, message, None);
     }
     result(path, title, key, diags)
 }
@@ -199,15 +224,15 @@ async fn play(
     path: &str,
     text: &str,
     diags: &mut Diagnostics,
-) -> Result<(), String> {
+) -> Result<(), Message> {
     let start = match &sf.start_at {
-        Some(s) => DateTime::parse_from_rfc3339(s).map_err(|e| format!("`start_at`: {e}"))?.timestamp_millis(),
-        None => {
-            DateTime::parse_from_rfc3339("2026-09-25T10:00:00+08:00").map_err(|e| e.to_string())?.timestamp_millis()
-        }
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map_err(|e| msg!("scenario-bad-time", key = "start_at", detail = e.to_string()))?
+            .timestamp_millis(),
+        None => DateTime::parse_from_rfc3339("2026-09-25T10:00:00+08:00").map_err(internal)?.timestamp_millis(),
     };
     let clock = Arc::new(ManualClock::new(start));
-    let store = SqliteStore::memory().await.map_err(|e| e.to_string())?;
+    let store = SqliteStore::memory().await.map_err(internal)?;
     let engine = Engine::new(
         AnyStore::Sqlite(store),
         registry.clone(),
@@ -221,87 +246,175 @@ async fn play(
             sub.definitions.insert(k.clone(), d.clone());
         }
     }
-    engine.install(sub, "scenario").await.map_err(|e| e.to_string())?;
+    engine.install(sub, "scenario").await.map_err(internal)?;
     let admin = Actor { id: "scenario".into(), roles: Vec::new() };
-    let case =
-        engine.start(key, sf.data.clone(), &admin, None).await.map_err(|e| format!("the case could not start: {e}"))?;
+    let case = engine
+        .start(key, sf.data.clone(), &admin, None)
+        .await
+        .map_err(|e| msg!("scenario-start-failed", error = e.message()))?;
     let id = case.id;
     for (i, step) in sf.steps.iter().enumerate() {
         let origin = Origin::new(path, Some(step.span()));
         let s = step.get_ref();
-        let fail = |diags: &mut Diagnostics, msg: String| {
-            diags.push(Code::ScenarioFailed, &origin, Some(text), format!("step {}: {msg}", i + 1), None)
+        let fail = |diags: &mut Diagnostics, what: Message| {
+            diags.push(
+                Code::ScenarioFailed,
+                &origin,
+                Some(text),
+                msg!("scenario-step", step = i + 1, what = what),
+                None,
+            )
         };
-        if let Some(d) = &s.advance {
-            let d = Duration::parse(d).map_err(|e| format!("step {}: {e}", i + 1))?;
-            let now = clock.now();
-            clock.set(def.calendar.add(now, d));
-            engine.deliver_outbox(&NoWebhooks).await.map_err(|e| e.to_string())?;
-            if let Err(e) = Box::pin(engine.fire_due()).await {
-                fail(diags, format!("timers failed: {e}"));
+        advance(s, i, &def, &clock, &engine, diags, &fail).await?;
+        if let Some(reason) = &s.cancel {
+            let admin = Actor { id: "scenario".into(), roles: Vec::new() };
+            if let Err(e) = engine.cancel(id, s.step.as_deref(), reason, &admin).await {
+                fail(diags, msg!("scenario-cancel-failed", error = e.message()));
             }
-            engine.deliver_outbox(&NoWebhooks).await.map_err(|e| e.to_string())?;
         }
         if let Some(action) = &s.act {
-            let ids: Vec<Option<String>> = match &s.repeat {
-                Some(r) => (r.from..=r.to).map(|n| Some(format!("{}{n}", r.prefix))).collect(),
-                None => vec![s.actor.as_ref().and_then(|a| a.id.clone())],
-            };
-            for who in ids {
-                let decl = s.actor.clone().unwrap_or(ActorDecl { id: None, roles: Vec::new() });
-                let actor = Actor { id: who.or(decl.id).unwrap_or_else(|| "someone".into()), roles: decl.roles };
-                let req = ActionRequest {
-                    action: action.clone(),
-                    step: s.step.clone(),
-                    token: s.token,
-                    payload: s.payload.clone(),
-                    actor,
-                    on_behalf_of: s.on_behalf_of.as_ref().map(|a| Actor {
-                        id: a.id.clone().unwrap_or_else(|| "someone".into()),
-                        roles: a.roles.clone(),
-                    }),
-                };
-                let res = engine.act(id, req, None, None).await;
-                match (&res, &s.expect_error) {
-                    (Ok(_), None) => {}
-                    (Err(e), None) => fail(diags, format!("action `{action}` was refused: {e}")),
-                    (Ok(_), Some(want)) => {
-                        fail(diags, format!("action `{action}` should have been refused ({want}), but it was applied"))
-                    }
-                    (Err(e), Some(want)) => {
-                        if !error_matches(e, want) {
-                            fail(diags, format!("action `{action}` was refused, but not as expected (`{want}`): {e}"));
-                        }
-                    }
-                }
-            }
-            engine.deliver_outbox(&NoWebhooks).await.map_err(|e| e.to_string())?;
+            act(s, i, action, id, &engine, diags, &fail).await?;
         }
         if let Some(exp) = &s.expect {
-            let v = engine.view(id).await.map_err(|e| e.to_string())?;
+            let v = engine.view(id).await.map_err(internal)?;
             for msg in check_expect(exp, &v, &engine).await {
                 fail(diags, msg);
             }
         }
     }
-    let v = engine.view(id).await.map_err(|e| e.to_string())?;
+    let v = engine.view(id).await.map_err(internal)?;
     if let Some(exp) = &sf.expect {
-        for msg in check_expect(exp, &v, &engine).await {
-            diags.push(Code::ScenarioFailed, &Origin::file(path), None, format!("at the end: {msg}"), None);
+        for what in check_expect(exp, &v, &engine).await {
+            diags.push(Code::ScenarioFailed, &Origin::file(path), None, msg!("scenario-at-end", what = what), None);
         }
     }
-    let row = engine.get(id).await.map_err(|e| e.to_string())?;
-    let history = engine.history(id).await.map_err(|e| e.to_string())?;
+    let row = engine.get(id).await.map_err(internal)?;
+    let history = engine.history(id).await.map_err(internal)?;
     if replay(history.iter().map(|e| (&e.event, e.at))) != row.state {
-        diags.push(
-            Code::ScenarioFailed,
-            &Origin::file(path),
-            None,
-            "replaying the case's history does not give its state (an engine bug)",
-            None,
-        );
+        diags.push(Code::ScenarioFailed, &Origin::file(path), None, msg!("scenario-replay"), None);
     }
     Ok(())
+}
+
+type Fail<'a> = dyn Fn(&mut Diagnostics, Message) + Sync + 'a;
+
+/// Moves the clock for a step's `advance` or `advance_to`, then fires what fell due.
+async fn advance(
+    s: &ScenarioStep,
+    i: usize,
+    def: &yishi_core::Definition,
+    clock: &ManualClock,
+    engine: &Arc<Engine>,
+    diags: &mut Diagnostics,
+    fail: &Fail<'_>,
+) -> Result<(), Message> {
+    let until = match (&s.advance, &s.advance_to) {
+        (Some(d), _) => {
+            let d = Duration::parse(d).map_err(|e| msg!("scenario-step", step = i + 1, what = e.message()))?;
+            Some(def.calendar.add(clock.now(), d))
+        }
+        (None, Some(t)) => Some(
+            DateTime::parse_from_rfc3339(t)
+                .map_err(|e| {
+                    let what = msg!("scenario-bad-time", key = "advance_to", detail = e.to_string());
+                    msg!("scenario-step", step = i + 1, what = what)
+                })?
+                .timestamp_millis(),
+        ),
+        (None, None) => None,
+    };
+    if let Some(until) = until {
+        clock.set(until.max(clock.now()));
+        engine.deliver_outbox(&NoWebhooks).await.map_err(internal)?;
+        match Box::pin(engine.fire_due()).await {
+            Ok(n) => {
+                if let Some(want) = s.expect_fired
+                    && want != n
+                {
+                    fail(diags, msg!("scenario-fired", fired = n, expected = want));
+                }
+            }
+            Err(e) => fail(diags, msg!("scenario-timers-failed", error = e.message())),
+        }
+        engine.deliver_outbox(&NoWebhooks).await.map_err(internal)?;
+    }
+    Ok(())
+}
+
+/// Performs a step's action (once, or once per voter of a `repeat`) and checks the outcome
+/// against `expect_error` and `expect_field`.
+async fn act(
+    s: &ScenarioStep,
+    i: usize,
+    action: &str,
+    id: i64,
+    engine: &Engine,
+    diags: &mut Diagnostics,
+    fail: &Fail<'_>,
+) -> Result<(), Message> {
+    let ids: Vec<Option<String>> = match &s.repeat {
+        Some(r) => (r.from..=r.to).map(|n| Some(format!("{}{n}", r.prefix))).collect(),
+        None => vec![s.actor.as_ref().and_then(|a| a.id.clone())],
+    };
+    for who in ids {
+        let decl = s.actor.clone().unwrap_or(ActorDecl { id: None, roles: Vec::new() });
+        let actor = Actor { id: who.or(decl.id).unwrap_or_else(|| "someone".into()), roles: decl.roles };
+        let token = match &s.item {
+            Some(item) => engine
+                .get(id)
+                .await
+                .map_err(internal)?
+                .state
+                .tokens
+                .iter()
+                .find(|t| t.item.as_ref() == Some(item))
+                .map(|t| t.id)
+                .ok_or_else(|| {
+                    let what = msg!("scenario-no-branch", item = item.to_string());
+                    msg!("scenario-step", step = i + 1, what = what)
+                })
+                .map(Some)?,
+            None => s.token,
+        };
+        let req = ActionRequest {
+            action: action.to_owned(),
+            step: s.step.clone(),
+            token,
+            payload: s.payload.clone(),
+            actor,
+            on_behalf_of: s
+                .on_behalf_of
+                .as_ref()
+                .map(|a| Actor { id: a.id.clone().unwrap_or_else(|| "someone".into()), roles: a.roles.clone() }),
+        };
+        let res = engine.act(id, req, None, None).await;
+        match (&res, &s.expect_error) {
+            (Ok(_), None) => {}
+            (Err(e), None) => fail(diags, msg!("scenario-refused", action = action, error = e.message())),
+            (Ok(_), Some(want)) => fail(diags, msg!("scenario-applied", action = action, want = want)),
+            (Err(e), Some(want)) => {
+                if !error_matches(e, want) {
+                    fail(diags, msg!("scenario-refused-otherwise", action = action, want = want, error = e.message()));
+                }
+                let field = match e {
+                    EngineError::Refused { field, .. } => field.as_deref(),
+                    _ => None,
+                };
+                if let Some(f) = &s.expect_field
+                    && field != Some(f.as_str())
+                {
+                    fail(diags, msg!("scenario-field", field = field.unwrap_or("-"), expected = f));
+                }
+            }
+        }
+    }
+    engine.deliver_outbox(&NoWebhooks).await.map_err(internal)?;
+    Ok(())
+}
+
+/// A failure of the scenario's own machinery (not of the workflow), for the report.
+fn internal(e: impl std::fmt::Display) -> Message {
+    msg!("scenario-error", detail = e.to_string())
 }
 
 fn error_matches(e: &EngineError, want: &str) -> bool {
@@ -314,36 +427,69 @@ fn error_matches(e: &EngineError, want: &str) -> bool {
         EngineError::NotFound(_) => "not_found",
         _ => "other",
     };
-    kind == want || e.to_string().contains(want)
+    kind == want
+        || e.message().render(yishi_core::i18n::Lang::En).contains(want)
+        || e.message().render(yishi_core::i18n::Lang::ZhCn).contains(want)
 }
 
-async fn check_expect(exp: &Expect, v: &InstanceView, engine: &Engine) -> Vec<String> {
+async fn check_expect(exp: &Expect, v: &InstanceView, engine: &Engine) -> Vec<Message> {
     let mut out = Vec::new();
     if let Some(s) = &exp.status
         && s != v.status.as_str()
     {
-        out.push(format!("status is `{}`, expected `{s}`", v.status.as_str()));
+        out.push(msg!("scenario-status", got = v.status.as_str(), expected = s));
     }
     if let Some(o) = &exp.outcome
         && v.outcome.as_deref() != Some(o.as_str())
     {
-        out.push(format!(
-            "outcome is {}, expected `{o}`",
-            v.outcome.as_deref().map_or("none".into(), |x| format!("`{x}`"))
-        ));
+        out.push(msg!("scenario-outcome", got = v.outcome.as_deref().unwrap_or("-"), expected = o));
     }
     if let Some(a) = &exp.active
         && a != &v.active_steps
     {
-        out.push(format!("active steps are {:?}, expected {a:?}", v.active_steps));
+        out.push(msg!("scenario-active", got = format!("{:?}", v.active_steps), expected = format!("{a:?}")));
     }
     for (path, want) in &exp.data {
         let got = lookup(&v.data, path);
         if got != Some(want) {
-            out.push(format!(
-                "data `{path}` is {}, expected {want}",
-                got.map_or("missing".into(), ToString::to_string)
+            out.push(msg!(
+                "scenario-data",
+                path = path,
+                got = got.map_or_else(|| "-".to_owned(), ToString::to_string),
+                expected = want.to_string()
             ));
+        }
+    }
+    if let Some(r) = exp.revision
+        && r != v.revision
+    {
+        out.push(msg!("scenario-revision", got = v.revision, expected = r));
+    }
+    if let Some(items) = &exp.items {
+        let got: Vec<Value> = match engine.get(v.id).await {
+            Ok(row) => row.state.tokens.iter().map(|t| t.item.clone().unwrap_or(Value::Null)).collect(),
+            Err(e) => return vec![e.message()],
+        };
+        if &got != items {
+            out.push(msg!("scenario-items", got = format!("{got:?}"), expected = format!("{items:?}")));
+        }
+    }
+    if !exp.events.is_empty() {
+        let history = engine.history(v.id).await.unwrap_or_default();
+        for (what, want) in &exp.events {
+            let (kind, step) = what.split_once(':').map_or((what.as_str(), None), |(k, s)| (k, Some(s)));
+            let got = history
+                .iter()
+                .filter(|e| e.event.kind() == kind)
+                .filter(|e| {
+                    step.is_none_or(|s| {
+                        serde_json::to_value(&e.event).ok().and_then(|v| v.get("step").cloned()) == Some(Value::from(s))
+                    })
+                })
+                .count();
+            if got != *want {
+                out.push(msg!("scenario-events", got = got, what = what, expected = *want));
+            }
         }
     }
     if let Some(n) = exp.spawned {
@@ -358,7 +504,7 @@ async fn check_expect(exp: &Expect, v: &InstanceView, engine: &Engine) -> Vec<St
             }
         }
         if count != n {
-            out.push(format!("{count} follow-up case(s) were started, expected {n}"));
+            out.push(msg!("scenario-spawned", got = count, expected = n));
         }
     }
     out

@@ -76,6 +76,7 @@ async fn each_hostile_script_fails_only_its_own_action_and_is_recorded() {
         let c = h.start(&format!("{unit}/w"), json!({})).await;
         let err = h.act(c.id, "go", &staff, json!({})).await.unwrap_err();
         let EngineError::ScriptFailed(msg) = &err else { panic!("{unit}: {err:?}") };
+        let msg = msg.to_string();
         assert!(msg.contains(expected), "{unit}: {msg}");
         assert!(msg.contains(&format!("{unit}/w.toml:")), "{unit}: the message names the file: {msg}");
         let v = h.engine.view(c.id).await.unwrap();
@@ -88,7 +89,7 @@ async fn each_hostile_script_fails_only_its_own_action_and_is_recorded() {
             h.events(c.id)
                 .await
                 .iter()
-                .any(|e| matches!(e, Event::Refused { reason, .. } if reason.contains(expected))),
+                .any(|e| matches!(e, Event::Refused { reason, .. } if reason.to_string().contains(expected))),
             "{unit}: recorded"
         );
         h.assert_replays(c.id).await;
@@ -109,7 +110,7 @@ async fn a_script_failing_on_a_deadline_marks_only_that_case_failed() {
     assert_eq!(h.engine.fire_due().await.unwrap(), 2);
     let b = h.engine.view(bad.id).await.unwrap();
     assert_eq!(b.status, Status::Failed);
-    assert!(b.error.as_deref().unwrap().contains("limit"), "{:?}", b.error);
+    assert!(b.error.as_ref().unwrap().to_string().contains("limit"), "{:?}", b.error);
     assert_eq!(h.engine.view(good.id).await.unwrap().status, Status::Completed);
     h.assert_replays(bad.id).await;
 }

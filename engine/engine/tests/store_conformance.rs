@@ -106,7 +106,7 @@ async fn a_commit_round_trips_hostile_text_exactly(store: AnyStore) {
     let ev = Event::Cancelled { reason: nasty.to_owned() };
     c.events = vec![(ev.clone(), 5)];
     c.timers = vec![TimerChange::Set { token: 1, step: nasty.into(), name: nasty.into(), due_at: 9 }];
-    c.idempotency = Some((nasty.into(), nasty.into()));
+    c.idempotency = Some((nasty.into(), "fingerprint".into(), nasty.into()));
     c.outbox = vec![json!({ "n": nasty })];
     store.commit(vec![c]).await.unwrap();
     let row = store.load(1).await.unwrap();
@@ -121,7 +121,10 @@ async fn a_commit_round_trips_hostile_text_exactly(store: AnyStore) {
     let history = store.history(1).await.unwrap();
     assert_eq!((history[0].event.clone(), history[0].seq, history[0].at), (ev, 1, 5));
     assert_eq!(store.timers_of(1).await.unwrap()[0].name, nasty);
-    assert_eq!(store.idempotent_response(nasty).await.unwrap().as_deref(), Some(nasty));
+    let kept = store.idempotent_response(nasty).await.unwrap().unwrap();
+    assert_eq!((kept.response.as_str(), kept.fingerprint.as_str(), kept.created_at), (nasty, "fingerprint", 5));
+    store.forget_idempotency(nasty).await.unwrap();
+    assert!(store.idempotent_response(nasty).await.unwrap().is_none());
     let out = store.claim_outbox(10, 10, LEASE).await.unwrap();
     assert_eq!(out[0].notice, json!({ "n": nasty }));
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
@@ -156,7 +159,8 @@ async fn refusals_record_events_without_changing_state(store: AnyStore) {
                 step: Some("a".into()),
                 actor: Default::default(),
                 on_behalf_of: None,
-                reason: "no".into(),
+                reason: yishi_core::i18n::Message::verbatim("no"),
+                unrecorded_before: 0,
             },
             7,
         )],

@@ -1,11 +1,13 @@
-//! Graph checks on a compiled workflow: reachability, a way out from every step, joins that can fire.
+//! Stage 6, the graph of the compiled workflow: every step can be reached from the start, an end
+//! can be reached from every step, and every join can fire.
 
 use std::collections::VecDeque;
 
-use super::{ParsedFile, RawStep};
+use super::parse::{ParsedFile, RawStep};
 use crate::definition::StepDef;
 use crate::diag::{Code, Diagnostics, Origin};
-use crate::kind::{Control, JoinWait, SplitMode};
+use crate::kind::{Control, JoinWait, Split, SplitMode};
+use crate::msg;
 
 fn successors(steps: &[StepDef], i: usize) -> Vec<usize> {
     let s = &steps[i];
@@ -39,6 +41,19 @@ fn reach(steps: &[StepDef], from: &[usize], edges: &dyn Fn(usize) -> Vec<usize>,
     seen
 }
 
+/// Where step `i` is written, for diagnostics.
+struct At<'x, 'a> {
+    raw: &'x [RawStep<'a>],
+    parsed: &'x [ParsedFile<'a>],
+}
+
+impl At<'_, '_> {
+    fn of(&self, i: usize) -> (Origin, &str) {
+        let r = &self.raw[i];
+        (Origin::new(self.parsed[r.file].path, Some(r.common.id.span())), self.parsed[r.file].text)
+    }
+}
+
 pub(super) fn check(
     steps: &[StepDef],
     start: usize,
@@ -46,23 +61,18 @@ pub(super) fn check(
     parsed: &[ParsedFile<'_>],
     diags: &mut Diagnostics,
 ) {
-    let at = |i: usize| {
-        let r = &raw[i];
-        (Origin::new(parsed[r.file].path, Some(r.common.id.span())), parsed[r.file].text)
-    };
+    let at = At { raw, parsed };
     let fwd = |i: usize| successors(steps, i);
     let reachable = reach(steps, &[start], &fwd, None);
-    for (i, s) in steps.iter().enumerate() {
-        if !reachable[i] {
-            let (o, t) = at(i);
-            diags.push(
-                Code::Unreachable,
-                &o,
-                Some(t),
-                format!("step `{}` can never be reached from the start (`{}`)", s.id, steps[start].id),
-                Some("lead to it with `next` or `on` from another step, or remove it".into()),
-            );
-        }
+    for (i, s) in steps.iter().enumerate().filter(|(i, _)| !reachable[*i]) {
+        let (o, t) = at.of(i);
+        diags.push(
+            Code::Unreachable,
+            &o,
+            Some(t),
+            msg!("check-unreachable", step = &s.id, start = &steps[start].id),
+            Some(msg!("hint-unreachable")),
+        );
     }
     let mut preds: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
     for i in 0..steps.len() {
@@ -75,97 +85,71 @@ pub(super) fn check(
     let back = |i: usize| preds[i].clone();
     let can_end = reach(steps, &ends, &back, None);
     if ends.is_empty() {
-        let (o, t) = at(start);
-        diags.push(
-            Code::NoWayOut,
-            &o,
-            Some(t),
-            "the workflow has no `end` step, so no case can ever finish",
-            Some("add a step with `kind = \"end\"`".into()),
-        );
+        let (o, t) = at.of(start);
+        diags.push(Code::NoWayOut, &o, Some(t), msg!("check-no-end"), Some(msg!("hint-add-end")));
     } else {
-        for (i, s) in steps.iter().enumerate() {
-            if reachable[i] && !can_end[i] {
-                let (o, t) = at(i);
-                diags.push(
-                    Code::NoWayOut,
-                    &o,
-                    Some(t),
-                    format!("no end can be reached from step `{}`: a case that gets here can never finish", s.id),
-                    None,
-                );
-            }
+        for (i, s) in steps.iter().enumerate().filter(|(i, _)| reachable[*i] && !can_end[*i]) {
+            let (o, t) = at.of(i);
+            diags.push(Code::NoWayOut, &o, Some(t), msg!("check-no-way-out", step = &s.id), None);
         }
     }
-    // Joins.
     for (i, s) in steps.iter().enumerate() {
-        if let Control::Join(_) = s.behaviour.control() {
-            let named = steps.iter().any(|x| matches!(x.behaviour.control(), Control::Split(sp) if sp.join == s.id));
-            if !named {
-                let (o, t) = at(i);
-                diags.push(Code::DeadJoin, &o, Some(t), format!("join `{}` is not named by any split (`parallel`, `inclusive` or `foreach`), so it can never fire", s.id), Some("name it in the split: `join = \"...\"`".into()));
+        match s.behaviour.control() {
+            Control::Join(_) => {
+                let named =
+                    steps.iter().any(|x| matches!(x.behaviour.control(), Control::Split(sp) if sp.join == s.id));
+                if !named {
+                    let (o, t) = at.of(i);
+                    diags.push(
+                        Code::DeadJoin,
+                        &o,
+                        Some(t),
+                        msg!("check-join-unnamed", join = &s.id),
+                        Some(msg!("hint-name-join")),
+                    );
+                }
             }
+            Control::Split(sp) => split(steps, i, sp, &at, diags),
+            _ => {}
         }
-        let Control::Split(sp) = s.behaviour.control() else {
+    }
+}
+
+/// A split's join is a join, and enough of its branches reach it for it to fire.
+fn split(steps: &[StepDef], i: usize, sp: &Split, at: &At<'_, '_>, diags: &mut Diagnostics) {
+    let s = &steps[i];
+    let Some(j) = steps.iter().position(|x| x.id == sp.join) else {
+        return;
+    };
+    let (o, t) = at.of(i);
+    let Control::Join(js) = steps[j].behaviour.control() else {
+        let message = msg!("check-join-wrong-kind", split = &s.id, join = &sp.join, kind = &steps[j].kind);
+        diags.push(Code::DeadJoin, &o, Some(t), message, None);
+        return;
+    };
+    let branches: Vec<&str> = match &sp.mode {
+        SplitMode::All(b) => b.iter().map(String::as_str).collect(),
+        SplitMode::Some(b) => b.iter().map(|(x, _)| x.as_str()).collect(),
+        SplitMode::Each { body, .. } => vec![body.as_str()],
+    };
+    let fwd = |i: usize| successors(steps, i);
+    let mut reaching = 0u32;
+    for b in &branches {
+        let Some(bi) = steps.iter().position(|x| x.id == *b) else {
             continue;
         };
-        let Some(j) = steps.iter().position(|x| x.id == sp.join) else {
-            continue;
-        };
-        let (o, t) = at(i);
-        let Control::Join(js) = steps[j].behaviour.control() else {
-            diags.push(
-                Code::DeadJoin,
-                &o,
-                Some(t),
-                format!(
-                    "split `{}` names `{}` as its join, but that step is of kind `{}`, not `join`",
-                    s.id, sp.join, steps[j].kind
-                ),
-                None,
-            );
-            continue;
-        };
-        let branches: Vec<&str> = match &sp.mode {
-            SplitMode::All(b) => b.iter().map(String::as_str).collect(),
-            SplitMode::Some(b) => b.iter().map(|(x, _)| x.as_str()).collect(),
-            SplitMode::Each { body, .. } => vec![body.as_str()],
-        };
-        let mut reaching = 0u32;
-        for b in &branches {
-            let Some(bi) = steps.iter().position(|x| x.id == *b) else {
-                continue;
-            };
-            let r = reach(steps, &[bi], &fwd, Some(j));
-            if r[j] {
-                reaching += 1;
-            } else if js.wait == JoinWait::All {
-                diags.push(
-                    Code::DeadJoin,
-                    &o,
-                    Some(t),
-                    format!(
-                        "branch `{b}` of split `{}` never reaches its join `{}`, so the join can never fire",
-                        s.id, sp.join
-                    ),
-                    None,
-                );
-            }
+        if reach(steps, &[bi], &fwd, Some(j))[j] {
+            reaching += 1;
+        } else if js.wait == JoinWait::All {
+            let message = msg!("check-branch-never-joins", branch = *b, split = &s.id, join = &sp.join);
+            diags.push(Code::DeadJoin, &o, Some(t), message, None);
         }
-        if let (SplitMode::All(_), JoinWait::Count(n)) = (&sp.mode, js.wait)
-            && n > reaching
-        {
-            let (jo, jt) = at(j);
-            diags.push(
-                Code::DeadJoin,
-                &jo,
-                Some(jt),
-                format!(
-                    "join `{}` waits for {n} branches, but split `{}` has only {reaching} that reach it",
-                    sp.join, s.id
-                ),
-                None,
-            );
-        }
+    }
+    if let (SplitMode::All(_), JoinWait::Count(n)) = (&sp.mode, js.wait)
+        && n > reaching
+    {
+        let (jo, jt) = at.of(j);
+        let message = msg!("check-join-waits-too-many", join = &sp.join, count = n, split = &s.id, reaching = reaching);
+        diags.push(Code::DeadJoin, &jo, Some(jt), message, None);
     }
 }

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use yishi_core::i18n::Message;
 use yishi_core::kind::{Actor, Field};
+use yishi_core::msg;
 use yishi_core::runtime::{self, ActionRequest, Event, Status, TimerChange, Transition};
 
 use super::{Engine, EngineError, InstanceView, Slot, SlotGuard, run_error};
@@ -17,7 +19,7 @@ use crate::store::{Commit, EventRow, InstanceRow, InstanceSummary, ListFilter, S
 pub struct AcceptedAction {
     pub step: String,
     pub action: String,
-    pub summary: String,
+    pub summary: Message,
     pub roles: Vec<String>,
     pub fields: Vec<Field>,
 }
@@ -31,13 +33,39 @@ pub struct MigrationPlan {
     /// Active steps that move to a step of another name.
     pub steps: BTreeMap<String, String>,
     /// Why it cannot be done; empty when it can.
-    pub problems: Vec<String>,
+    pub problems: Vec<Message>,
     pub applied: bool,
 }
 
 /// How often an action is recomputed on fresh state when another process changed the case
 /// between reading and committing (shared databases only).
 const CONFLICT_RETRIES: usize = 3;
+
+/// Refusals of one person on one case recorded per hour; further refusals that hour are
+/// counted (in the next recorded refusal, and in metrics) but not stored, so that no client
+/// can fill a case's history.
+pub const MAX_REFUSALS_PER_HOUR: u32 = 10;
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// A client's idempotency key (scoped by the caller, e.g. to its token) and a fingerprint of
+/// its request: a retry with the same key and fingerprint gets the first answer again; the
+/// same key with another request is refused.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// Refusals recorded for one (case, person) in one hour.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalWindow {
+    hour: i64,
+    recorded: u32,
+    /// Refusals not recorded since the last recorded one.
+    suppressed: u32,
+}
 
 impl Engine {
     /// Starts a case of workflow `unit/id` with `data`.
@@ -46,25 +74,22 @@ impl Engine {
         workflow: &str,
         data: Map<String, Value>,
         actor: &Actor,
-        idempotency_key: Option<&str>,
+        idem: Option<&Idempotency>,
     ) -> Result<InstanceView, EngineError> {
-        let idem = idempotency_key.map(|k| format!("start:{workflow}:{k}"));
-        if let Some(key) = &idem
-            && let Some(resp) = self.store.idempotent_response(key).await?
-        {
-            return serde_json::from_str(&resp).map_err(|e| EngineError::Internal(e.to_string()));
+        if let Some(view) = self.replay(idem).await? {
+            return Ok(view);
         }
         let active = self.active();
         let Some((row, def)) = active.current.get(workflow).cloned() else {
             let known: Vec<&str> = active.current.keys().map(String::as_str).collect();
-            let hint = yishi_core::diag::did_you_mean(workflow, known.iter().copied()).unwrap_or_default();
-            return Err(EngineError::NotFound(format!("no active workflow `{workflow}` {hint}").trim().to_owned()));
+            return Err(EngineError::NotFound(match yishi_core::diag::closest(workflow, known.iter().copied()) {
+                Some(near) => msg!("engine-no-workflow-near", workflow = workflow, near = near),
+                None => msg!("engine-no-workflow", workflow = workflow),
+            }));
         };
         if def.is_abstract {
             return Err(EngineError::Refused {
-                message: format!(
-                    "workflow `{workflow}` is a template (abstract); start one of the workflows that extend it"
-                ),
+                message: msg!("engine-abstract", workflow = workflow),
                 field: Some("workflow".into()),
             });
         }
@@ -97,10 +122,10 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        let view = InstanceView::of(&view_row);
+        let view = InstanceView::of(&view_row, &row);
         let mut commit = self.commit_of(&view_row, 0, 1, t, now);
         commit.create = Some((def.unit.clone(), def.key.clone()));
-        commit.idempotency = idem.map(|k| (k, serde_json::to_string(&view).unwrap_or_default()));
+        commit.idempotency = idem.map(|i| remembered(i, &view));
         let slot = self.slot(id);
         let mut guard = slot.lock().await;
         match self.write(&mut guard, commit).await {
@@ -111,12 +136,9 @@ impl Engine {
                 self.timer_wake.notify_one();
                 Ok(view)
             }
-            Err(StoreError::Conflict(_)) if idempotency_key.is_some() => {
-                let key = format!("start:{workflow}:{}", idempotency_key.unwrap_or_default());
-                let resp = self.store.idempotent_response(&key).await?.ok_or_else(|| {
-                    EngineError::Conflict("a concurrent start with the same idempotency key is in progress".into())
-                })?;
-                serde_json::from_str(&resp).map_err(|e| EngineError::Internal(e.to_string()))
+            // A concurrent start with the same key won: answer as it did.
+            Err(StoreError::Conflict(_)) if idem.is_some() => {
+                self.replay(idem).await?.ok_or_else(|| EngineError::Conflict(msg!("engine-idempotent-start-busy")))
             }
             Err(e) => Err(e.into()),
         }
@@ -171,19 +193,16 @@ impl Engine {
         id: i64,
         req: ActionRequest,
         expected_revision: Option<i64>,
-        idempotency_key: Option<&str>,
+        idem: Option<&Idempotency>,
     ) -> Result<InstanceView, EngineError> {
         let slot = self.slot(id);
         let mut guard = slot.lock().await;
-        let idem = idempotency_key.map(|k| format!("act:{id}:{k}"));
         let mut attempt = 0;
         loop {
-            if let Some(key) = &idem
-                && let Some(resp) = self.store.idempotent_response(key).await?
-            {
-                return serde_json::from_str(&resp).map_err(|e| EngineError::Internal(e.to_string()));
+            if let Some(view) = self.replay(idem).await? {
+                return Ok(view);
             }
-            let result = self.act_once(id, &mut guard, &req, expected_revision, idem.clone()).await;
+            let result = self.act_once(id, &mut guard, &req, expected_revision, idem).await;
             // Another process changed the case between our read and our commit: compute the
             // action again on fresh state, unless the client pinned the revision it saw.
             match result {
@@ -201,15 +220,17 @@ impl Engine {
         guard: &mut SlotGuard<'_>,
         req: &ActionRequest,
         expected_revision: Option<i64>,
-        idem: Option<String>,
+        idem: Option<&Idempotency>,
     ) -> Result<InstanceView, EngineError> {
         let row = self.loaded(id, guard).await?.clone();
         if let Some(rev) = expected_revision
             && rev != row.revision
         {
-            return Err(EngineError::Conflict(format!(
-                "instance {id} is at revision {}, not {rev}; reload it and try again",
-                row.revision
+            return Err(EngineError::Conflict(msg!(
+                "engine-stale-revision",
+                id = id,
+                revision = row.revision,
+                expected = rev
             )));
         }
         let def = self.definition(row.version).await?;
@@ -222,18 +243,59 @@ impl Engine {
             }
             Err(e) => {
                 let err = run_error(e);
-                self.refused(guard, &row, req, &err, now).await?;
+                let step = targeted_step(&def, &row.state, req);
+                self.refused(guard, &row, req, step, &err, now).await?;
                 Err(err)
             }
         }
     }
 
-    /// Records a refused action in the case's history (the state does not change).
+    /// Answers a retried request as before: the first answer when the key and the request are
+    /// the same; a refusal when the key was used for another request. Keys expire.
+    async fn replay(&self, idem: Option<&Idempotency>) -> Result<Option<InstanceView>, EngineError> {
+        let Some(i) = idem else { return Ok(None) };
+        let Some(rec) = self.store.idempotent_response(&i.key).await? else { return Ok(None) };
+        if rec.created_at < self.now() - IDEMPOTENCY_TTL_MS {
+            self.store.forget_idempotency(&i.key).await?;
+            return Ok(None);
+        }
+        if rec.fingerprint != i.fingerprint {
+            return Err(EngineError::KeyReused(msg!("engine-idempotency-reused")));
+        }
+        serde_json::from_str(&rec.response).map(Some).map_err(|e| EngineError::Internal(e.to_string()))
+    }
+
+    /// Whether a refusal by `who` on case `id` is recorded now (at most
+    /// [`MAX_REFUSALS_PER_HOUR`] an hour), and how many went unrecorded before it.
+    fn refusal_window(&self, id: i64, who: &str, now: i64) -> Option<u32> {
+        let hour = now.div_euclid(3_600_000);
+        let mut windows = self.refusals.lock().expect("refusals lock");
+        if windows.len() > self.config.cache_instances {
+            windows.retain(|_, w| w.hour == hour);
+        }
+        let w = windows.entry((id, who.to_owned())).or_default();
+        if w.hour != hour {
+            w.hour = hour;
+            w.recorded = 0;
+        }
+        if w.recorded >= MAX_REFUSALS_PER_HOUR {
+            w.suppressed += 1;
+            self.metrics.refusals_unrecorded.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        w.recorded += 1;
+        Some(std::mem::take(&mut w.suppressed))
+    }
+
+    /// Records a refused action in the history of an active case (the state does not change):
+    /// against the step it targeted, at most [`MAX_REFUSALS_PER_HOUR`] per person an hour.
+    /// Nothing is recorded on a closed case.
     async fn refused(
         &self,
         guard: &mut SlotGuard<'_>,
         row: &InstanceRow,
         req: &ActionRequest,
+        step: Option<String>,
         err: &EngineError,
         now: i64,
     ) -> Result<(), EngineError> {
@@ -245,16 +307,17 @@ impl Engine {
         } else {
             self.metrics.actions_refused.fetch_add(1, Ordering::Relaxed);
         }
-        if !(row.state.status == Status::Active || matches!(err, EngineError::Closed(_))) {
+        if row.state.status != Status::Active {
             return Ok(());
         }
-        let step = req.step.clone().or_else(|| row.state.tokens.first().map(|t| t.step.clone()));
+        let Some(suppressed) = self.refusal_window(row.id, &req.actor.id, now) else { return Ok(()) };
         let ev = Event::Refused {
             action: req.action.clone(),
             step,
             actor: req.actor.clone(),
             on_behalf_of: req.on_behalf_of.clone(),
-            reason: err.to_string(),
+            reason: err.message(),
+            unrecorded_before: suppressed,
         };
         let commit = Commit {
             instance_id: row.id,
@@ -278,7 +341,7 @@ impl Engine {
                 Ok(())
             }
             // Someone else moved the case on: the refusal is decided again on fresh state.
-            Err(StoreError::Conflict(m)) => Err(EngineError::Conflict(m)),
+            Err(e @ StoreError::Conflict(_)) => Err(e.into()),
             Err(e) => {
                 tracing::warn!(instance = row.id, error = %e, "could not record a refused action");
                 Ok(())
@@ -326,19 +389,20 @@ impl Engine {
         row: InstanceRow,
         mut t: Transition,
         now: i64,
-        idempotency_key: Option<String>,
+        idem: Option<&Idempotency>,
         consumes: Option<(u32, String)>,
     ) -> Result<InstanceView, EngineError> {
         self.fill_numbers(&mut t).await?;
+        let (version, _) = self.version(row.version).await?;
         let has_outbox = !t.spawns.is_empty() || t.notices.iter().any(|n| n.webhook.is_some());
         let mut next = row.clone();
         next.state = t.state.clone();
         next.revision += 1;
         next.last_seq += t.events.len() as i64;
         next.updated_at = now;
-        let view = InstanceView::of(&next);
+        let view = InstanceView::of(&next, &version);
         let mut commit = self.commit_of(&row, row.revision, row.last_seq + 1, t, now);
-        commit.idempotency = idempotency_key.map(|k| (k, serde_json::to_string(&view).unwrap_or_default()));
+        commit.idempotency = idem.map(|i| remembered(i, &view));
         commit.consumes = consumes;
         self.write(guard, commit).await?;
         guard.row = Some(next);
@@ -350,9 +414,9 @@ impl Engine {
         Ok(view)
     }
 
-    /// Moves an instance to another version of its workflow. `steps` maps active steps of the
-    /// old version to steps of the new one (identity for steps not named). With `dry_run`,
-    /// nothing is written and the result says what would happen.
+    /// Moves an instance to version number `to_version` of its workflow. `steps` maps active
+    /// steps of the old version to steps of the new one (identity for steps not named). With
+    /// `dry_run`, nothing is written and the result says what would happen.
     pub async fn migrate(
         &self,
         id: i64,
@@ -365,34 +429,19 @@ impl Engine {
         let mut guard = slot.lock().await;
         let row = self.loaded(id, &mut guard).await?.clone();
         if row.state.status != Status::Active {
-            return Err(EngineError::Closed(format!(
-                "instance {id} is {}; only active cases can move",
-                row.state.status.as_str()
-            )));
+            return Err(EngineError::Closed(msg!("engine-migrate-closed", id = id, status = row.state.status.word())));
         }
-        let to_row = self.store.version(to_version).await.map_err(|e| match e {
-            StoreError::NotFound(_) => EngineError::Refused {
-                message: format!("there is no version {to_version}"),
-                field: Some("to_version".into()),
-            },
-            e => e.into(),
+        let to_row = self.version_number(&row.workflow, to_version).await.map_err(|e| match e {
+            EngineError::NotFound(message) => EngineError::Refused { message, field: Some("to_version".into()) },
+            e => e,
         })?;
-        if to_row.row.workflow != row.workflow {
-            return Err(EngineError::Refused {
-                message: format!(
-                    "version {to_version} belongs to `{}`, not to `{}`",
-                    to_row.row.workflow, row.workflow
-                ),
-                field: Some("to_version".into()),
-            });
-        }
-        let to = self.definition(to_version).await?;
-        let from = self.definition(row.version).await?;
-        let (mapping, problems) = migration_mapping(&row, &from, &to, to_row.row.seq, steps);
+        let (to_row, to) = self.version(to_row.id).await?;
+        let (from_row, from) = self.version(row.version).await?;
+        let (mapping, problems) = migration_mapping(&row, &from, &to, to_row.seq, steps);
         let plan = MigrationPlan {
             instance: id,
-            from_version: row.version,
-            to_version,
+            from_version: from_row.seq,
+            to_version: to_row.seq,
             steps: mapping.clone(),
             problems: problems.clone(),
             applied: false,
@@ -401,7 +450,10 @@ impl Engine {
             return Ok(plan);
         }
         if !problems.is_empty() {
-            return Err(EngineError::Refused { message: problems.join("; "), field: Some("steps".into()) });
+            return Err(EngineError::Refused {
+                message: msg!("engine-migrate-problems", problems = problems.clone()),
+                field: Some("steps".into()),
+            });
         }
         let now = self.now();
         let mut s = row.state.clone();
@@ -420,7 +472,7 @@ impl Engine {
         let mut timers = vec![TimerChange::ClearAll];
         timers.extend(runtime::rearm(&to, &s, id).map_err(run_error)?);
         let t = Transition { state: s, events, timers, notices: Vec::new(), numbers: Vec::new(), spawns: Vec::new() };
-        let moved = InstanceRow { version: to_version, ..row };
+        let moved = InstanceRow { version: to_row.id, ..row };
         self.apply_transition(&mut guard, moved, t, now, None, None).await?;
         Ok(MigrationPlan { applied: true, ..plan })
     }
@@ -433,7 +485,14 @@ impl Engine {
     }
 
     pub async fn view(&self, id: i64) -> Result<InstanceView, EngineError> {
-        Ok(InstanceView::of(&self.get(id).await?))
+        let row = self.get(id).await?;
+        self.view_of(&row).await
+    }
+
+    /// The view of an instance read with [`Engine::get`].
+    pub async fn view_of(&self, row: &InstanceRow) -> Result<InstanceView, EngineError> {
+        let (version, _) = self.version(row.version).await?;
+        Ok(InstanceView::of(row, &version))
     }
 
     /// The actions the instance accepts now, with the roles that may perform them.
@@ -463,7 +522,7 @@ impl Engine {
     pub async fn history(&self, id: i64) -> Result<Vec<EventRow>, EngineError> {
         let h = self.store.history(id).await?;
         if h.is_empty() {
-            return Err(EngineError::NotFound(format!("no instance {id}")));
+            return Err(EngineError::NotFound(msg!("engine-no-instance", id = id)));
         }
         Ok(h)
     }
@@ -478,6 +537,32 @@ impl Engine {
     }
 }
 
+/// What a retry with the same key gets back.
+fn remembered(i: &Idempotency, view: &InstanceView) -> (String, String, String) {
+    (i.key.clone(), i.fingerprint.clone(), serde_json::to_string(view).unwrap_or_default())
+}
+
+/// The step an action was aimed at: its branch's, the one named, or the only step that accepts
+/// it; `None` when that cannot be told.
+fn targeted_step(
+    def: &yishi_core::Definition,
+    state: &yishi_core::runtime::InstanceState,
+    req: &ActionRequest,
+) -> Option<String> {
+    if let Some(t) = req.token {
+        return state.token(t).map(|t| t.step.clone());
+    }
+    if let Some(s) = &req.step {
+        return Some(s.clone());
+    }
+    let mut accepting =
+        state.tokens.iter().filter(|t| def.step(&t.step).is_some_and(|s| s.action(&req.action).is_some()));
+    match (accepting.next(), accepting.next()) {
+        (Some(one), None) => Some(one.step.clone()),
+        _ => None,
+    }
+}
+
 /// Where each active step of `row` goes under the new version, and why it cannot (if so).
 fn migration_mapping(
     row: &InstanceRow,
@@ -485,31 +570,22 @@ fn migration_mapping(
     to: &yishi_core::Definition,
     to_seq: i64,
     steps: &BTreeMap<String, String>,
-) -> (BTreeMap<String, String>, Vec<String>) {
+) -> (BTreeMap<String, String>, Vec<Message>) {
     let mut problems = Vec::new();
     let mut mapping = BTreeMap::new();
     for t in &row.state.tokens {
         let target = steps.get(&t.step).cloned().unwrap_or_else(|| t.step.clone());
         let Some(new_step) = to.step(&target) else {
-            problems.push(format!(
-                "active step `{}` has no place in version {to_seq}: map it to a step of that version",
-                t.step
-            ));
+            problems.push(msg!("migrate-no-place", step = &t.step, version = to_seq));
             continue;
         };
         let old_kind = from.step(&t.step).map(|s| s.kind.as_str()).unwrap_or_default();
         let explicit = steps.contains_key(&t.step);
         let in_progress = !t.state.is_null();
         if in_progress && !explicit {
-            problems.push(format!(
-                "step `{}` is part-way through (a {old_kind} with recorded progress): name it in the mapping, e.g. {{\"{0}\": \"{target}\"}}, to carry its progress over",
-                t.step
-            ));
+            problems.push(msg!("migrate-in-progress", step = &t.step, kind = old_kind, target = &target));
         } else if in_progress && new_step.kind != old_kind {
-            problems.push(format!(
-                "step `{}` holds progress of a {old_kind}, which a {} step cannot continue",
-                t.step, new_step.kind
-            ));
+            problems.push(msg!("migrate-kind-changed", step = &t.step, kind = old_kind, new_kind = &new_step.kind));
         }
         if target != t.step {
             mapping.insert(t.step.clone(), target);
@@ -517,7 +593,7 @@ fn migration_mapping(
     }
     for k in steps.keys() {
         if !row.state.tokens.iter().any(|t| &t.step == k) {
-            problems.push(format!("the mapping names `{k}`, which is not an active step of instance {}", row.id));
+            problems.push(msg!("migrate-not-active", step = k, id = row.id));
         }
     }
     (mapping, problems)

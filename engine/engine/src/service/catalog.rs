@@ -15,9 +15,10 @@ use yishi_core::definition::Definition;
 use yishi_core::describe::{self, VersionDiff};
 use yishi_core::diag::{Code, Diagnostic, Diagnostics, Origin};
 use yishi_core::files::FileSet;
+use yishi_core::msg;
 
 use super::{Engine, EngineError};
-use crate::store::{NewVersion, Store, StoreError, StoredVersion, VersionRow};
+use crate::store::{NewVersion, Store, StoredVersion, VersionRow};
 
 /// The currently active workflows.
 #[derive(Debug, Default)]
@@ -88,11 +89,11 @@ impl Engine {
                 Code::ScenarioFailed,
                 &Origin::file(&r.file),
                 None,
-                format!("scenario `{}` fails, so `{}` was not activated", r.title, r.workflow),
+                msg!("reload-scenario-failed", scenario = &r.title, workflow = &r.workflow),
                 None,
             );
             for f in &r.failures {
-                extra.push_at(f.code, &f.file, f.line, f.column, f.message.clone(), f.hint.clone());
+                extra.add_diagnostic(f.clone());
             }
             if let Some(d) = catalog.definitions.shift_remove(&r.workflow) {
                 catalog.failed.insert(r.workflow.clone(), d.sources.keys().cloned().collect());
@@ -160,7 +161,7 @@ impl Engine {
             if old.current.get(key).is_none_or(|(r, _)| r.id != row.id) {
                 activated.push((key.clone(), row.seq));
             }
-            self.versions.lock().expect("versions lock").insert(row.id, def.clone());
+            self.versions.lock().expect("versions lock").insert(row.id, (row.clone(), def.clone()));
             current.insert(key.clone(), (row, def.clone()));
         }
         let mut kept = Vec::new();
@@ -179,8 +180,14 @@ impl Engine {
 
     /// The compiled definition of a stored version, rebuilt from its stored files if needed.
     pub async fn definition(&self, version: i64) -> Result<Arc<Definition>, EngineError> {
-        if let Some(d) = self.versions.lock().expect("versions lock").get(&version) {
-            return Ok(d.clone());
+        Ok(self.version(version).await?.1)
+    }
+
+    /// A stored version (by id) and its compiled definition, rebuilt from its stored files if
+    /// needed.
+    pub async fn version(&self, version: i64) -> Result<(VersionRow, Arc<Definition>), EngineError> {
+        if let Some(v) = self.versions.lock().expect("versions lock").get(&version) {
+            return Ok(v.clone());
         }
         let stored = self.store.version(version).await?;
         let files = FileSet::from_map(stored.sources);
@@ -192,8 +199,24 @@ impl Engine {
                 stored.row.seq, stored.row.workflow
             ))
         })?;
-        self.versions.lock().expect("versions lock").insert(version, def.clone());
-        Ok(def)
+        let v = (stored.row, def);
+        self.versions.lock().expect("versions lock").insert(version, v.clone());
+        Ok(v)
+    }
+
+    /// The stored version (by id) of `workflow` with number `number`.
+    pub async fn version_number(&self, workflow: &str, number: i64) -> Result<VersionRow, EngineError> {
+        let rows = self.store.versions(Some(workflow)).await?;
+        match rows.iter().find(|r| r.seq == number) {
+            Some(r) => Ok(r.clone()),
+            None if rows.is_empty() => Err(EngineError::NotFound(msg!("engine-no-such-workflow", workflow = workflow))),
+            None => Err(EngineError::NotFound(msg!(
+                "engine-no-such-version",
+                workflow = workflow,
+                version = number,
+                last = rows.len()
+            ))),
+        }
     }
 
     /// The stored versions of `workflow` (all workflows with `None`), with their active cases.
@@ -202,7 +225,7 @@ impl Engine {
         if rows.is_empty()
             && let Some(w) = workflow
         {
-            return Err(EngineError::NotFound(format!("no stored versions of `{w}`")));
+            return Err(EngineError::NotFound(msg!("engine-no-versions", workflow = w)));
         }
         let counts = self.store.active_counts().await?;
         let active = self.active();
@@ -218,18 +241,8 @@ impl Engine {
 
     /// Version number `version` of `workflow`, with its files and effective definition.
     pub async fn version_source(&self, workflow: &str, version: i64) -> Result<StoredVersion, EngineError> {
-        let rows = self.store.versions(Some(workflow)).await?;
-        let Some(row) = rows.iter().find(|r| r.seq == version) else {
-            return Err(if rows.is_empty() {
-                EngineError::NotFound(format!("no workflow `{workflow}`"))
-            } else {
-                EngineError::NotFound(format!("`{workflow}` has no version {version} (it has 1 to {})", rows.len()))
-            });
-        };
-        self.store.version(row.id).await.map_err(|e| match e {
-            StoreError::NotFound(m) => EngineError::NotFound(m),
-            e => e.into(),
-        })
+        let row = self.version_number(workflow, version).await?;
+        Ok(self.store.version(row.id).await?)
     }
 
     /// What changed between two version numbers of `workflow`: the effective definition in

@@ -8,6 +8,8 @@ pub struct Metrics {
     pub actions_applied: AtomicU64,
     pub actions_refused: AtomicU64,
     pub actions_failed: AtomicU64,
+    /// Refusals beyond the hourly limit, counted but not recorded in a case's history.
+    pub refusals_unrecorded: AtomicU64,
     pub instances_started: AtomicU64,
     pub transitions: AtomicU64,
     pub timers_fired: AtomicU64,

@@ -30,50 +30,80 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use yishi_core::clock::Clock;
 use yishi_core::definition::Definition;
+use yishi_core::i18n::Message;
 use yishi_core::kind::Registry;
+use yishi_core::msg;
 use yishi_core::runtime::{RunError, Status};
 use yishi_core::script::Sandbox;
 
-pub use self::cases::{AcceptedAction, MigrationPlan};
+pub use self::cases::{AcceptedAction, IDEMPOTENCY_TTL_MS, Idempotency, MAX_REFUSALS_PER_HOUR, MigrationPlan};
 pub use self::catalog::{Active, ReloadStatus};
 pub use self::metrics::Metrics;
 pub use self::outbox::{MAX_DELIVERY_ATTEMPTS, WebhookSender};
-use crate::store::{AnyStore, Commit, InstanceRow, Store, StoreError};
+use crate::store::{AnyStore, Commit, InstanceRow, Store, StoreError, VersionRow};
 
-/// Errors of engine operations, by what the client should do.
+/// Errors of engine operations, by what the client should do. What a person reads is a
+/// [`Message`]; what only an operator should read (storage and internal failures) is text for
+/// the log.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EngineError {
     #[error("{0}")]
-    NotFound(String),
+    NotFound(Message),
     /// Stale revision or a concurrent change: reload and retry.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Message),
     /// The instance is closed.
     #[error("{0}")]
-    Closed(String),
+    Closed(Message),
     /// The actor lacks the role.
     #[error("{0}")]
-    Forbidden(String),
+    Forbidden(Message),
     /// The action or its payload is not acceptable; `field` names the culprit.
     #[error("{message}")]
-    Refused { message: String, field: Option<String> },
+    Refused { message: Message, field: Option<String> },
     /// A script of the workflow failed; recorded against the instance.
     #[error("{0}")]
-    ScriptFailed(String),
+    ScriptFailed(Message),
     #[error("{0}")]
-    BadRequest(String),
-    /// Storage is unavailable (disk full, read-only, busy, unreachable); retry later.
+    BadRequest(Message),
+    /// An idempotency key sent again with a different request.
     #[error("{0}")]
+    KeyReused(Message),
+    /// Storage is unavailable (disk full, read-only, busy, unreachable); retry later. The
+    /// detail is for the log.
+    #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A defect or corrupt data; the detail is for the log.
     #[error("{0}")]
     Internal(String),
+}
+
+impl EngineError {
+    /// What to tell a person (storage and internal failures in general words).
+    pub fn message(&self) -> Message {
+        match self {
+            EngineError::NotFound(m)
+            | EngineError::Conflict(m)
+            | EngineError::Closed(m)
+            | EngineError::Forbidden(m)
+            | EngineError::Refused { message: m, .. }
+            | EngineError::ScriptFailed(m)
+            | EngineError::BadRequest(m)
+            | EngineError::KeyReused(m) => m.clone(),
+            EngineError::Unavailable(_) => msg!("engine-unavailable"),
+            EngineError::Internal(_) => msg!("engine-internal"),
+        }
+    }
 }
 
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(m) => EngineError::NotFound(m),
-            StoreError::Conflict(m) => EngineError::Conflict(m),
+            StoreError::NotFound(m) => EngineError::NotFound(msg!("engine-not-found", what = m)),
+            StoreError::Conflict(m) => {
+                tracing::debug!(detail = %m, "conflict");
+                EngineError::Conflict(msg!("engine-conflict"))
+            }
             StoreError::Unavailable(m) => EngineError::Unavailable(m),
             StoreError::Fatal(m) => EngineError::Internal(m),
         }
@@ -82,12 +112,13 @@ impl From<StoreError> for EngineError {
 
 pub(crate) fn run_error(e: RunError) -> EngineError {
     match e {
-        RunError::Closed(s) => EngineError::Closed(format!("the case is {s}; it accepts no more actions")),
+        e @ RunError::Closed(_) => EngineError::Closed(e.message()),
         RunError::NoSuchStep(m) => EngineError::Refused { message: m, field: Some("step".into()) },
+        RunError::NoSuchToken(m) => EngineError::Refused { message: m, field: Some("token".into()) },
         RunError::Forbidden { message } => EngineError::Forbidden(message),
         RunError::Refused { message, field } => EngineError::Refused { message, field },
         e @ (RunError::Script { .. } | RunError::Step { .. } | RunError::Runaway(_)) => {
-            EngineError::ScriptFailed(e.to_string())
+            EngineError::ScriptFailed(e.message())
         }
     }
 }
@@ -98,7 +129,11 @@ pub struct InstanceView {
     pub id: i64,
     pub unit: String,
     pub workflow: String,
+    /// The number of the workflow's version the case runs on (1, 2 ...).
     pub version: i64,
+    /// That version's content hash.
+    pub version_id: String,
+    /// How many changes the case has had; send it back as `If-Match` to act on exactly this state.
     pub revision: i64,
     pub status: Status,
     pub outcome: Option<String>,
@@ -107,17 +142,18 @@ pub struct InstanceView {
     pub created_at: i64,
     pub updated_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Message>,
 }
 
 impl InstanceView {
-    /// The view of a stored instance.
-    pub fn of(row: &InstanceRow) -> Self {
+    /// The view of a stored instance running on version `v`.
+    pub fn of(row: &InstanceRow, v: &VersionRow) -> Self {
         InstanceView {
             id: row.id,
             unit: row.unit.clone(),
             workflow: row.workflow.clone(),
-            version: row.version,
+            version: v.seq,
+            version_id: v.hash.clone(),
             revision: row.revision,
             status: row.state.status,
             outcome: row.state.outcome.clone(),
@@ -151,11 +187,19 @@ pub struct Config {
     pub timer_concurrency: usize,
     /// Log notices and refused actions (off for scenario runs, which simulate cases).
     pub log_activity: bool,
+    /// The language of text the engine sends or writes without a person asking: webhook
+    /// notices and log lines.
+    pub lang: yishi_core::i18n::Lang,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { cache_instances: 10_000, timer_concurrency: 256, log_activity: true }
+        Config {
+            cache_instances: 10_000,
+            timer_concurrency: 256,
+            log_activity: true,
+            lang: yishi_core::i18n::Lang::default(),
+        }
     }
 }
 
@@ -166,8 +210,10 @@ pub struct Engine {
     registry: Arc<Registry>,
     sandbox: Arc<Sandbox>,
     active: RwLock<Arc<Active>>,
-    /// Compiled definitions by version id.
-    versions: Mutex<HashMap<i64, Arc<Definition>>>,
+    /// Stored versions and their compiled definitions, by version id.
+    versions: Mutex<HashMap<i64, (VersionRow, Arc<Definition>)>>,
+    /// Refusals recorded per (instance, actor) in the current hour (see [`cases`]).
+    refusals: Mutex<HashMap<(i64, String), cases::RefusalWindow>>,
     slots: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Slot>>>>,
     /// One activation at a time.
     activation: tokio::sync::Mutex<()>,
@@ -194,6 +240,7 @@ impl Engine {
             sandbox: Arc::new(Sandbox::default()),
             active: RwLock::new(Arc::new(Active::default())),
             versions: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             activation: tokio::sync::Mutex::new(()),
             last_reload: Mutex::new(None),
@@ -266,7 +313,7 @@ impl Engine {
         }
         if guard.row.is_none() || self.store.shared() {
             guard.row = Some(self.store.load(id).await.map_err(|e| match e {
-                StoreError::NotFound(_) => EngineError::NotFound(format!("no instance {id}")),
+                StoreError::NotFound(_) => EngineError::NotFound(msg!("engine-no-instance", id = id)),
                 e => e.into(),
             })?);
         }

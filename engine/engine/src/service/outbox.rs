@@ -40,7 +40,8 @@ impl Engine {
                     let mut data = item.notice.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
                     data.insert("parent_case".into(), Value::from(item.instance_id));
                     let system = Actor { id: "yishi".into(), roles: Vec::new() };
-                    match self.start(&workflow, data, &system, Some(&format!("spawn:{}", item.id))).await {
+                    let idem = super::Idempotency { key: format!("spawn:{}", item.id), fingerprint: String::new() };
+                    match self.start(&workflow, data, &system, Some(&idem)).await {
                         Ok(v) => {
                             if self.config.log_activity {
                                 tracing::info!(parent = item.instance_id, child = v.id, workflow = %workflow, "started a linked case");
@@ -51,7 +52,9 @@ impl Engine {
                     }
                 }
                 Some("webhook") => {
-                    let notice = item.notice.get("notice").cloned().unwrap_or(Value::Null);
+                    let mut notice = item.notice.get("notice").cloned().unwrap_or(Value::Null);
+                    // Receivers get the words, in the server's language, not catalog keys.
+                    yishi_core::i18n::render_in_json(&mut notice, self.config.lang);
                     let url = notice.get("webhook").and_then(Value::as_str).unwrap_or_default().to_owned();
                     let body = serde_json::json!({ "instance": item.instance_id, "notice": notice });
                     sender.send(&url, &body).await

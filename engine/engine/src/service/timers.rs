@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use yishi_core::msg;
 use yishi_core::runtime::{self, TimerChange};
 
 use super::{Engine, EngineError};
@@ -107,9 +108,9 @@ impl Engine {
                 tr
             }
             Err(e) => {
-                let msg = format!("timer `{}` of step `{}` failed: {e}", t.name, t.step);
-                tracing::warn!(instance = t.instance_id, "{msg}");
-                runtime::fail(&row.state, &msg)
+                let message = msg!("engine-timer-failed", timer = &t.name, step = &t.step, error = e.message());
+                tracing::warn!(instance = t.instance_id, "{message}");
+                runtime::fail(&row.state, message)
             }
         };
         let consumes = Some((t.token, t.name.clone()));

@@ -96,9 +96,11 @@ pub struct InstanceRow {
 /// One event as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct EventRow {
+    /// 1, 2, 3 ... per case.
     pub seq: i64,
+    /// When it happened, Unix milliseconds.
     pub at: i64,
-    /// The version id the case was on when the event happened.
+    /// The number of the workflow version the case was on when it happened.
     pub version: i64,
     #[serde(flatten)]
     pub event: Event,
@@ -110,7 +112,10 @@ pub struct InstanceSummary {
     pub id: i64,
     pub unit: String,
     pub workflow: String,
+    /// The number of the workflow version the case runs on.
     pub version: i64,
+    /// That version's content hash.
+    pub version_id: String,
     pub status: String,
     pub outcome: Option<String>,
     pub active_steps: Vec<String>,
@@ -125,6 +130,7 @@ pub struct ListFilter {
     /// Units (exact path, or a prefix ending in `/` for a whole street or district).
     pub units: Option<Vec<String>>,
     pub workflow: Option<String>,
+    /// A version id (see [`VersionRow::id`]).
     pub version: Option<i64>,
     pub status: Option<String>,
     pub step: Option<String>,
@@ -168,8 +174,8 @@ pub struct Commit {
     /// The timer (token, name) this change fires: the commit fails with a conflict if it is no
     /// longer stored (another node fired it first), and removes it.
     pub consumes: Option<(u32, String)>,
-    /// Idempotency key and the response to keep for it.
-    pub idempotency: Option<(String, String)>,
+    /// Idempotency key, the fingerprint of the request, and the response to keep for it.
+    pub idempotency: Option<(String, String, String)>,
     /// Work to do after the commit: webhook notices and cases to spawn.
     pub outbox: Vec<Value>,
     pub now: i64,
@@ -180,6 +186,14 @@ impl Commit {
     pub fn last_seq(&self) -> i64 {
         self.first_seq + self.events.len() as i64 - 1
     }
+}
+
+/// What an idempotency key was first used for, and the answer given.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Remembered {
+    pub fingerprint: String,
+    pub response: String,
+    pub created_at: i64,
 }
 
 /// An API token as stored (never the secret).
@@ -306,7 +320,10 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, unit: Vec<Commit>) -> impl Future<Output = StoreResult<()>> + Send;
     /// Returns once every commit sent before it has been applied or has failed.
     fn barrier(&self) -> impl Future<Output = StoreResult<()>> + Send;
-    fn idempotent_response(&self, key: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// The response kept for an idempotency key.
+    fn idempotent_response(&self, key: &str) -> impl Future<Output = StoreResult<Option<Remembered>>> + Send;
+    /// Forgets an idempotency key (it expired).
+    fn forget_idempotency(&self, key: &str) -> impl Future<Output = StoreResult<()>> + Send;
     /// The next number of a counter (registration numbers): unique across processes; a number
     /// whose change fails to commit is skipped, never reused.
     fn next_number(&self, counter: &str) -> impl Future<Output = StoreResult<i64>> + Send;
@@ -460,8 +477,11 @@ impl Store for AnyStore {
     async fn barrier(&self) -> StoreResult<()> {
         each!(self, s => s.barrier().await)
     }
-    async fn idempotent_response(&self, key: &str) -> StoreResult<Option<String>> {
+    async fn idempotent_response(&self, key: &str) -> StoreResult<Option<Remembered>> {
         each!(self, s => s.idempotent_response(key).await)
+    }
+    async fn forget_idempotency(&self, key: &str) -> StoreResult<()> {
+        each!(self, s => s.forget_idempotency(key).await)
     }
     async fn next_number(&self, counter: &str) -> StoreResult<i64> {
         each!(self, s => s.next_number(counter).await)

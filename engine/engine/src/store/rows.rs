@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 use serde_json::Value;
+use yishi_core::i18n::Message;
 use yishi_core::runtime::{InstanceState, Scope, Status, TimerChange, Token};
 
 use super::Commit;
@@ -25,7 +26,7 @@ pub(crate) struct StoredState<'a> {
     next_token: u32,
     next_scope: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: &'a Option<String>,
+    error: &'a Option<Message>,
 }
 
 #[derive(Deserialize)]
@@ -41,7 +42,7 @@ pub(crate) struct LoadedState {
     next_token: u32,
     next_scope: u32,
     #[serde(default)]
-    error: Option<String>,
+    error: Option<Message>,
 }
 
 impl LoadedState {
@@ -173,8 +174,10 @@ pub(crate) fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
         }
         sets.extend(local.into_iter().map(|(token, name, step, due)| (c.instance_id, token, name, step, due)));
     }
-    let idempotency =
-        json_rows(0, batch.iter().filter_map(|c| c.idempotency.as_ref().map(|(k, r)| (k, c.instance_id, r, c.now))));
+    let idempotency = json_rows(
+        0,
+        batch.iter().filter_map(|c| c.idempotency.as_ref().map(|(k, f, r)| (k, c.instance_id, r, c.now, f))),
+    );
     let outbox =
         json_rows(0, batch.iter().flat_map(|c| c.outbox.iter().map(move |n| (c.instance_id, n.to_string(), c.now))));
     let consumed = json_rows(

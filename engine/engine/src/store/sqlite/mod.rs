@@ -173,6 +173,7 @@ impl SqliteStore {
             unit: r.try_get("unit")?,
             workflow: r.try_get("workflow")?,
             version: r.try_get("version")?,
+            version_id: r.try_get("version_id")?,
             status: r.try_get("status")?,
             outcome: r.try_get("outcome")?,
             active_steps: serde_json::from_str(&active).unwrap_or_default(),
@@ -340,11 +341,14 @@ impl Store for SqliteStore {
     }
 
     async fn history(&self, id: i64) -> StoreResult<Vec<EventRow>> {
-        let rows = sqlx::query("SELECT seq, at, version, body FROM events WHERE instance_id = ? ORDER BY seq")
-            .bind(id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(map_err)?;
+        let rows = sqlx::query(
+            "SELECT e.seq, e.at, d.seq AS version, e.body FROM events AS e JOIN definitions AS d ON d.id = e.version \
+             WHERE e.instance_id = ? ORDER BY e.seq",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
         rows.iter()
             .map(|r| {
                 let body: String = r.try_get("body").map_err(map_err)?;
@@ -362,8 +366,9 @@ impl Store for SqliteStore {
 
     async fn list(&self, f: &ListFilter) -> StoreResult<Vec<InstanceSummary>> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT id, unit, workflow, version, status, outcome, active_steps, revision, created_at, updated_at \
-             FROM instances WHERE 1 = 1",
+            "SELECT instances.id, unit, instances.workflow, d.seq AS version, d.hash AS version_id, status, outcome, \
+             active_steps, revision, instances.created_at, updated_at \
+             FROM instances JOIN definitions AS d ON d.id = instances.version WHERE 1 = 1",
         );
         if let Some(units) = &f.units {
             q.push(" AND (0");
@@ -382,10 +387,10 @@ impl Store for SqliteStore {
             q.push(")");
         }
         if let Some(w) = &f.workflow {
-            q.push(" AND workflow = ").push_bind(w.clone());
+            q.push(" AND instances.workflow = ").push_bind(w.clone());
         }
         if let Some(v) = f.version {
-            q.push(" AND version = ").push_bind(v);
+            q.push(" AND instances.version = ").push_bind(v);
         }
         if let Some(s) = &f.status {
             q.push(" AND status = ").push_bind(s.clone());
@@ -396,8 +401,8 @@ impl Store for SqliteStore {
                 .push(")");
         }
         for (col, op, v) in [
-            ("created_at", ">=", f.created_from),
-            ("created_at", "<", f.created_to),
+            ("instances.created_at", ">=", f.created_from),
+            ("instances.created_at", "<", f.created_to),
             ("updated_at", ">=", f.updated_from),
             ("updated_at", "<", f.updated_to),
         ] {
@@ -417,9 +422,9 @@ impl Store for SqliteStore {
             };
         }
         if let Some(b) = f.before {
-            q.push(" AND id < ").push_bind(b);
+            q.push(" AND instances.id < ").push_bind(b);
         }
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        q.push(" ORDER BY instances.id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
         let rows = q.build().fetch_all(self.pool()).await.map_err(map_err)?;
         rows.iter().map(Self::summary).collect::<Result<_, _>>().map_err(map_err)
     }
@@ -432,12 +437,26 @@ impl Store for SqliteStore {
         self.inner.writer.commit(Vec::new()).await
     }
 
-    async fn idempotent_response(&self, key: &str) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT response FROM idempotency WHERE key = ?")
+    async fn idempotent_response(&self, key: &str) -> StoreResult<Option<Remembered>> {
+        let row = sqlx::query("SELECT response, fingerprint, created_at FROM idempotency WHERE key = ?")
             .bind(key)
             .fetch_optional(self.pool())
             .await
-            .map_err(map_err)
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(Remembered {
+                fingerprint: r.try_get("fingerprint")?,
+                response: r.try_get("response")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+        .map_err(map_err)
+    }
+
+    async fn forget_idempotency(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM idempotency WHERE key = ?").bind(key).execute(self.pool()).await.map_err(map_err)?;
+        Ok(())
     }
 
     async fn next_number(&self, counter: &str) -> StoreResult<i64> {

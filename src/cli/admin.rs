@@ -1,0 +1,169 @@
+//! Commands on an existing database: versions, diffs and sources of workflows, API tokens.
+//! They never create a database: a wrong `--db` or working folder says where it looked.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use yishi_core::clock::SystemClock;
+use yishi_core::i18n::Lang;
+use yishi_core::msg;
+use yishi_engine::service::access::TokenSpec;
+use yishi_engine::service::{Config, Engine};
+use yishi_engine::store::{StoreError, StoreOptions};
+
+use super::{CmdResult, Failure, TokenCommand};
+use crate::output::{out, table};
+
+/// An engine on an existing database.
+pub async fn open_engine(db: &str) -> Result<Arc<Engine>, Failure> {
+    let options = StoreOptions { create: false, ..StoreOptions::new(db) };
+    let store = yishi_engine::store::open(&options).await.map_err(|e| match e {
+        StoreError::NotFound(_) => Failure::new(msg!(
+            "cli-no-database",
+            path = std::path::absolute(db).map_or_else(|_| db.to_owned(), |p| p.display().to_string())
+        )),
+        e => Failure::new(msg!("cli-database-error", db = yishi_engine::store::redact(db), detail = e.to_string())),
+    })?;
+    Ok(Engine::new(store, crate::registry(), Arc::new(SystemClock), Config::default()))
+}
+
+/// A time for a person: local (Asia/Shanghai unless `YISHI_TZ` says otherwise), to the minute.
+fn local(ms: i64) -> String {
+    let zone = std::env::var("YISHI_TZ").ok().and_then(|z| yishi_core::calendar::Zone::parse(&z)).unwrap_or_default();
+    zone.local(ms).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+}
+
+pub async fn versions(workflow: Option<String>, db: String, lang: Lang) -> CmdResult {
+    let engine = open_engine(&db).await?;
+    let rows = engine.versions(workflow.as_deref()).await?;
+    if rows.is_empty() {
+        return Err(Failure::new(msg!("cli-no-versions")));
+    }
+    let header: Vec<String> = [
+        "cli-col-workflow",
+        "cli-col-version",
+        "cli-col-version-id",
+        "cli-col-created",
+        "cli-col-created-by",
+        "cli-col-active",
+        "cli-col-current",
+    ]
+    .iter()
+    .map(|k| yishi_core::i18n::Message::new(k).render(lang))
+    .collect();
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|v| {
+            vec![
+                v.row.workflow,
+                v.row.seq.to_string(),
+                v.row.hash[..12.min(v.row.hash.len())].to_owned(),
+                local(v.row.created_at),
+                v.row.created_by,
+                v.active_instances.to_string(),
+                if v.current { "*".into() } else { String::new() },
+            ]
+        })
+        .collect();
+    table(&header, &rows, &[false, true, false, false, false, true, false]);
+    engine.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn diff(workflow: String, from: i64, to: i64, db: String, lang: Lang) -> CmdResult {
+    let engine = open_engine(&db).await?;
+    let d = engine.diff(&workflow, from, to).await?;
+    if d.changes.is_empty() && d.files.is_empty() {
+        out!("{}", msg!("cli-no-differences").render(lang));
+    }
+    for c in &d.changes {
+        out!("{}  {}", crate::output::pad(c.area, 12), c.text.render(lang));
+    }
+    for f in &d.files {
+        let status = yishi_core::i18n::Message::new(match f.status {
+            "added" => "cli-file-added",
+            "removed" => "cli-file-removed",
+            _ => "cli-file-changed",
+        });
+        out!("");
+        out!("{} ({})", f.path, status.render(lang));
+        out!("{}", f.diff.trim_end());
+    }
+    engine.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn source(workflow: String, version: i64, file: Option<String>, db: String) -> CmdResult {
+    let engine = open_engine(&db).await?;
+    let v = engine.version_source(&workflow, version).await?;
+    match file {
+        Some(f) => {
+            let text = v.sources.get(&f).ok_or_else(|| {
+                Failure::new(msg!(
+                    "cli-no-such-file",
+                    file = &f,
+                    version = version,
+                    workflow = &workflow,
+                    files = v.sources.keys().cloned().collect::<Vec<_>>()
+                ))
+            })?;
+            out!("{}", text.trim_end());
+        }
+        None => {
+            for (path, text) in &v.sources {
+                out!("==> {path} <==");
+                out!("{}", text.trim_end());
+                out!("");
+            }
+        }
+    }
+    engine.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token(cmd: TokenCommand, lang: Lang) -> CmdResult {
+    let db = match &cmd {
+        TokenCommand::Create { db, .. } | TokenCommand::List { db } | TokenCommand::Revoke { db, .. } => db.clone(),
+    };
+    let engine = open_engine(&db).await?;
+    match cmd {
+        TokenCommand::Create { name, role, scope, acts_as, .. } => {
+            let spec = TokenSpec { name: &name, role: &role, scope: &scope, acts_as: &acts_as };
+            let (row, token) = engine.create_token(&spec).await?;
+            eprintln!(
+                "{}",
+                msg!("cli-token-created", id = row.id, name = &name, role = &role, scope = &scope).render(lang)
+            );
+            out!("{token}");
+        }
+        TokenCommand::List { .. } => {
+            let header: Vec<String> =
+                ["cli-col-id", "cli-col-name", "cli-col-role", "cli-col-scope", "cli-col-state", "cli-col-acts-as"]
+                    .iter()
+                    .map(|k| yishi_core::i18n::Message::new(k).render(lang))
+                    .collect();
+            let rows: Vec<Vec<String>> = engine
+                .tokens()
+                .await?
+                .into_iter()
+                .map(|t| {
+                    let state = if t.revoked_at.is_some() {
+                        msg!("cli-token-revoked-state")
+                    } else {
+                        msg!("cli-token-active-state")
+                    };
+                    vec![t.id.to_string(), t.name, t.role, t.scope, state.render(lang), t.acts_as.join(", ")]
+                })
+                .collect();
+            table(&header, &rows, &[true, false, false, false, false, false]);
+        }
+        TokenCommand::Revoke { id, .. } => {
+            if !engine.revoke_token(id).await? {
+                return Err(Failure::new(msg!("cli-no-active-token", id = id)));
+            }
+            eprintln!("{}", msg!("cli-token-revoked", id = id).render(lang));
+        }
+    }
+    engine.close().await;
+    Ok(ExitCode::SUCCESS)
+}

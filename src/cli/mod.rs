@@ -1,0 +1,300 @@
+//! The `yishi` command line: argument parsing (with help in the reader's language), and the
+//! commands. Each command speaks through the message catalog: `--lang`, then `YISHI_LANG`,
+//! then `LC_ALL`, `LC_MESSAGES` and `LANG` choose the language (Chinese when none says).
+
+mod admin;
+pub mod report;
+mod rules;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use yishi_core::i18n::{Lang, Message};
+use yishi_core::msg;
+
+use crate::config::SyncMode;
+
+#[derive(Parser, Debug)]
+#[command(name = "yishi", version, about = "Yishi (议事): run community-governance procedures written as text")]
+pub struct Cli {
+    /// The language of messages: zh-CN or en.
+    #[arg(long, global = true, env = "YISHI_LANG")]
+    pub lang: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a workflows folder and report every problem (exit 0 clean, 1 problems, 2 could not run).
+    Check {
+        /// The workflows folder.
+        #[arg(env = "YISHI_WORKFLOWS", default_value = "workflows")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Run the scenarios of a workflows folder (`<unit>/scenarios/*.toml`).
+    Test {
+        #[arg(env = "YISHI_WORKFLOWS", default_value = "workflows")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Serve the HTTP admin API, watching the workflows folder.
+    Serve(crate::config::ServeArgs),
+    /// List the stored versions of workflows and how many active cases each has.
+    Versions {
+        /// `unit/id` of one workflow (default: all).
+        workflow: Option<String>,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// What changed between two versions of a workflow: the definition in words, and every file as a text diff.
+    Diff {
+        /// `unit/id` of the workflow.
+        workflow: String,
+        /// The version number to compare from (1, 2 ...).
+        from: i64,
+        /// The version number to compare to.
+        to: i64,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Print the files a stored version was built from.
+    Source {
+        /// `unit/id` of the workflow.
+        workflow: String,
+        /// The version number (1, 2 ...).
+        version: i64,
+        /// Print only this file (a path relative to the workflows folder).
+        #[arg(long)]
+        file: Option<String>,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show a working-day calendar: a month with its holidays and make-up working days.
+    Calendar {
+        /// The month, e.g. `2026-10`.
+        month: String,
+        /// The calendar file, relative to the workflows folder.
+        #[arg(long, default_value = "calendars/china.toml")]
+        file: String,
+        #[arg(long, env = "YISHI_WORKFLOWS", default_value = "workflows")]
+        workflows: PathBuf,
+    },
+    /// Measure (release builds): prints `name value unit` lines.
+    Bench {
+        #[arg(value_enum)]
+        case: crate::bench::Case,
+        /// How many instances (or evaluations, or saves).
+        #[arg(long, default_value_t = 20_000)]
+        n: usize,
+        /// Concurrent clients (`concurrent`).
+        #[arg(long, default_value_t = 256)]
+        clients: usize,
+        /// The workflows folder with `bench/`.
+        #[arg(long, env = "YISHI_WORKFLOWS", default_value = "workflows")]
+        workflows: PathBuf,
+        /// Durability of commits (see `serve --sync`).
+        #[arg(long, value_enum, default_value_t = SyncMode::Full)]
+        sync: SyncMode,
+    },
+    /// Print the JSON Schema of workflow files (for editors).
+    Schema,
+    /// Print the OpenAPI document of the HTTP API (for generating clients).
+    Openapi,
+    /// List the step kinds this build provides.
+    Kinds,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print it (it is shown only once).
+    Create {
+        /// Who holds it; recorded as the actor of everything done with it.
+        #[arg(long)]
+        name: String,
+        /// admin (everything), operator (start cases and act), viewer (read).
+        #[arg(long, value_parser = ["admin", "operator", "viewer"])]
+        role: String,
+        /// `*` for all units, or a unit path (the unit and every unit below it).
+        #[arg(long, default_value = "*")]
+        scope: String,
+        /// Workflow roles the holder acts with, comma separated (e.g. `street_office`).
+        #[arg(long, value_delimiter = ',')]
+        acts_as: Vec<String>,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Revoke a token; it stops working at once.
+    Revoke {
+        /// The token's id (see `yishi token list`).
+        id: i64,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// A command that could not do its job: what to tell the person, and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: Message,
+    pub status: u8,
+}
+
+impl Failure {
+    /// Could not run (exit 2).
+    pub fn new(message: Message) -> Self {
+        Failure { message, status: 2 }
+    }
+}
+
+impl From<yishi_engine::service::EngineError> for Failure {
+    fn from(e: yishi_engine::service::EngineError) -> Self {
+        if let yishi_engine::service::EngineError::Unavailable(detail)
+        | yishi_engine::service::EngineError::Internal(detail) = &e
+        {
+            return Failure::new(msg!("cli-engine-failure", detail = detail));
+        }
+        Failure::new(e.message())
+    }
+}
+
+pub type CmdResult = Result<ExitCode, Failure>;
+
+/// The language the command line speaks: `--lang`, `YISHI_LANG`, the locale, else Chinese.
+pub fn language(args: &[OsString]) -> Lang {
+    let mut it = args.iter().filter_map(|a| a.to_str());
+    let mut flag = None;
+    while let Some(a) = it.next() {
+        if a == "--lang" {
+            flag = it.next().map(str::to_owned);
+        } else if let Some(v) = a.strip_prefix("--lang=") {
+            flag = Some(v.to_owned());
+        }
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    flag.or_else(|| env("YISHI_LANG"))
+        .or_else(|| env("LC_ALL"))
+        .or_else(|| env("LC_MESSAGES"))
+        .or_else(|| env("LANG"))
+        .and_then(|v| Lang::parse(&v))
+        .unwrap_or_default()
+}
+
+/// The help of every command and argument, from the catalog (`cli-about-<command>`,
+/// `cli-arg-<command>-<arg>`); English doc comments stay where the catalog has no entry.
+pub fn localized(lang: Lang) -> clap::Command {
+    fn walk(mut cmd: clap::Command, path: &str, lang: Lang) -> clap::Command {
+        let key = if path.is_empty() { "cli-about".to_owned() } else { format!("cli-about-{path}") };
+        if yishi_core::i18n::has_key(&key) {
+            cmd = cmd.about(Message { key: key.into(), args: Default::default() }.render(lang));
+        }
+        let ids: Vec<String> = cmd.get_arguments().map(|a| a.get_id().to_string()).collect();
+        for id in ids {
+            let key = if path.is_empty() { format!("cli-arg-{id}") } else { format!("cli-arg-{path}-{id}") }
+                .replace('_', "-");
+            let key =
+                if yishi_core::i18n::has_key(&key) { key } else { format!("cli-arg-common-{id}").replace('_', "-") };
+            if yishi_core::i18n::has_key(&key) {
+                let help = Message { key: key.into(), args: Default::default() }.render(lang);
+                cmd = cmd.mut_arg(id.as_str(), |a| a.help(help));
+            }
+        }
+        let subs: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+        for name in subs {
+            let sub_path = if path.is_empty() { name.clone() } else { format!("{path}-{name}") };
+            cmd = cmd.mut_subcommand(name.as_str(), |s| walk(s, &sub_path, lang));
+        }
+        cmd.help_template(msg!("cli-help-template").render(lang))
+    }
+    walk(Cli::command(), "", lang)
+}
+
+/// Parses the command line (help and errors in `lang`).
+pub fn parse(args: Vec<OsString>, lang: Lang) -> Cli {
+    let matches = localized(lang).get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(msg!("cli-engine-failure", detail = e.to_string())))
+}
+
+/// Runs an async command on a runtime.
+fn block<F: std::future::Future<Output = CmdResult>>(f: F) -> CmdResult {
+    runtime()?.block_on(f)
+}
+
+pub fn run(cli: Cli, lang: Lang) -> ExitCode {
+    let result = match cli.command {
+        Command::Check { dir, format } => rules::check(&dir, format, lang),
+        Command::Test { dir, format } => rules::test(&dir, format, lang),
+        Command::Serve(args) => {
+            block(
+                async move { crate::serve::serve(args, lang).await.map(|()| ExitCode::SUCCESS).map_err(Failure::new) },
+            )
+        }
+        Command::Versions { workflow, db } => block(admin::versions(workflow, db, lang)),
+        Command::Diff { workflow, from, to, db } => block(admin::diff(workflow, from, to, db, lang)),
+        Command::Source { workflow, version, file, db } => block(admin::source(workflow, version, file, db)),
+        Command::Token(cmd) => block(admin::token(cmd, lang)),
+        Command::Calendar { month, file, workflows } => rules::calendar(&workflows, &file, &month, lang),
+        Command::Bench { case, n, clients, workflows, sync } => block(async move {
+            // The bench runs on a worker thread, as a request's handler does in the server
+            // (`block_on` parks the main thread between awaits, which costs tens of microseconds a wake).
+            tokio::spawn(crate::bench::run(case, n, clients, workflows, sync.durability()))
+                .await
+                .map_err(|e| Failure::new(msg!("cli-engine-failure", detail = e.to_string())))?
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| Failure::new(msg!("cli-bench-failed", detail = e)))
+        }),
+        Command::Schema => {
+            let schema = yishi_core::schema::workflow_schema(&crate::registry());
+            crate::output::print_line(format_args!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            let doc = crate::server::openapi::document();
+            crate::output::print_line(format_args!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kinds => {
+            let rows: Vec<Vec<String>> =
+                crate::registry().iter().map(|k| vec![k.name().to_owned(), k.summary().render(lang)]).collect();
+            crate::output::table(
+                &[msg!("cli-kinds-kind").render(lang), msg!("cli-kinds-summary").render(lang)],
+                &rows,
+                &[],
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("yishi: {}", f.message.render(lang));
+            ExitCode::from(f.status)
+        }
+    }
+}
