@@ -118,6 +118,14 @@ pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
         e => e.message(),
     };
     engine.hold_database().map_err(failed)?;
+    let durability = engine.durability().await.map_err(failed)?;
+    if durability != options.sync {
+        return Err(msg!(
+            "cli-engine-failure",
+            detail = format!("asked for {:?} commits, the database gives {durability:?}", options.sync)
+        ));
+    }
+    tracing::info!(durability = ?durability, "database {}", engine.database());
     let reloader = Arc::new(Reloader::new(args.workflows.clone(), engine.clone()));
     let status = reloader.reload("start").await.map_err(failed)?;
     tracing::info!(

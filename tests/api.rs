@@ -3,91 +3,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::sync::Arc;
-
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use common::api::Api;
 use serde_json::{Value, json};
-use tower::ServiceExt;
-use yishi::server::{AppState, router};
-use yishi_core::clock::SystemClock;
-use yishi_engine::reload::Reloader;
-use yishi_engine::service::Engine;
-use yishi_engine::service::access::TokenSpec;
-use yishi_engine::store::AnyStore;
-use yishi_engine::store::sqlite::SqliteStore;
-
-struct Api {
-    app: Router,
-    engine: Arc<Engine>,
-}
-
-impl Api {
-    async fn new() -> Self {
-        let engine =
-            common::engine_on(AnyStore::Sqlite(SqliteStore::memory().await.unwrap()), Arc::new(SystemClock)).await;
-        let reloader = Arc::new(Reloader::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"), engine.clone()));
-        assert!(reloader.reload("test").await.unwrap().ok);
-        Api {
-            app: router(AppState::new(
-                engine.clone(),
-                reloader,
-                yishi_core::i18n::Lang::En,
-                yishi_core::calendar::Zone::default(),
-            )),
-            engine,
-        }
-    }
-
-    async fn token(&self, role: &str, scope: &str, acts_as: &[&str]) -> String {
-        let acts: Vec<String> = acts_as.iter().map(|s| (*s).to_owned()).collect();
-        let name = format!("{role}@{scope}");
-        let spec = TokenSpec { name: &name, role, scope, acts_as: &acts };
-        self.engine.create_token(&spec).await.unwrap().1
-    }
-
-    async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        self.raw(method, uri, token, body.map(|b| ("application/json", b.to_string())), &[]).await
-    }
-
-    async fn raw(
-        &self,
-        method: &str,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<(&str, String)>,
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some((ct, b)) => req.header("content-type", ct).body(Body::from(b)).unwrap(),
-            None => req.body(Body::empty()).unwrap(),
-        };
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        if status.is_client_error() || status.is_server_error() {
-            assert!(
-                ct.starts_with("application/problem+json"),
-                "{status} {uri} answered {ct}: {}",
-                String::from_utf8_lossy(&bytes)
-            );
-        }
-        let v = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, v)
-    }
-}
 
 const GARDEN: &str = "chengguan/tianshuinanlu/garden";
 const LIUHANGLI: &str = "pingcheng/yongtai/liuhangli/proposal";
@@ -380,18 +298,8 @@ async fn reload_status_shows_only_diagnostics_in_scope() {
         )
         .unwrap();
     }
-    let engine = common::engine_on(AnyStore::Sqlite(SqliteStore::memory().await.unwrap()), Arc::new(SystemClock)).await;
-    let reloader = Arc::new(Reloader::new(tmp.path().to_owned(), engine.clone()));
-    assert!(!reloader.reload("test").await.unwrap().ok);
-    let api = Api {
-        app: router(AppState::new(
-            engine.clone(),
-            reloader,
-            yishi_core::i18n::Lang::En,
-            yishi_core::calendar::Zone::default(),
-        )),
-        engine,
-    };
+    let (api, ok) = Api::loading(tmp.path()).await;
+    assert!(!ok);
     let a = api.token("viewer", "a", &[]).await;
     let (s, v) = api.call("GET", "/api/v1/reload", Some(&a), None).await;
     assert_eq!(s, StatusCode::OK);
@@ -427,6 +335,45 @@ async fn the_openapi_document_covers_every_route_and_only_those() {
     for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
         let name = part.split('"').next().unwrap();
         assert!(doc["components"]["schemas"][name].is_object(), "dangling $ref {name}");
+    }
+    // No boolean schemas (`true` for "anything"): generators such as openapi-python-client
+    // refuse them.
+    fn no_true_schemas(v: &Value, at: &str) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    // Values, and keywords whose value is a plain boolean.
+                    let inside = matches!(
+                        k.as_str(),
+                        "const"
+                            | "default"
+                            | "examples"
+                            | "enum"
+                            | "example"
+                            | "required"
+                            | "deprecated"
+                            | "uniqueItems"
+                    );
+                    if x == &Value::Bool(true) && !inside {
+                        panic!("a boolean schema at {at}/{k}");
+                    }
+                    if !inside {
+                        no_true_schemas(x, &format!("{at}/{k}"));
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().enumerate().for_each(|(i, x)| no_true_schemas(x, &format!("{at}/{i}"))),
+            _ => {}
+        }
+    }
+    no_true_schemas(&doc, "");
+    // Each event type is a component of its own, told apart by `type`.
+    let events = &doc["components"]["schemas"]["EventRow"];
+    assert_eq!(events["discriminator"]["propertyName"], "type");
+    assert_eq!(events["discriminator"]["mapping"]["timer_fired"], "#/components/schemas/EventTimerFired");
+    let started = &doc["components"]["schemas"]["EventStarted"];
+    for key in ["seq", "at", "version", "type", "workflow"] {
+        assert!(started["properties"][key].is_object(), "EventStarted has `{key}`: {started}");
     }
 }
 

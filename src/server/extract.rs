@@ -114,7 +114,10 @@ fn describe(e: &serde_json::Error, pointer: &str) -> (Message, String) {
     if let Some(rest) = text.strip_prefix("invalid type: ")
         && let Some((found, expected)) = rest.split_once(", expected ")
     {
-        return (msg!("api-body-wrong-type", found = found, expected = expected_words(expected)), pointer.to_owned());
+        return (
+            msg!("api-body-wrong-type", found = found_words(found), expected = expected_words(expected)),
+            pointer.to_owned(),
+        );
     }
     if let Some(rest) = text.strip_prefix("invalid value: ")
         && let Some((found, expected)) = rest.split_once(", expected ")
@@ -122,6 +125,28 @@ fn describe(e: &serde_json::Error, pointer: &str) -> (Message, String) {
         return (msg!("api-body-wrong-value", found = found, expected = expected_words(expected)), pointer.to_owned());
     }
     (msg!("api-body-invalid", detail = text), pointer.to_owned())
+}
+
+/// serde's name of what it found (`sequence`, ``integer `7` ``), in the reader's words.
+fn found_words(found: &str) -> Message {
+    let kinds = [
+        ("string ", "type-string"),
+        ("integer ", "type-int"),
+        ("floating point ", "type-number"),
+        ("boolean ", "type-bool"),
+        ("unsigned integer ", "type-int"),
+    ];
+    for (prefix, key) in kinds {
+        if let Some(value) = found.strip_prefix(prefix) {
+            return msg!("found-value", kind = Message::new(key), value = value.trim_matches('`'));
+        }
+    }
+    match found {
+        "sequence" => msg!("type-array"),
+        "map" => msg!("type-object"),
+        "unit value" | "null" => msg!("type-null"),
+        other => Message::verbatim(other),
+    }
 }
 
 /// serde's name of an expected type, in the reader's words.

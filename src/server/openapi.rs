@@ -173,7 +173,13 @@ fn workflow_operations() -> Vec<Op> {
         .role(ApiRole::Viewer)
         .params(&[
                 KEY,
-                ("version", "path", true, "the version number (1, 2 ...)", r#"{"type": "integer", "minimum": 1}"#),
+                (
+                    "version",
+                    "path",
+                    true,
+                    "the version number (1, 2 ...)",
+                    r#"{"type": "integer", "format": "int64", "minimum": 1, "maximum": 9223372036854775807}"#,
+                ),
             ])
         .answer(Json(200, s::<api::VersionSource>))
         .errors(&[400, 404]),
@@ -226,7 +232,7 @@ fn instance_operations() -> Vec<Op> {
                 ("unit", "query", false, "exactly this unit", TEXT),
                 ("within", "query", false, "this unit and the units below it", TEXT),
                 ("workflow", "query", false, "`unit/id`", TEXT),
-                ("version", "query", false, "version number (with `workflow`)", INT),
+                ("version", "query", false, "version number (of `workflow`, or of each case's own workflow)", INT),
                 (
                     "status",
                     "query",

@@ -202,7 +202,7 @@ pub struct Diagnostic {
     #[serde(flatten)]
     pub place: Place,
     pub message: Message,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<Label>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<Message>,

@@ -387,8 +387,10 @@ pub struct StepCx<'a> {
     pub step_id: &'a str,
     /// Now, Unix milliseconds (from the engine's clock; never read the system clock).
     pub now: i64,
-    /// The instance's data document. Change it through [`StepCx::set`].
-    pub data: &'a Map<String, Value>,
+    /// The instance's data document. Change it through [`StepCx::set`]. In a for-each
+    /// branch it is the document with the branch's own part laid over it (see
+    /// [`crate::runtime`]).
+    pub data: std::borrow::Cow<'a, Map<String, Value>>,
     /// Top-level data keys changed by this hook.
     pub changes: Map<String, Value>,
     /// The step's own state for this token (votes cast, attendance, ...).
@@ -444,7 +446,7 @@ impl StepCx<'_> {
     }
     /// The data document with this hook's changes applied, as a Rhai map.
     pub fn data_dynamic(&self) -> rhai::Dynamic {
-        let mut m = self.data.clone();
+        let mut m = self.data.clone().into_owned();
         for (k, v) in &self.changes {
             m.insert(k.clone(), v.clone());
         }

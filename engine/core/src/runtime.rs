@@ -6,6 +6,7 @@
 
 use crate::i18n::Message;
 use crate::msg;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -655,12 +656,39 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The for-each branch `token` runs in: the innermost for-each split around it and the
+    /// key of its item. Data written in a branch goes to `data.<split>.<key>`.
+    fn branch_of(&self, token: u32) -> Option<(String, String)> {
+        let tok = self.state.token(token)?;
+        let item = tok.item.as_ref()?;
+        tok.scopes.iter().rev().find_map(|id| {
+            let scope = self.state.scopes.iter().find(|s| s.id == *id)?;
+            let split = self.def.step(&scope.split)?;
+            match split.behaviour.control() {
+                Control::Split(crate::kind::Split { mode: SplitMode::Each { .. }, .. }) => {
+                    Some((scope.split.clone(), item_key(item)))
+                }
+                _ => None,
+            }
+        })
+    }
+
     fn cx(&self, step: &'a StepDef, token: u32, item: Option<&'a Value>) -> StepCx<'_> {
         let tok = self.state.token(token);
+        let data = match self.branch_of(token) {
+            None => Cow::Borrowed(&self.state.data),
+            Some((split, key)) => {
+                let mut data = self.state.data.clone();
+                if let Some(Value::Object(own)) = self.state.data.get(&split).and_then(|b| b.get(&key)) {
+                    data.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                Cow::Owned(data)
+            }
+        };
         StepCx {
             step_id: &step.id,
             now: self.now,
-            data: &self.state.data,
+            data,
             changes: Map::new(),
             state: tok.map(|t| t.state.clone()).unwrap_or(Value::Null),
             params: &self.def.params_json,
@@ -682,7 +710,30 @@ impl<'a> Run<'a> {
 
     fn absorb(&mut self, token: u32, step: &StepDef, fx: Effects) {
         if !fx.changes.is_empty() {
-            self.emit(Event::DataChanged { changes: fx.changes });
+            let changes = match self.branch_of(token) {
+                None => fx.changes,
+                // A branch writes only its own part, so branches never overwrite each other.
+                Some((split, key)) => {
+                    let mut all = match self.state.data.get(&split) {
+                        Some(Value::Object(m)) => m.clone(),
+                        _ => Map::new(),
+                    };
+                    let mut own = match all.get(&key) {
+                        Some(Value::Object(m)) => m.clone(),
+                        _ => Map::new(),
+                    };
+                    for (k, v) in fx.changes {
+                        if v.is_null() {
+                            own.remove(&k);
+                        } else {
+                            own.insert(k, v);
+                        }
+                    }
+                    all.insert(key, Value::Object(own));
+                    Map::from_iter([(split, Value::Object(all))])
+                }
+            };
+            self.emit(Event::DataChanged { changes });
         }
         let old = self.state.token(token).map(|t| t.state.clone()).unwrap_or(Value::Null);
         if fx.state != old {
@@ -927,6 +978,20 @@ pub fn act(
     }
     run.drain()?;
     Ok(run.finish())
+}
+
+/// The key a for-each item's results are kept under: a string as it is, a number as its
+/// text, an object by its `id` (or `name`), anything else as its JSON text.
+pub fn item_key(item: &Value) -> String {
+    match item {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => match m.get("id").or_else(|| m.get("name")) {
+            Some(Value::String(s)) => s.clone(),
+            Some(v @ Value::Number(_)) => v.to_string(),
+            _ => item.to_string(),
+        },
+        other => other.to_string(),
+    }
 }
 
 /// Fires a timer. `None` when the timer is void (its step was left) or the case is closed.

@@ -15,10 +15,13 @@ async fn every_pattern_scenario_passes() {
     let files = FileSet::load_dir(&common::patterns_dir()).unwrap();
     let registry = Registry::with_builtins();
     let catalog = yishi_core::check(&files, &registry, &Arc::new(Sandbox::default()));
-    assert!(!catalog.has_errors(), "{:#?}", catalog.diagnostics);
+    let lines = |d: &[yishi_core::diag::Diagnostic]| -> Vec<String> {
+        d.iter().map(|d| d.render_line(yishi_core::i18n::Lang::En)).collect()
+    };
+    assert!(!catalog.has_errors(), "{:#?}", lines(&catalog.diagnostics));
     let results = yishi_engine::scenario::run_all(&catalog, &files, &registry).await;
     assert!(results.len() >= 17, "the pattern scenarios are all found: {}", results.len());
-    let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
+    let failed: Vec<_> = results.iter().filter(|r| !r.passed).map(|r| (&r.file, lines(&r.failures))).collect();
     assert!(failed.is_empty(), "{failed:#?}");
 }
 

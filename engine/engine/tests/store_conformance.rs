@@ -311,7 +311,10 @@ async fn listings_filter_and_page(store: AnyStore) {
     assert_eq!(ids(ListFilter { units: Some(vec!["s/".into()]), ..Default::default() }).await.len(), 30);
     assert_eq!(ids(ListFilter { units: Some(vec!["s/c".into()]), ..Default::default() }).await.len(), 0);
     assert_eq!(ids(ListFilter { workflow: Some("s/c2/w".into()), ..Default::default() }).await.len(), 10);
-    assert_eq!(ids(ListFilter { version: Some(v2.id), ..Default::default() }).await.len(), 10);
+    let on = |w: &str, v: i64| ListFilter { workflow: Some(w.into()), version: Some(v), ..Default::default() };
+    assert_eq!(ids(on("s/c2/w", v2.seq)).await.len(), 10);
+    assert_eq!(ids(on("s/c2/w", v2.seq + 1)).await.len(), 0);
+    assert_eq!(ids(ListFilter { version: Some(1), ..Default::default() }).await.len(), 30, "version 1 of each");
     assert_eq!(ids(ListFilter { status: Some("completed".into()), ..Default::default() }).await, vec![4]);
     let evens = ids(ListFilter { step: Some("even".into()), status: Some("active".into()), ..Default::default() });
     assert_eq!(evens.await.len(), 14);
@@ -396,6 +399,17 @@ mod sqlite_only {
         assert!(err.contains("another yishi server") && err.contains("y.db"), "{err}");
         drop(first);
         second.hold().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_durability_asked_for_is_the_one_the_database_has() {
+        use yishi_engine::store::Durability;
+        let dir = tempfile::tempdir().unwrap();
+        for (i, sync) in [Durability::Full, Durability::Normal].into_iter().enumerate() {
+            let path = dir.path().join(format!("{i}.db")).display().to_string();
+            let store = yishi_engine::store::open(&StoreOptions { sync, ..StoreOptions::new(path) }).await.unwrap();
+            assert_eq!(store.durability().await.unwrap(), sync);
+        }
     }
 
     #[tokio::test]

@@ -437,7 +437,18 @@ impl Engine {
         })?;
         let (to_row, to) = self.version(to_row.id).await?;
         let (from_row, from) = self.version(row.version).await?;
-        let (mapping, problems) = migration_mapping(&row, &from, &to, to_row.seq, steps);
+        // A step is part-way through when someone has acted on it (a ballot, a report).
+        let acted: std::collections::BTreeSet<u32> = self
+            .store
+            .history(id)
+            .await?
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Action { token, .. } => Some(*token),
+                _ => None,
+            })
+            .collect();
+        let (mapping, problems) = migration_mapping(&row, &from, &to, to_row.seq, steps, &acted);
         let plan = MigrationPlan {
             instance: id,
             from_version: from_row.seq,
@@ -570,6 +581,7 @@ fn migration_mapping(
     to: &yishi_core::Definition,
     to_seq: i64,
     steps: &BTreeMap<String, String>,
+    acted: &std::collections::BTreeSet<u32>,
 ) -> (BTreeMap<String, String>, Vec<Message>) {
     let mut problems = Vec::new();
     let mut mapping = BTreeMap::new();
@@ -581,7 +593,7 @@ fn migration_mapping(
         };
         let old_kind = from.step(&t.step).map(|s| s.kind.as_str()).unwrap_or_default();
         let explicit = steps.contains_key(&t.step);
-        let in_progress = !t.state.is_null();
+        let in_progress = acted.contains(&t.id);
         if in_progress && !explicit {
             problems.push(msg!("migrate-in-progress", step = &t.step, kind = old_kind, target = &target));
         } else if in_progress && new_step.kind != old_kind {

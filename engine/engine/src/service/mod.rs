@@ -275,6 +275,11 @@ impl Engine {
     }
 
     /// Whether the database answers.
+    /// The durability commits actually get, as the database reports it.
+    pub async fn durability(&self) -> Result<crate::store::Durability, EngineError> {
+        Ok(self.store.durability().await?)
+    }
+
     pub async fn ping(&self) -> Result<(), EngineError> {
         Ok(self.store.ping().await?)
     }

@@ -130,7 +130,7 @@ pub struct ListFilter {
     /// Units (exact path, or a prefix ending in `/` for a whole street or district).
     pub units: Option<Vec<String>>,
     pub workflow: Option<String>,
-    /// A version id (see [`VersionRow::id`]).
+    /// A version number (1, 2 ... of each workflow; see [`VersionRow::seq`]).
     pub version: Option<i64>,
     pub status: Option<String>,
     pub step: Option<String>,
@@ -364,6 +364,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The durability commits actually get, as the database reports it (not as configured).
+    fn durability(&self) -> impl Future<Output = StoreResult<Durability>> + Send;
     /// Runs the database's own consistency check; `ok` when all is well.
     fn integrity_check(&self) -> impl Future<Output = StoreResult<String>> + Send;
     /// Finishes pending work and closes connections.
@@ -528,6 +530,9 @@ impl Store for AnyStore {
     }
     async fn integrity_check(&self) -> StoreResult<String> {
         each!(self, s => s.integrity_check().await)
+    }
+    async fn durability(&self) -> StoreResult<Durability> {
+        each!(self, s => s.durability().await)
     }
     async fn close(&self) {
         each!(self, s => s.close().await)

@@ -390,7 +390,7 @@ impl Store for SqliteStore {
             q.push(" AND instances.workflow = ").push_bind(w.clone());
         }
         if let Some(v) = f.version {
-            q.push(" AND instances.version = ").push_bind(v);
+            q.push(" AND d.seq = ").push_bind(v);
         }
         if let Some(s) = &f.status {
             q.push(" AND status = ").push_bind(s.clone());
@@ -612,6 +612,12 @@ impl Store for SqliteStore {
 
     async fn integrity_check(&self) -> StoreResult<String> {
         sqlx::query_scalar("PRAGMA integrity_check").fetch_one(self.pool()).await.map_err(map_err)
+    }
+
+    async fn durability(&self) -> StoreResult<Durability> {
+        // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA; an in-memory database is never durable.
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(self.pool()).await.map_err(map_err)?;
+        Ok(if level >= 2 && self.inner.path.is_some() { Durability::Full } else { Durability::Normal })
     }
 
     async fn close(&self) {
