@@ -80,13 +80,13 @@ fn check_and_test_honour_yishi_workflows() {
 
 #[test]
 fn a_calendar_month_shows_its_holidays_and_make_up_days() {
-    let (code, out, err) = yishi_env(&["calendar", "2026-10"], &[("LANG", "zh_CN.UTF-8")]);
+    let (code, out, err) = yishi_env(&["calendar", "show", "2026-10"], &[("LANG", "zh_CN.UTF-8")]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("国务院办公厅关于2026年部分节假日安排的通知"), "{out}");
     assert!(out.contains("2026-10-01 休息 国庆节"), "{out}");
     assert!(out.contains("2026-10-10 调休上班"), "{out}");
     assert!(out.contains("  1* ") && out.contains(" 10+"), "{out}");
-    let (code, _, err) = yishi_env(&["calendar", "2026-13"], &[("LANG", "C")]);
+    let (code, _, err) = yishi_env(&["calendar", "show", "2026-13"], &[("LANG", "C")]);
     assert_eq!(code, 2);
     assert!(err.contains("is not a month"), "{err}");
 }

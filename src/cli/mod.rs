@@ -35,6 +35,13 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// Check as of this day (YYYY-MM-DD; default today): deadlines in working days that
+        /// run past the years a calendar covers are warned about.
+        #[arg(long)]
+        today: Option<chrono::NaiveDate>,
+        /// The time zone of "today" (as `serve --tz`).
+        #[arg(long, env = "YISHI_TZ", default_value = "Asia/Shanghai")]
+        tz: String,
     },
     /// Run the scenarios of a workflows folder (`<unit>/scenarios/*.toml`).
     Test {
@@ -78,16 +85,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Show a working-day calendar: a month with its holidays and make-up working days.
-    Calendar {
-        /// The month, e.g. `2026-10`.
-        month: String,
-        /// The calendar file, relative to the workflows folder.
-        #[arg(long, default_value = "calendars/china.toml")]
-        file: String,
-        #[arg(long, env = "YISHI_WORKFLOWS", default_value = "workflows")]
-        workflows: PathBuf,
-    },
+    /// Working-day calendars.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
     /// Measure (release builds): prints `name value unit` lines.
     Bench {
         #[arg(value_enum)]
@@ -111,6 +111,20 @@ pub enum Command {
     Openapi,
     /// List the step kinds this build provides.
     Kinds,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CalendarCommand {
+    /// Show a month with its holidays and make-up working days marked.
+    Show {
+        /// The month, e.g. `2026-10`.
+        month: String,
+        /// The calendar file, relative to the workflows folder.
+        #[arg(long, default_value = "calendars/china.toml")]
+        file: String,
+        #[arg(long, env = "YISHI_WORKFLOWS", default_value = "workflows")]
+        workflows: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -248,7 +262,7 @@ fn block<F: std::future::Future<Output = CmdResult>>(f: F) -> CmdResult {
 
 pub fn run(cli: Cli, lang: Lang) -> ExitCode {
     let result = match cli.command {
-        Command::Check { dir, format } => rules::check(&dir, format, lang),
+        Command::Check { dir, format, today, tz } => rules::check(&dir, format, lang, today, &tz),
         Command::Test { dir, format } => rules::test(&dir, format, lang),
         Command::Serve(args) => {
             block(
@@ -259,7 +273,9 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Diff { workflow, from, to, db } => block(admin::diff(workflow, from, to, db, lang)),
         Command::Source { workflow, version, file, db } => block(admin::source(workflow, version, file, db)),
         Command::Token(cmd) => block(admin::token(cmd, lang)),
-        Command::Calendar { month, file, workflows } => rules::calendar(&workflows, &file, &month, lang),
+        Command::Calendar(CalendarCommand::Show { month, file, workflows }) => {
+            rules::calendar(&workflows, &file, &month, lang)
+        }
         Command::Bench { case, n, clients, workflows, sync } => block(async move {
             // The bench runs on a worker thread, as a request's handler does in the server
             // (`block_on` parks the main thread between awaits, which costs tens of microseconds a wake).

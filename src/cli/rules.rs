@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
-use yishi_core::calendar::DayKind;
 use yishi_core::diag::Diagnostic;
 use yishi_core::i18n::{Lang, rendering};
 use yishi_core::script::Sandbox;
@@ -29,9 +28,18 @@ fn print_diagnostics<'a>(diags: impl Iterator<Item = &'a Diagnostic>, files: &Fi
     }
 }
 
-pub fn check(dir: &Path, format: Format, lang: Lang) -> CmdResult {
+pub fn check(dir: &Path, format: Format, lang: Lang, today: Option<chrono::NaiveDate>, tz: &str) -> CmdResult {
+    let zone =
+        yishi_core::calendar::Zone::parse(tz).ok_or_else(|| Failure::new(msg!("calendar-bad-zone", zone = tz)))?;
     let files = load(dir)?;
-    let catalog = check_files(&files, &crate::registry(), &Arc::new(Sandbox::default()));
+    let mut catalog = check_files(&files, &crate::registry(), &Arc::new(Sandbox::default()));
+    let now = chrono::Utc::now().timestamp_millis();
+    let today_ms = match today {
+        // Noon of that day where the deployment is.
+        Some(d) => zone.instant(d.and_hms_opt(12, 0, 0).unwrap_or_default()).unwrap_or(now),
+        None => now,
+    };
+    catalog.diagnostics.extend(yishi_core::check::calendar_warnings(&catalog, today_ms));
     let errors = catalog.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = catalog.diagnostics.len() - errors;
     match format {
@@ -139,29 +147,27 @@ pub fn calendar(dir: &Path, file: &str, month: &str, lang: Lang) -> CmdResult {
     out!("{}", days.iter().map(|d| crate::output::pad(d, 5)).collect::<Vec<_>>().join(""));
     let mut line = "     ".repeat(first.weekday().num_days_from_monday() as usize);
     let mut notes = Vec::new();
-    let mut d = first;
-    while d.month() == first.month() {
-        let mark = match cal.day(d) {
-            DayKind::Working => ' ',
-            DayKind::Weekend => '.',
-            DayKind::MakeUp => {
-                notes.push(msg!("cli-calendar-make-up", date = d.to_string()).render(lang));
+    for day in cal.month(first.year(), first.month()).unwrap_or_default() {
+        let mark = match day.kind {
+            "make_up" => {
+                notes.push(msg!("cli-calendar-make-up", date = &day.date).render(lang));
                 '+'
             }
-            DayKind::Holiday(name) => {
+            "holiday" => {
                 notes.push(
-                    msg!("cli-calendar-holiday", date = d.to_string(), name = name.unwrap_or_default()).render(lang),
+                    msg!("cli-calendar-holiday", date = &day.date, name = day.name.unwrap_or_default()).render(lang),
                 );
                 '*'
             }
+            "weekend" => '.',
+            _ => ' ',
         };
-        line.push_str(&format!("{:>3}{mark} ", d.day()));
-        if d.weekday().num_days_from_monday() == 6 {
+        let date = NaiveDate::parse_from_str(&day.date, "%Y-%m-%d").unwrap_or(first);
+        line.push_str(&format!("{:>3}{mark} ", date.day()));
+        if date.weekday().num_days_from_monday() == 6 {
             out!("{}", line.trim_end());
             line.clear();
         }
-        let Some(next) = d.succ_opt() else { break };
-        d = next;
     }
     if !line.trim().is_empty() {
         out!("{}", line.trim_end());

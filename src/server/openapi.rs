@@ -203,6 +203,11 @@ fn workflow_operations() -> Vec<Op> {
             ])
         .answer(Text(&["text/plain", "image/svg+xml"]))
         .errors(&[400, 404]),
+        op(GET, "/api/v1/workflows/{key}/calendar", "calendarMonth", "a month of the working-day calendar the active version counts deadlines by: holidays, make-up working days, weekends")
+            .role(ApiRole::Viewer)
+            .params(&[KEY, ("month", "query", true, "`YYYY-MM`", r#"{"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$", "examples": ["2026-10"]}"#)])
+            .answer(Json(200, s::<api::CalendarMonth>))
+            .errors(&[400, 404]),
         op(GET, "/api/v1/reload", "reloadStatus",
             "the last reload and the current diagnostics, in scope")
         .role(ApiRole::Viewer)

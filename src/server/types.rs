@@ -222,3 +222,22 @@ pub struct MigrateBody {
     #[serde(default)]
     pub dry_run: bool,
 }
+
+/// A month of a workflow's working-day calendar.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct CalendarMonth {
+    pub workflow: String,
+    /// The active version, whose calendar this is.
+    pub version: i64,
+    /// The calendar's file and the files it extends (empty: the default calendar, weekends
+    /// only).
+    pub files: Vec<String>,
+    /// The time zone deadlines are counted in.
+    pub zone: String,
+    /// Whether the calendar knows this year's holidays; if not, only weekends are marked.
+    pub covered: bool,
+    /// The notice the year's holidays come from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    pub days: Vec<yishi_core::calendar::Day>,
+}

@@ -65,6 +65,7 @@ enum Sub<'a> {
     Version(&'a str),
     Diff,
     Diagram,
+    Calendar,
 }
 
 fn split(path: &str) -> (&str, Sub<'_>) {
@@ -79,6 +80,7 @@ fn split(path: &str) -> (&str, Sub<'_>) {
         Some((k, "versions")) => (k, Sub::Versions),
         Some((k, "diff")) => (k, Sub::Diff),
         Some((k, "diagram")) => (k, Sub::Diagram),
+        Some((k, "calendar")) => (k, Sub::Calendar),
         _ => (path, Sub::Detail),
     }
 }
@@ -115,7 +117,31 @@ pub async fn workflow(
             json(&Diff { workflow: key.to_owned(), from, to, changes: d.changes, files: d.files })
         }
         Sub::Diagram => diagram(&st, key, &q).await,
+        Sub::Calendar => calendar(&st, key, &q),
     }
+}
+
+/// A month of the working-day calendar the active version counts deadlines by.
+fn calendar(st: &AppState, key: &str, q: &HashMap<String, String>) -> ApiResult<Response> {
+    let active = st.engine.active();
+    let Some((row, def)) = active.current.get(key) else {
+        return Err(ApiError::not_found(msg!("api-no-active-version", workflow = key)));
+    };
+    let bad = |v: &str| ApiError::bad_request(msg!("cli-bad-month", month = v)).field("month");
+    let month = q.get("month").ok_or_else(|| bad(""))?;
+    let (y, m) = month.split_once('-').ok_or_else(|| bad(month))?;
+    let (Ok(y), Ok(m)) = (y.parse::<i32>(), m.parse::<u32>()) else { return Err(bad(month)) };
+    let cal = &def.calendar;
+    let days = cal.month(y, m).filter(|_| (1900..=2200).contains(&y)).ok_or_else(|| bad(month))?;
+    json(&CalendarMonth {
+        workflow: key.to_owned(),
+        version: row.seq,
+        files: cal.files.clone(),
+        zone: cal.zone.name(),
+        covered: cal.covers(y),
+        notice: cal.notices.get(&y).cloned(),
+        days,
+    })
 }
 
 fn detail(st: &AppState, key: &str) -> ApiResult<Response> {

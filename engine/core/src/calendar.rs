@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, TimeZone, Weekday};
 use chrono_tz::Tz;
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 use crate::i18n::Message;
@@ -210,7 +210,36 @@ pub enum DayKind {
     Holiday(Option<String>),
 }
 
+/// One day of a month as a calendar sees it (`yishi calendar show`, the API, the console).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Day {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// `working`, `weekend`, `holiday` or `make_up` (a weekend day worked, 调休上班).
+    pub kind: &'static str,
+    /// The holiday's name, where the calendar gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
 impl Calendar {
+    /// Every day of `year`-`month`, or `None` when there is no such month.
+    pub fn month(&self, year: i32, month: u32) -> Option<Vec<Day>> {
+        let mut d = NaiveDate::from_ymd_opt(year, month, 1)?;
+        let mut out = Vec::new();
+        while d.month() == month {
+            let (kind, name) = match self.day(d) {
+                DayKind::Working => ("working", None),
+                DayKind::Weekend => ("weekend", None),
+                DayKind::MakeUp => ("make_up", None),
+                DayKind::Holiday(name) => ("holiday", name),
+            };
+            out.push(Day { date: d.to_string(), kind, name });
+            d = d.succ_opt()?;
+        }
+        Some(out)
+    }
+
     /// What `date` is.
     pub fn day(&self, date: NaiveDate) -> DayKind {
         if self.workdays.contains(&date) {

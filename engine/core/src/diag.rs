@@ -52,6 +52,8 @@ pub enum Code {
     DeadJoin,
     /// A step that nobody may act on.
     NobodyMayAct,
+    /// Working days counted from today run into a year the calendar has no holidays for.
+    CalendarUncovered,
     /// A Rhai syntax error.
     ScriptSyntax,
     /// A script that is well formed but misused (wrong return kind, missing function).
@@ -89,6 +91,7 @@ impl Code {
             Code::BadDuration => "Y0111",
             Code::UnmappedOutcome => "Y0112",
             Code::NobodyMayAct => "Y0113",
+            Code::CalendarUncovered => "Y0114",
             Code::Unreachable => "Y0201",
             Code::NoWayOut => "Y0202",
             Code::DeadJoin => "Y0203",

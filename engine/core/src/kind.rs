@@ -409,6 +409,9 @@ pub struct StepCx<'a> {
     pub notices: Vec<Notice>,
     pub numbers: Vec<NumberRequest>,
     pub spawns: Vec<Spawn>,
+    /// Years a working-day count ([`StepCx::after`]) ran into without the calendar knowing
+    /// their holidays; the runtime notes them on the case's history.
+    pub uncovered_years: std::cell::RefCell<Vec<i32>>,
     /// The instance id (for notices and links).
     pub instance_id: i64,
     /// The unit (community) the case belongs to.
@@ -438,11 +441,18 @@ impl StepCx<'_> {
     }
     /// The instant `d` after now, by this workflow's calendar.
     pub fn after(&self, d: Duration) -> i64 {
-        self.calendar.add(self.now, d)
+        self.counted(self.now, d)
     }
     /// The instant `d` after the firing timer was due (`now` outside `on_timer`).
     pub fn after_due(&self, d: Duration) -> i64 {
-        self.calendar.add(self.due_at.unwrap_or(self.now), d)
+        self.counted(self.due_at.unwrap_or(self.now), d)
+    }
+    fn counted(&self, from: i64, d: Duration) -> i64 {
+        let (at, uncovered) = self.calendar.add_checked(from, d);
+        if let Some(year) = uncovered {
+            self.uncovered_years.borrow_mut().push(year);
+        }
+        at
     }
     /// The data document with this hook's changes applied, as a Rhai map.
     pub fn data_dynamic(&self) -> rhai::Dynamic {

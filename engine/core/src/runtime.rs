@@ -216,6 +216,12 @@ pub enum Event {
     Notified {
         notice: Notice,
     },
+    /// Something a person should know about how the case was run, for the record: a deadline
+    /// counted through a year the calendar has no holidays for.
+    Noted {
+        step: String,
+        note: Message,
+    },
     Completed {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outcome: Option<String>,
@@ -252,6 +258,7 @@ impl Event {
             Event::ScopeClosed { .. } => "scope_closed",
             Event::TokenCancelled { .. } => "token_cancelled",
             Event::Notified { .. } => "notified",
+            Event::Noted { .. } => "noted",
             Event::Completed { .. } => "completed",
             Event::Cancelled { .. } => "cancelled",
             Event::Failed { .. } => "failed",
@@ -266,7 +273,11 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
         Event::Started { data, .. } => {
             *s = InstanceState { data: data.clone(), ..InstanceState::default() };
         }
-        Event::Action { .. } | Event::Refused { .. } | Event::TimerFired { .. } | Event::Notified { .. } => {}
+        Event::Action { .. }
+        | Event::Refused { .. }
+        | Event::TimerFired { .. }
+        | Event::Notified { .. }
+        | Event::Noted { .. } => {}
         Event::Entered { token, step, scopes, item } => {
             s.tokens.push(Token {
                 id: *token,
@@ -702,6 +713,7 @@ impl<'a> Run<'a> {
             notices: Vec::new(),
             numbers: Vec::new(),
             spawns: Vec::new(),
+            uncovered_years: Default::default(),
             instance_id: self.instance_id,
             unit: &self.def.unit,
             due_at: None,
@@ -751,8 +763,19 @@ impl<'a> Run<'a> {
             self.emit(Event::Notified { notice: n.clone() });
             self.notices.push(n);
         }
+        for year in fx.uncovered_years {
+            self.note_uncovered(&step.id, year);
+        }
         self.numbers.extend(fx.numbers);
         self.spawns.extend(fx.spawns);
+    }
+
+    /// Records that a working-day count at `step` ran into `year`, whose holidays the
+    /// calendar does not know (the due time may be off by the holidays of that year).
+    fn note_uncovered(&mut self, step: &str, year: i32) {
+        let calendar = self.def.calendar.files.first().cloned().unwrap_or_default();
+        let note = msg!("note-calendar-uncovered", step = step, year = i64::from(year), calendar = calendar);
+        self.emit(Event::Noted { step: step.to_owned(), note });
     }
 
     fn leave(&mut self, token: u32, outcome: &str) -> Result<(), RunError> {
@@ -789,7 +812,10 @@ impl<'a> Run<'a> {
             }
             (None, None) => return Ok(()),
         };
-        let due = self.def.calendar.add(self.now, duration);
+        let (due, uncovered) = self.def.calendar.add_checked(self.now, duration);
+        if let Some(year) = uncovered {
+            self.note_uncovered(&step.id, year);
+        }
         self.timers.push(TimerChange::Set { token, step: step.id.clone(), name: DEADLINE_TIMER.into(), due_at: due });
         for (i, r) in d.remind_before.iter().enumerate() {
             let secs = match r {
@@ -817,6 +843,7 @@ struct Effects {
     notices: Vec<Notice>,
     numbers: Vec<NumberRequest>,
     spawns: Vec<Spawn>,
+    uncovered_years: Vec<i32>,
 }
 
 impl Effects {
@@ -828,6 +855,7 @@ impl Effects {
             notices: cx.notices,
             numbers: cx.numbers,
             spawns: cx.spawns,
+            uncovered_years: cx.uncovered_years.into_inner(),
         }
     }
 }

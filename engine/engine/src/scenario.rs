@@ -18,8 +18,6 @@ use crate::service::{Config, Engine, EngineError, InstanceView};
 use yishi_core::i18n::Message;
 use yishi_core::msg;
 
-use crate::store::AnyStore;
-use crate::store::sqlite::SqliteStore;
 use yishi_core::check::{Catalog, RESERVED_DIRS};
 use yishi_core::clock::{Clock, ManualClock};
 use yishi_core::diag::{Code, Diagnostic, Diagnostics, Origin};
@@ -232,13 +230,9 @@ async fn play(
         None => DateTime::parse_from_rfc3339("2026-09-25T10:00:00+08:00").map_err(internal)?.timestamp_millis(),
     };
     let clock = Arc::new(ManualClock::new(start));
-    let store = SqliteStore::memory().await.map_err(internal)?;
-    let engine = Engine::new(
-        AnyStore::Sqlite(store),
-        registry.clone(),
-        clock.clone(),
-        Config { log_activity: false, ..Config::default() },
-    );
+    let store = crate::store::memory().await.map_err(internal)?;
+    let engine =
+        Engine::new(store, registry.clone(), clock.clone(), Config { log_activity: false, ..Config::default() });
     // Only this workflow and the ones it may start (follow-ups of the same unit) are needed.
     let mut sub = Catalog { units: catalog.units.clone(), ..Catalog::default() };
     for (k, d) in &catalog.definitions {

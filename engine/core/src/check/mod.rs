@@ -33,6 +33,7 @@ use self::parse::{ParsedFile, RawStep, parse_workflow};
 use crate::calendar::{Calendar, CalendarFile};
 use crate::definition::{Definition, StepDef};
 use crate::diag::{Code, Diagnostic, Diagnostics, Origin, did_you_mean};
+use crate::duration::Duration;
 use crate::files::{FileSet, parent_dir, resolve_reference};
 use crate::kind::{ParamValue, Registry, devalue_to_json};
 use crate::model::{Text, UnitFile};
@@ -86,6 +87,47 @@ struct Shared<'a> {
 }
 
 /// Checks every workflow in `files`.
+/// Warnings (never errors) for workflows whose longest deadline in working days, counted
+/// from `today_ms`, runs into a year their calendar has no holidays for: the due times would
+/// ignore that year's holidays and make-up days. The run-time counterpart is the `noted` event.
+pub fn calendar_warnings(catalog: &Catalog, today_ms: i64) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (key, def) in &catalog.definitions {
+        if def.is_abstract || def.calendar.covers.is_none() {
+            continue;
+        }
+        let from_params = def.params.values().filter_map(|p| p.value.as_str().and_then(|t| Duration::parse(t).ok()));
+        let from_steps = def.steps.iter().filter_map(|s| s.deadline.as_ref().and_then(|d| d.after));
+        let longest = from_params
+            .chain(from_steps)
+            .filter_map(|d| match d {
+                Duration::WorkingDays(n) => Some(n),
+                Duration::Seconds(_) => None,
+            })
+            .max();
+        let Some(n) = longest else { continue };
+        let (_, uncovered) = def.calendar.add_checked(today_ms, Duration::WorkingDays(n));
+        if let Some(year) = uncovered {
+            let calendar = def.calendar.files.first().cloned().unwrap_or_default();
+            let mut d = Diagnostics::new();
+            d.warn(
+                Code::CalendarUncovered,
+                &Origin::file(&format!("{key}.toml")),
+                None,
+                msg!(
+                    "check-calendar-uncovered",
+                    duration = Duration::WorkingDays(n).to_string(),
+                    year = i64::from(year),
+                    calendar = calendar
+                ),
+                Some(msg!("hint-calendar-uncovered", year = i64::from(year))),
+            );
+            out.extend(d.into_sorted());
+        }
+    }
+    out
+}
+
 pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Catalog {
     let mut diags = Diagnostics::new();
     for (path, why) in files.unreadable() {

@@ -168,8 +168,14 @@ impl Engine {
                 |sp| serde_json::json!({ "kind": "spawn", "workflow": sp.workflow, "data": sp.data, "parent": id }),
             ),
         );
+        let lang = self.config.lang;
         for n in t.notices.iter().filter(|_| self.config.log_activity) {
-            tracing::info!(target: "yishi::notice", instance = id, topic = %n.topic, to = ?n.to, "{}", n.message);
+            tracing::info!(target: "yishi::notice", instance = id, topic = %n.topic, to = ?n.to, "{}", n.message.render(lang));
+        }
+        for e in &t.events {
+            if let Event::Noted { step, note } = e {
+                tracing::warn!(instance = id, step = %step, "{}", note.render(lang));
+            }
         }
         Commit {
             instance_id: id,

@@ -100,6 +100,7 @@ impl Engine {
             }
         }
         catalog.diagnostics.extend(extra.into_sorted());
+        catalog.diagnostics.extend(yishi_core::check::calendar_warnings(&catalog, self.now()));
         let (activated, kept, removed) = self.install(catalog, trigger).await?;
         let active = self.active();
         let status = ReloadStatus {

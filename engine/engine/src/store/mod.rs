@@ -417,6 +417,11 @@ pub async fn open(options: &StoreOptions) -> StoreResult<AnyStore> {
     Ok(AnyStore::Sqlite(sqlite::SqliteStore::open(options).await?))
 }
 
+/// A private in-memory database (scenarios, tests, benchmarks of the engine alone).
+pub async fn memory() -> StoreResult<AnyStore> {
+    Ok(AnyStore::Sqlite(sqlite::SqliteStore::memory().await?))
+}
+
 /// A database address without its password.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
