@@ -112,7 +112,7 @@ pub fn calendar_warnings(catalog: &Catalog, today_ms: i64) -> Vec<Diagnostic> {
             let mut d = Diagnostics::new();
             d.warn(
                 Code::CalendarUncovered,
-                &Origin::file(&format!("{key}.toml")),
+                &Origin::file(format!("{key}.toml")),
                 None,
                 msg!(
                     "check-calendar-uncovered",
