@@ -21,7 +21,10 @@ pub fn print_line(args: std::fmt::Arguments<'_>) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(141); // as a tool killed by SIGPIPE would
         }
-        eprintln!("yishi: {e}");
+        eprintln!(
+            "{}",
+            yishi_core::msg!("cli-error", message = e.to_string()).render(yishi_core::i18n::Lang::default())
+        );
         std::process::exit(2);
     }
 }

@@ -216,10 +216,13 @@ pub fn language(args: &[OsString]) -> Lang {
 /// The help of every command and argument, from the catalog (`cli-about-<command>`,
 /// `cli-arg-<command>-<arg>`); English doc comments stay where the catalog has no entry.
 pub fn localized(lang: Lang) -> clap::Command {
+    fn text(key: &str, lang: Lang) -> String {
+        Message { key: key.to_owned().into(), args: Default::default() }.render(lang)
+    }
     fn walk(mut cmd: clap::Command, path: &str, lang: Lang) -> clap::Command {
         let key = if path.is_empty() { "cli-about".to_owned() } else { format!("cli-about-{path}") };
         if yishi_core::i18n::has_key(&key) {
-            cmd = cmd.about(Message { key: key.into(), args: Default::default() }.render(lang));
+            cmd = cmd.about(text(&key, lang));
         }
         let ids: Vec<String> = cmd.get_arguments().map(|a| a.get_id().to_string()).collect();
         for id in ids {
@@ -228,16 +231,44 @@ pub fn localized(lang: Lang) -> clap::Command {
             let key =
                 if yishi_core::i18n::has_key(&key) { key } else { format!("cli-arg-common-{id}").replace('_', "-") };
             if yishi_core::i18n::has_key(&key) {
-                let help = Message { key: key.into(), args: Default::default() }.render(lang);
+                let help = text(&key, lang);
                 cmd = cmd.mut_arg(id.as_str(), |a| a.help(help));
             }
         }
         let subs: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
-        for name in subs {
+        for name in &subs {
             let sub_path = if path.is_empty() { name.clone() } else { format!("{path}-{name}") };
             cmd = cmd.mut_subcommand(name.as_str(), |s| walk(s, &sub_path, lang));
         }
-        cmd.help_template(msg!("cli-help-template").render(lang))
+        // clap's own words (headings, the help and version flags) in the reader's language.
+        cmd = cmd.disable_help_flag(true).disable_help_subcommand(true).arg(
+            clap::Arg::new("help")
+                .short('h')
+                .long("help")
+                .action(clap::ArgAction::Help)
+                .help(text("cli-help-help", lang)),
+        );
+        if path.is_empty() {
+            cmd = cmd.disable_version_flag(true).arg(
+                clap::Arg::new("version")
+                    .short('V')
+                    .long("version")
+                    .action(clap::ArgAction::Version)
+                    .help(text("cli-help-version", lang)),
+            );
+        }
+        let has_positionals = cmd.get_positionals().next().is_some();
+        let usage = text("cli-help-usage", lang);
+        let gap = if usage.ends_with(':') { " " } else { "" }; // none after a full-width colon
+        let mut template = format!("{{about-with-newline}}\n{usage}{gap}{{usage}}\n");
+        if !subs.is_empty() {
+            template.push_str(&format!("\n{}\n{{subcommands}}\n", text("cli-help-commands", lang)));
+        }
+        if has_positionals {
+            template.push_str(&format!("\n{}\n{{positionals}}\n", text("cli-help-arguments", lang)));
+        }
+        template.push_str(&format!("\n{}\n{{options}}\n", text("cli-help-options", lang)));
+        cmd.help_template(template)
     }
     walk(Cli::command(), "", lang)
 }
@@ -309,7 +340,7 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("yishi: {}", f.message.render(lang));
+            eprintln!("{}", msg!("cli-error", message = f.message).render(lang));
             ExitCode::from(f.status)
         }
     }

@@ -160,6 +160,9 @@ type-strings = a list of strings
 type-object = an object
 type-any = any value
 type-null = null
+store-held = another yishi server is using { $path }; one server runs on a SQLite database (use PostgreSQL for several)
+serve-durability-mismatch = asked for { $asked } commits, but the database gives { $got }
+cli-error = yishi: { $message }
 found-value = { $kind } { $value }
 type-share = a share (0 to 1)
 type-array = an array
@@ -558,12 +561,12 @@ csv-detail = Detail
 
 ## Command line
 
-cli-help-template =
-    {"{"}about{"}"}
-
-    Usage: {"{"}usage{"}"}
-
-    {"{"}all-args{"}"}
+cli-help-usage = Usage:
+cli-help-commands = Commands:
+cli-help-arguments = Arguments:
+cli-help-options = Options:
+cli-help-help = Print help
+cli-help-version = Print version
 cli-engine-failure = failed: { $detail }
 cli-bench-failed = the benchmark failed: { $detail }
 cli-cannot-read-folder = cannot read { $folder }: { $why }
@@ -617,3 +620,51 @@ diag-hint-name = hint
 serve-no-workflows = the workflows folder `{ $folder }` does not exist (set --workflows or YISHI_WORKFLOWS)
 serve-cannot-listen = cannot listen on { $address }: { $detail }
 serve-first-token = First run: created an admin token (shown only this once; `yishi token create` makes more):
+
+## Command-line help (cli-about-<command>, cli-arg-<command>-<arg>, cli-arg-common-<arg>)
+
+cli-about = Yishi (议事): run community-governance procedures written as text
+cli-arg-lang = The language of messages: zh-CN or en
+cli-arg-common-workflows = The workflows folder
+cli-arg-common-dir = The workflows folder
+cli-arg-common-db = The database: a SQLite file, or postgres://user@host/db
+cli-arg-common-format = Output: human (text) or json (for tools)
+cli-arg-common-workflow = `unit/id` of the workflow
+cli-arg-common-tz = The time zone of times shown to people (tz database name, e.g. Asia/Shanghai)
+cli-about-check = Check a workflows folder and report every problem (exit 0 clean, 1 problems, 2 could not run)
+cli-arg-check-today = Check as of this day (YYYY-MM-DD; default today): working-day deadlines that run past the years a calendar covers are warned about
+cli-about-test = Run the scenarios of a workflows folder (<unit>/scenarios/*.toml)
+cli-about-serve = Serve the HTTP admin API, watching the workflows folder
+cli-arg-serve-listen = Address to listen on
+cli-arg-serve-no-watch = Do not watch the workflows folder (reload with SIGHUP or the API instead)
+cli-arg-serve-sync = full: every commit reaches the disk before it is acknowledged (survives power loss); normal: survives crashes, not power loss, and is faster
+cli-arg-serve-header-timeout = Seconds a client has to send its request headers before the connection is closed
+cli-about-versions = List the stored versions of workflows and how many active cases each has
+cli-arg-versions-workflow = `unit/id` of one workflow (default: all)
+cli-about-diff = What changed between two versions of a workflow: the definition in words, and every file as a text diff
+cli-arg-diff-from = The version number to compare from (1, 2 ...)
+cli-arg-diff-to = The version number to compare to
+cli-about-source = Print the files a stored version was built from
+cli-arg-source-version = The version number (1, 2 ...)
+cli-arg-source-file = Print only this file (a path relative to the workflows folder)
+cli-about-token = Manage API tokens
+cli-about-token-create = Create a token and print it (it is shown only once)
+cli-arg-token-create-name = Who holds it; recorded as the actor of everything done with it
+cli-arg-token-create-role = admin (everything), operator (start cases and act), viewer (read)
+cli-arg-token-create-scope = {""}* for all units, or a unit path (the unit and every unit below it)
+cli-arg-token-create-acts-as = Workflow roles the holder acts with, comma separated (e.g. street_office)
+cli-about-token-list = List tokens (never their secrets)
+cli-about-token-revoke = Revoke a token; it stops working at once
+cli-arg-token-revoke-id = The token's id (see yishi token list)
+cli-about-calendar = Working-day calendars
+cli-about-calendar-show = Show a month with its holidays and make-up working days marked
+cli-arg-calendar-show-month = The month, e.g. 2026-10
+cli-arg-calendar-show-file = The calendar file, relative to the workflows folder
+cli-about-bench = Measure (release builds): prints `name value unit` lines
+cli-arg-bench-case = What to measure
+cli-arg-bench-n = How many instances (or evaluations, or saves)
+cli-arg-bench-clients = Concurrent clients (concurrent)
+cli-arg-bench-sync = Durability of commits (see serve --sync)
+cli-about-schema = Print the JSON Schema of workflow files (for editors)
+cli-about-openapi = Print the OpenAPI document of the HTTP API (for generating clients)
+cli-about-kinds = List the step kinds this build provides

@@ -160,6 +160,9 @@ type-strings = 文字列表
 type-object = 对象
 type-any = 任意值
 type-null = 空值 null
+store-held = 另一个议事服务正在使用 { $path }；一个 SQLite 数据库只能由一个服务使用（多台服务器请用 PostgreSQL）
+serve-durability-mismatch = 要求的提交方式是 { $asked }，但数据库实际是 { $got }
+cli-error = yishi：{ $message }
 found-value = { $kind } { $value }
 type-share = 比例（0 到 1 之间）
 type-array = 数组
@@ -558,12 +561,12 @@ csv-detail = 详情
 
 ## Command line
 
-cli-help-template =
-    {"{"}about{"}"}
-
-    用法：{"{"}usage{"}"}
-
-    {"{"}all-args{"}"}
+cli-help-usage = 用法：
+cli-help-commands = 命令：
+cli-help-arguments = 参数：
+cli-help-options = 选项：
+cli-help-help = 显示帮助
+cli-help-version = 显示版本
 cli-engine-failure = 执行失败：{ $detail }
 cli-bench-failed = 基准测试失败：{ $detail }
 cli-cannot-read-folder = 无法读取 { $folder }：{ $why }
@@ -617,3 +620,51 @@ diag-hint-name = 提示
 serve-no-workflows = 规则文件夹 `{ $folder }` 不存在（请用 --workflows 或 YISHI_WORKFLOWS 指定）
 serve-cannot-listen = 无法在 { $address } 上监听：{ $detail }
 serve-first-token = 首次运行：已创建一个管理员令牌（只显示这一次；用 `yishi token create` 可以创建更多）：
+
+## Command-line help (cli-about-<command>, cli-arg-<command>-<arg>, cli-arg-common-<arg>)
+
+cli-about = 议事（Yishi）：按规则文件办理社区议事流程
+cli-arg-lang = 消息使用的语言：zh-CN 或 en
+cli-arg-common-workflows = 规则文件夹
+cli-arg-common-dir = 规则文件夹
+cli-arg-common-db = 数据库：SQLite 文件，或 postgres://用户@主机/库名
+cli-arg-common-format = 输出格式：human（文字）或 json（供工具使用）
+cli-arg-common-workflow = 流程的 `单位/标识`
+cli-arg-common-tz = 给人看的时间所用的时区（时区库名称，如 Asia/Shanghai）
+cli-about-check = 检查规则文件夹，列出所有问题（退出码 0 无问题，1 有问题，2 无法运行）
+cli-arg-check-today = 按这一天检查（YYYY-MM-DD，默认今天）：按工作日计算的截止时间若超出日历包含的年份，会给出警告
+cli-about-test = 运行规则文件夹里的演练剧本（<单位>/scenarios/*.toml）
+cli-about-serve = 启动 HTTP 管理接口，并监视规则文件夹的变化
+cli-arg-serve-listen = 监听地址
+cli-arg-serve-no-watch = 不监视规则文件夹（改用 SIGHUP 或接口重新加载）
+cli-arg-serve-sync = full：每次提交写入磁盘后才确认（断电也不丢）；normal：进程崩溃不丢、断电可能丢，速度更快
+cli-arg-serve-header-timeout = 客户端发送请求头的时限（秒），超时即断开连接
+cli-about-versions = 列出流程已保存的各个版本，以及每个版本上正在办理的事项数
+cli-arg-versions-workflow = 只看这个流程（`单位/标识`，默认全部）
+cli-about-diff = 比较流程的两个版本：用文字说明定义的变化，并列出每个文件的文本差异
+cli-arg-diff-from = 比较的起始版本号（1、2……）
+cli-arg-diff-to = 比较的目标版本号
+cli-about-source = 打印某个已保存版本所用的全部文件
+cli-arg-source-version = 版本号（1、2……）
+cli-arg-source-file = 只打印这个文件（相对于规则文件夹的路径）
+cli-about-token = 管理接口令牌
+cli-about-token-create = 创建令牌并打印出来（只显示这一次）
+cli-arg-token-create-name = 持有人；用这个令牌做的一切都记在此人名下
+cli-arg-token-create-role = admin（全部权限）、operator（发起事项并办理）、viewer（只读）
+cli-arg-token-create-scope = {""}* 表示所有单位，或写一个单位路径（该单位及其下属单位）
+cli-arg-token-create-acts-as = 持有人在流程中承担的角色，用逗号分隔（如 street_office）
+cli-about-token-list = 列出令牌（不显示密钥）
+cli-about-token-revoke = 吊销令牌，立即失效
+cli-arg-token-revoke-id = 令牌编号（见 yishi token list）
+cli-about-calendar = 工作日日历
+cli-about-calendar-show = 显示某个月，标出法定节假日和调休上班日
+cli-arg-calendar-show-month = 月份，如 2026-10
+cli-arg-calendar-show-file = 日历文件，相对于规则文件夹
+cli-about-bench = 性能测量（请用发布版本）：每行输出“名称 数值 单位”
+cli-arg-bench-case = 测量项目
+cli-arg-bench-n = 事项数量（或求值次数、保存次数）
+cli-arg-bench-clients = 并发客户端数（用于 concurrent）
+cli-arg-bench-sync = 提交的持久化方式（见 serve --sync）
+cli-about-schema = 打印流程文件的 JSON Schema（供编辑器使用）
+cli-about-openapi = 打印 HTTP 接口的 OpenAPI 文档（用于生成客户端）
+cli-about-kinds = 列出本程序提供的步骤类型

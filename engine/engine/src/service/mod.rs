@@ -106,6 +106,7 @@ impl From<StoreError> for EngineError {
             }
             StoreError::Unavailable(m) => EngineError::Unavailable(m),
             StoreError::Fatal(m) => EngineError::Internal(m),
+            StoreError::Held(path) => EngineError::Conflict(msg!("store-held", path = path)),
         }
     }
 }

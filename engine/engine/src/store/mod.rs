@@ -39,6 +39,9 @@ pub enum StoreError {
     /// Corrupt or impossible data; give up and tell an operator.
     #[error("storage failure: {0}")]
     Fatal(String),
+    /// Another server process holds this database file (SQLite serves one process).
+    #[error("another yishi server is using {0}")]
+    Held(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

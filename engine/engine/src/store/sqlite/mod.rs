@@ -152,10 +152,7 @@ impl SqliteStore {
                 *self.inner.lock.lock().expect("lock mutex") = Some(file);
                 Ok(())
             }
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
-                "another yishi server is using {}; one server runs on a SQLite database (use PostgreSQL for several)",
-                path.display()
-            ))),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Held(path.display().to_string())),
             Err(std::fs::TryLockError::Error(e)) => {
                 Err(StoreError::Unavailable(format!("cannot lock {}: {e}", path.display())))
             }
