@@ -96,9 +96,9 @@ check-unknown-kind = 没有名为 `{ $kind }` 的步骤类型
 hint-known-kinds = 已有的步骤类型：{ $kinds }
 check-unknown-role = 角色 `{ $role }` 没有在 [roles] 中声明
 hint-declared-roles = 已声明的角色：{ $roles }
-check-unknown-stage = 阶段 `{ $stage }` 没有在 [stages] 中声明
-hint-declared-stages = 已声明的阶段：{ $stages }
-hint-declare-stages = 在流程（或它继承的流程）中声明阶段：`[stages]`
+check-unknown-stage = 环节 `{ $stage }` 没有在 `[stages]` 中声明
+hint-declared-stages = 已声明的环节：{ $stages }
+hint-declare-stages = 在流程（或它继承的流程）中用 `[stages]` 声明环节
 check-unknown-setting = `{ $kind }` 类型的步骤没有 `{ $key }` 这个键
 hint-kind-no-settings = `{ $kind }` 类型的步骤没有可设置的键
 hint-kind-settings = `{ $kind }` 的设置项：{ $keys }
@@ -132,13 +132,13 @@ check-start-unknown = `start` 指定了 `{ $target }`，但没有这个步骤
 check-outcome-never = 步骤 `{ $step }` 不会产生结果 `{ $outcome }`
 hint-step-outcomes = 这个步骤的结果有：{ $outcomes }
 hint-no-outcomes = 这个步骤没有任何结果
-check-outcome-nowhere = 步骤 `{ $step }` 的结果 `{ $outcome }` 没有下一步
+check-outcome-nowhere = 步骤 `{ $step }` 的结果 `{ $outcome }` 没有去向
 hint-split-next = 在汇合点上加 `next = "..."`，指定汇合后的步骤
 hint-add-on-or-next = 把它加进 `on`，或者加上 `next`
-check-nobody-may-act = 没有人可以执行步骤 `{ $step }` 的操作 `{ $action }`
-hint-add-roles = 加上 `roles = [...]`，或者 `actors = {"{"} { $action } = [...] {"}"}`
+check-nobody-may-act = 没有人有权执行步骤 `{ $step }` 的操作 `{ $action }`
+hint-add-roles = 添加 `roles = [...]`，或者 `actors = {"{"} { $action } = [...] {"}"}`
 check-no-such-action = 步骤 `{ $step }` 没有操作 `{ $action }`
-check-unreachable = 从起始步骤（`{ $start }`）永远走不到步骤 `{ $step }`
+check-unreachable = 从开始步骤（`{ $start }`）永远到不了步骤 `{ $step }`
 hint-unreachable = 从其他步骤用 `next` 或 `on` 指向它，或者删掉它
 check-no-end = 流程没有 `end` 步骤，事项永远无法办结
 hint-add-end = 加一个 `kind = "end"` 的步骤
@@ -299,7 +299,7 @@ screen-appealed = 已申诉：{ $reason }
 
 ## Governance kinds: intake (民事民提)
 
-kind-intake = 受理提案：来源渠道、个人/联名/组织提案、联名人、登记编号
+kind-intake = 提案登记：来源渠道、个人/联名/组织提案、联名人、登记编号
 check-intake-channel = 没有 `{ $name }` 这个来源渠道
 hint-intake-channels = 可用的渠道：{ $names }
 check-intake-form = 没有 `{ $name }` 这种提案形式
@@ -344,7 +344,7 @@ field-meeting-outcome = 会议结论
 field-meeting-resolution = 决议内容
 field-meeting-items = 每个议程项的结论
 notice-meeting-scheduled = `{ $step }` 已列入{ $form }会议的议程
-meeting-not-a-party = `{ $party }` 不是本次会议的参会方（参会方：{ $parties }）
+meeting-not-a-party = `{ $party }` 不是本次会议应到的一方（应到：{ $parties }）
 meeting-parties-missing = 会议无法结束：{ $missing } 未到场
 meeting-too-few = 会议无法结束：出席 { $attended } 人，至少需要 { $needed } 人
 
@@ -377,10 +377,10 @@ vote-candidate-twice = 同一候选人只能选一次
 
 ## Governance kinds: implement (民事民办)
 
-kind-implement = 实施办理：责任人、按权重计的任务、进度报告、百姓监督员验收
+kind-implement = 实施：负责人、按权重计的任务、进度报告、百姓监督员验收
 check-implement-ids = 任务标识不能重复
 check-implement-weights = 任务权重必须大于 0
-action-implement-assign = 指定责任人
+action-implement-assign = 指定负责人
 field-implement-responsible = 楼门管家、网格长、施工方……
 action-implement-report = 报告任务进度
 field-implement-task = 任务标识
@@ -403,7 +403,7 @@ implement-not-finished = 任务 `{ $task }` 还没有完成
 
 ## Governance kinds: escalate (吹哨报到)
 
-kind-escalate = 吹哨报到：各部门在期限内报到，逾期提醒、督办，由社区评价
+kind-escalate = 吹哨报到：各部门在截止时间前报到，逾期提醒、督办，由社区评价
 check-escalate-departments = 请指定部门：`departments`（清单）和 `departments_from`（脚本）二选一
 check-escalate-need = `need` 为 { $need }，但只向 { $count } 个部门吹哨
 action-escalate-report = 部门报到：对吹哨的回应
@@ -495,7 +495,7 @@ title-bad-request = 请求有误
 title-unauthorized = 未登录
 title-forbidden = 没有权限
 title-role-not-allowed = 角色不符
-title-not-found = 找不到
+title-not-found = 未找到
 title-method-not-allowed = 不支持这种请求方法
 title-conflict = 冲突
 title-case-closed = 事项已结束
@@ -571,8 +571,8 @@ cli-engine-failure = 执行失败：{ $detail }
 cli-bench-failed = 基准测试失败：{ $detail }
 cli-cannot-read-folder = 无法读取 { $folder }：{ $why }
 cli-test-ok = 通过
-cli-test-fail = 失败
-cli-test-summary = { $passed } 个通过，{ $failed } 个失败
+cli-test-fail = 场景未通过
+cli-test-summary = { $passed } 个通过，{ $failed } 个未通过
 cli-no-database = { $path } 没有数据库（请先运行 `yishi serve`，或用 --db / YISHI_DB 指定）
 cli-database-error = 无法打开数据库 `{ $db }`：{ $detail }
 cli-no-versions = 没有保存的版本
@@ -593,7 +593,7 @@ cli-col-created = 创建时间
 cli-col-created-by = 来源
 cli-col-active = 进行中事项
 cli-col-current = 当前
-cli-col-id = 编号
+cli-col-id = 标识
 cli-col-name = 名称
 cli-col-role = 权限级别
 cli-col-scope = 范围
@@ -633,7 +633,7 @@ cli-arg-common-workflow = 流程的 `单位/标识`
 cli-arg-common-tz = 给人看的时间所用的时区（时区库名称，如 Asia/Shanghai）
 cli-about-check = 检查规则文件夹，列出所有问题（退出码 0 无问题，1 有问题，2 无法运行）
 cli-arg-check-today = 按这一天检查（YYYY-MM-DD，默认今天）：按工作日计算的截止时间若超出日历包含的年份，会给出警告
-cli-about-test = 运行规则文件夹里的演练剧本（<单位>/scenarios/*.toml）
+cli-about-test = 运行规则文件夹里的场景（<单位>/scenarios/*.toml）
 cli-about-serve = 启动 HTTP 管理接口，并监视规则文件夹的变化
 cli-arg-serve-listen = 监听地址
 cli-arg-serve-no-watch = 不监视规则文件夹（改用 SIGHUP 或接口重新加载）

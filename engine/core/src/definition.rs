@@ -18,6 +18,8 @@ use crate::script::{Sandbox, Script};
 pub struct Definition {
     /// `unit/id`.
     pub key: String,
+    /// The workflow's own file (relative to the workflows folder).
+    pub file: String,
     pub unit: String,
     pub id: String,
     pub title: Text,

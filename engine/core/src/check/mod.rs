@@ -92,7 +92,7 @@ struct Shared<'a> {
 /// ignore that year's holidays and make-up days. The run-time counterpart is the `noted` event.
 pub fn calendar_warnings(catalog: &Catalog, today_ms: i64) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for (key, def) in &catalog.definitions {
+    for def in catalog.definitions.values() {
         if def.is_abstract || def.calendar.covers.is_none() {
             continue;
         }
@@ -112,7 +112,7 @@ pub fn calendar_warnings(catalog: &Catalog, today_ms: i64) -> Vec<Diagnostic> {
             let mut d = Diagnostics::new();
             d.warn(
                 Code::CalendarUncovered,
-                &Origin::file(format!("{key}.toml")),
+                &Origin::file(&def.file),
                 None,
                 msg!(
                     "check-calendar-uncovered",
@@ -145,7 +145,7 @@ pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Ca
         }
     }
     let mut catalog = Catalog { units, ..Catalog::default() };
-    let by_key = index_workflows(&parsed, &mut catalog.units, &mut diags);
+    let (by_key, duplicated) = index_workflows(&parsed, &mut catalog.units, &mut diags);
     for path in unreadable_workflows {
         catalog.failed.insert(path.trim_end_matches(".toml").to_owned(), vec![path]);
     }
@@ -154,11 +154,14 @@ pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Ca
     let mut shared = Shared { files, registry, sandbox, lists: BTreeMap::new() };
     for (key, &idx) in keys {
         let mut local = Diagnostics::new();
+        let mut tainted = false;
         let def = layers::extends_chain(idx, &parsed, &by_key, &mut local).and_then(|chain| {
+            tainted = chain.iter().any(|&i| parsed[i].header_errors);
             let clean = chain.iter().all(|&i| parsed[i].clean);
             clean.then(|| compile(key, &chain, &parsed, &mut shared, &mut local)).flatten()
         });
-        let failed = local.has_errors();
+        // Two files with one id: neither runs (which one the admin meant is not ours to guess).
+        let failed = local.has_errors() || tainted || duplicated.contains_key(key);
         diags.extend(local);
         match def {
             Some(d) if !failed => {
@@ -236,8 +239,9 @@ fn index_workflows(
     parsed: &[ParsedFile<'_>],
     units: &mut IndexMap<String, Unit>,
     diags: &mut Diagnostics,
-) -> HashMap<String, usize> {
+) -> (HashMap<String, usize>, BTreeMap<String, Vec<String>>) {
     let mut by_key: HashMap<String, usize> = HashMap::new();
+    let mut duplicated: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (i, p) in parsed.iter().enumerate() {
         let key = format!("{}/{}", p.unit, p.header.id);
         if let Some(&other) = by_key.get(&key) {
@@ -248,6 +252,7 @@ fn index_workflows(
                 msg!("check-duplicate-workflow", id = &p.header.id, other = parsed[other].path),
                 None,
             );
+            duplicated.entry(key).or_insert_with(|| vec![parsed[other].path.to_owned()]).push(p.path.to_owned());
             continue;
         }
         by_key.insert(key, i);
@@ -255,7 +260,7 @@ fn index_workflows(
             u.workflows.push(p.header.id.clone());
         }
     }
-    by_key
+    (by_key, duplicated)
 }
 
 fn empty_unit(dir: &str) -> Unit {
@@ -503,6 +508,7 @@ fn assemble(
     let params_json: Map<String, Value> = params.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
     Definition {
         key: key.to_owned(),
+        file: own.path.to_owned(),
         unit: unit.to_owned(),
         id: id.to_owned(),
         title,

@@ -31,6 +31,8 @@ pub(super) struct ParsedFile<'a> {
     pub steps: Vec<RawStep<'a>>,
     /// The file's structure is usable (its steps may still have errors).
     pub clean: bool,
+    /// The header had errors that did not stop the checking of the steps (an unknown key).
+    pub header_errors: bool,
     /// Ids of steps that could not be read (reported already; not reported again as missing).
     pub broken: Vec<String>,
 }
@@ -104,6 +106,8 @@ pub(super) fn parse_workflow<'a>(path: &'a str, text: &'a str, diags: &mut Diagn
     let doc_span = doc.span();
     let mut table = doc.into_inner();
     let mut clean = true;
+    // Errors in the header that still let the steps be checked; the workflow must not run.
+    let mut header_errors = false;
     let unknown: Vec<_> =
         table.keys().filter(|k| !header_keys().iter().any(|h| h == k.get_ref().as_ref())).cloned().collect();
     for k in unknown {
@@ -116,6 +120,7 @@ pub(super) fn parse_workflow<'a>(path: &'a str, text: &'a str, diags: &mut Diagn
             hint,
         );
         table.remove(&k);
+        header_errors = true;
     }
     let steps_key = table.keys().find(|k| k.get_ref().as_ref() == "steps").cloned();
     let steps_value = steps_key.and_then(|k| table.remove(&k));
@@ -148,7 +153,7 @@ pub(super) fn parse_workflow<'a>(path: &'a str, text: &'a str, diags: &mut Diagn
         clean = false;
     }
     let unit = crate::files::parent_dir(path).to_owned();
-    Some(ParsedFile { path, text, unit, header, steps, clean, broken })
+    Some(ParsedFile { path, text, unit, header, steps, clean, header_errors, broken })
 }
 
 fn parse_steps<'a>(

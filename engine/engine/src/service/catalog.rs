@@ -172,6 +172,22 @@ impl Engine {
             }
             kept.push(key.clone());
         }
+        // A workflow that vanished while its unit's folder has errors (an unreadable file, a
+        // file that does not parse, so its id is unknown) is kept, not removed: a broken save
+        // never takes away what runs.
+        let broken_units: std::collections::BTreeSet<&str> = catalog
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| yishi_core::files::parent_dir(d.file()))
+            .collect();
+        for (key, prev) in &old.current {
+            let unit = key.rsplit_once('/').map_or("", |(u, _)| u);
+            if !current.contains_key(key) && broken_units.contains(unit) {
+                current.insert(key.clone(), prev.clone());
+                kept.push(key.clone());
+            }
+        }
         let removed: Vec<String> = old.current.keys().filter(|k| !current.contains_key(*k)).cloned().collect();
         let diagnostics = catalog.diagnostics.clone();
         let next = Active { catalog, current, diagnostics, reloaded_at: now, generation: old.generation + 1 };

@@ -49,7 +49,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// A stored version of a workflow.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct VersionRow {
-    /// The version's id, unique across workflows (`version_id` in the API).
+    /// The version row's id, unique across workflows (internal; the API names versions by number and `version_id`, the content hash).
     pub id: i64,
     pub workflow: String,
     /// 1, 2, 3 ... per workflow (`version` in the API).
