@@ -72,7 +72,7 @@ pub(super) fn render(d: &Diagram, marks: &Marks) -> String {
         let arrow = Arrow::new(LineEndKind::None, LineEndKind::Arrow, line, &label, &style, &None, &None);
         vg.add_edge(arrow, handles[e.from], handles[e.to]);
     }
-    let mut out = Writer::default();
+    let mut out = Writer { edge_labels: d.edges.iter().filter_map(|e| e.label.clone()).collect(), ..Writer::default() };
     if !d.nodes.is_empty() {
         vg.do_it(false, false, false, &mut out);
     }
@@ -102,6 +102,9 @@ struct Writer {
     height: f64,
     arrows: usize,
     clips: Vec<String>,
+    /// The edges' labels: the layout draws some of them as free text (on long edges), which
+    /// must look like the others.
+    edge_labels: std::collections::HashSet<String>,
 }
 
 impl Writer {
@@ -190,6 +193,15 @@ impl RenderBackend for Writer {
     }
 
     fn draw_text(&mut self, xy: Point, text: &str, look: &StyleAttr) {
+        if self.edge_labels.contains(text) {
+            self.body.push_str(&format!(
+                "<text class=\"edge-label\" text-anchor=\"middle\" dominant-baseline=\"middle\" x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
+                xy.x,
+                xy.y,
+                escape(text)
+            ));
+            return;
+        }
         let lines: Vec<&str> = text.lines().collect();
         let height = lines.len() as f64 * LINE;
         let first = xy.y - height / 2.0 + LINE / 2.0;
@@ -285,5 +297,22 @@ mod tests {
             .filter_map(|r| r.split("width=\"").nth(1)?.split('"').next()?.parse().ok())
             .fold(0.0, f64::max);
         assert!(width >= 24.0 * 14.0 * 0.6, "widest box {width}");
+    }
+
+    #[test]
+    fn every_edge_label_looks_the_same_however_long_its_edge() {
+        // `skip` jumps three ranks: the layout draws its label as free text.
+        let def = json!({"start": "a", "steps": [
+            {"id": "a", "kind": "choice", "on": {"通过": "b", "跳过": "d"}},
+            {"id": "b", "kind": "task", "next": "c"},
+            {"id": "c", "kind": "task", "next": "d"},
+            {"id": "d", "kind": "end"},
+        ]});
+        let svg = Diagram::of(&def, Lang::ZhCn).svg(&Marks::default());
+        for label in ["通过", "跳过"] {
+            let at = svg.find(&format!(">{label}<")).unwrap_or_else(|| panic!("{label} drawn: {svg}"));
+            let opening = &svg[svg[..at].rfind("<text ").unwrap()..at];
+            assert!(opening.contains("class=\"edge-label\""), "{label}: {opening}");
+        }
     }
 }
