@@ -19,10 +19,24 @@ use crate::config::ServeArgs;
 use crate::server::{AppState, router};
 
 /// Sets up logging once (`RUST_LOG` overrides the default `info`).
-pub fn init_logging() {
+/// Log times in the deployment's zone (`--tz`), with the offset: what an operator reads.
+struct ZoneTime(Zone);
+
+impl tracing_subscriber::fmt::time::FormatTime for ZoneTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let now = chrono::Utc::now().timestamp_millis();
+        match self.0.local(now) {
+            Some(t) => write!(w, "{}", t.format("%Y-%m-%dT%H:%M:%S%.3f%:z")),
+            None => write!(w, "{now}"),
+        }
+    }
+}
+
+pub fn init_logging(zone: Zone) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_timer(ZoneTime(zone)).try_init();
 }
 
 async fn shutdown_signal() {
@@ -101,11 +115,11 @@ pub async fn serve_http(
 }
 
 pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
-    init_logging();
+    let zone = Zone::parse(&args.tz).ok_or_else(|| msg!("calendar-bad-zone", zone = &args.tz))?;
+    init_logging(zone.clone());
     if !args.workflows.is_dir() {
         return Err(msg!("serve-no-workflows", folder = args.workflows.display().to_string()));
     }
-    let zone = Zone::parse(&args.tz).ok_or_else(|| msg!("calendar-bad-zone", zone = &args.tz))?;
     let options = StoreOptions { sync: args.sync.durability(), ..StoreOptions::new(&args.db) };
     let store = yishi_engine::store::open(&options)
         .await

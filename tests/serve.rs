@@ -160,6 +160,8 @@ async fn sigterm_stops_the_server_gracefully() {
     assert!(status.success(), "{status:?}");
     let log = std::fs::read_to_string(tmp.path().join("out.log")).unwrap();
     assert!(log.contains("stopped"), "{log}");
+    // Log times are in the deployment's zone (Asia/Shanghai unless --tz says otherwise).
+    assert!(log.lines().all(|l| l.get(23..29) == Some("+08:00")), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
