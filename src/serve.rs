@@ -35,8 +35,7 @@ impl tracing_subscriber::fmt::time::FormatTime for ZoneTime {
 pub fn init_logging(zone: Zone) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_timer(ZoneTime(zone)).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_timer(ZoneTime(zone)).try_init();
 }
 
 async fn shutdown_signal() {

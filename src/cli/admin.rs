@@ -46,7 +46,6 @@ pub async fn versions(workflow: Option<String>, db: String, lang: Lang) -> CmdRe
         "cli-col-created",
         "cli-col-created-by",
         "cli-col-active",
-        "cli-col-current",
     ]
     .iter()
     .map(|k| yishi_core::i18n::Message::new(k).render(lang))
@@ -61,11 +60,11 @@ pub async fn versions(workflow: Option<String>, db: String, lang: Lang) -> CmdRe
                 local(v.row.created_at),
                 v.row.created_by,
                 v.active_instances.to_string(),
-                if v.current { "*".into() } else { String::new() },
             ]
         })
         .collect();
-    table(&header, &rows, &[false, true, false, false, false, true, false]);
+    // Which version is current is the running server's to say (`GET /api/v1/workflows/{key}/versions`).
+    table(&header, &rows, &[false, true, false, false, false, true]);
     engine.close().await;
     Ok(ExitCode::SUCCESS)
 }

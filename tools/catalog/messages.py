@@ -740,7 +740,6 @@ section(
     ("cli-col-created", "created", "创建时间"),
     ("cli-col-created-by", "by", "来源"),
     ("cli-col-active", "active cases", "进行中事项"),
-    ("cli-col-current", "current", "当前"),
     ("cli-col-id", "id", "标识"),
     ("cli-col-name", "name", "名称"),
     ("cli-col-role", "role", "权限级别"),

@@ -592,7 +592,6 @@ cli-col-version-id = version id
 cli-col-created = created
 cli-col-created-by = by
 cli-col-active = active cases
-cli-col-current = current
 cli-col-id = id
 cli-col-name = name
 cli-col-role = role

@@ -592,7 +592,6 @@ cli-col-version-id = 版本标识
 cli-col-created = 创建时间
 cli-col-created-by = 来源
 cli-col-active = 进行中事项
-cli-col-current = 当前
 cli-col-id = 标识
 cli-col-name = 名称
 cli-col-role = 权限级别
