@@ -30,6 +30,15 @@ pub struct ServeArgs {
     /// Seconds a client has to send its request headers before the connection is closed.
     #[arg(long, env = "YISHI_HEADER_TIMEOUT", default_value_t = 10)]
     pub header_timeout: u64,
+    /// Log lines as `text` (for people) or `json` (one object a line, for a log collector).
+    #[arg(long, env = "YISHI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]

@@ -32,10 +32,23 @@ impl tracing_subscriber::fmt::time::FormatTime for ZoneTime {
     }
 }
 
-pub fn init_logging(zone: Zone) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_timer(ZoneTime(zone)).try_init();
+/// Logging to standard output: `YISHI_LOG` (else `RUST_LOG`, else `info`) filters, in the
+/// deployment's zone, as text (colour only on a terminal, never with `NO_COLOR`) or JSON.
+pub fn init_logging(zone: Zone, format: crate::config::LogFormat) {
+    use std::io::IsTerminal;
+    let filter = std::env::var("YISHI_LOG")
+        .ok()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_timer(ZoneTime(zone));
+    let _ = match format {
+        crate::config::LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        crate::config::LogFormat::Text => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).try_init()
+        }
+    };
 }
 
 async fn shutdown_signal() {
@@ -115,7 +128,7 @@ pub async fn serve_http(
 
 pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
     let zone = Zone::parse(&args.tz).ok_or_else(|| msg!("calendar-bad-zone", zone = &args.tz))?;
-    init_logging(zone.clone());
+    init_logging(zone.clone(), args.log_format);
     if !args.workflows.is_dir() {
         return Err(msg!("serve-no-workflows", folder = args.workflows.display().to_string()));
     }

@@ -182,3 +182,35 @@ async fn a_slow_client_is_cut_off_and_others_are_served_meanwhile() {
     assert!(started.elapsed() < Duration::from_secs(15));
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"), "the slow request was not served");
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_text_logs_in_a_file_have_no_colour() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("workflows/t")).unwrap();
+    std::fs::write(tmp.path().join("workflows/t/timed.toml"), TIMED).unwrap();
+    let s = common::Server::start_with(tmp.path(), None, &["--log-format", "json"]).await;
+    // A reload asked for over HTTP logs its result inside the request's span.
+    let (status, _) = s.call("POST", "/api/v1/reload", None).await;
+    assert_eq!(status, 200);
+    drop(s);
+    let log = std::fs::read_to_string(tmp.path().join("out.log")).unwrap();
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("serving http://"))),
+        "{log}"
+    );
+    assert!(lines.iter().all(|l| l["timestamp"].as_str().is_some_and(|t| t.ends_with("+08:00"))), "{log}");
+    assert!(
+        lines.iter().any(|l| l["span"]["request_id"].as_str().is_some_and(|id| id.len() >= 16)),
+        "a line caused by a request names it: {log}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("workflows/t")).unwrap();
+    std::fs::write(tmp.path().join("workflows/t/timed.toml"), TIMED).unwrap();
+    let s = common::Server::start(tmp.path(), None).await;
+    drop(s);
+    let log = std::fs::read_to_string(tmp.path().join("out.log")).unwrap();
+    assert!(!log.contains('\u{1b}'), "no colour codes in a file: {log}");
+}

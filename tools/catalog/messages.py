@@ -791,6 +791,8 @@ section(
      "运行规则文件夹里的场景（<单位>/scenarios/*.toml）"),
     ("cli-about-serve", "Serve the HTTP admin API, watching the workflows folder", "启动 HTTP 管理接口，并监视规则文件夹的变化"),
     ("cli-arg-serve-listen", "Address to listen on", "监听地址"),
+    ("cli-arg-serve-log-format", "Log lines as text (for people) or json (one object a line, for a log collector); YISHI_LOG or RUST_LOG filter them",
+     "日志格式：text（给人看）或 json（每行一个对象，供日志收集）；用 YISHI_LOG 或 RUST_LOG 过滤"),
     ("cli-arg-serve-no-watch", "Do not watch the workflows folder (reload with SIGHUP or the API instead)",
      "不监视规则文件夹（改用 SIGHUP 或接口重新加载）"),
     ("cli-arg-serve-sync", "full: every commit reaches the disk before it is acknowledged (survives power loss); normal: survives crashes, not power loss, and is faster",

@@ -635,6 +635,7 @@ cli-arg-check-today = Check as of this day (YYYY-MM-DD; default today): working-
 cli-about-test = Run the scenarios of a workflows folder (<unit>/scenarios/*.toml)
 cli-about-serve = Serve the HTTP admin API, watching the workflows folder
 cli-arg-serve-listen = Address to listen on
+cli-arg-serve-log-format = Log lines as text (for people) or json (one object a line, for a log collector); YISHI_LOG or RUST_LOG filter them
 cli-arg-serve-no-watch = Do not watch the workflows folder (reload with SIGHUP or the API instead)
 cli-arg-serve-sync = full: every commit reaches the disk before it is acknowledged (survives power loss); normal: survives crashes, not power loss, and is faster
 cli-arg-serve-header-timeout = Seconds a client has to send its request headers before the connection is closed

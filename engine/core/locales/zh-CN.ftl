@@ -635,6 +635,7 @@ cli-arg-check-today = 按这一天检查（YYYY-MM-DD，默认今天）：按工
 cli-about-test = 运行规则文件夹里的场景（<单位>/scenarios/*.toml）
 cli-about-serve = 启动 HTTP 管理接口，并监视规则文件夹的变化
 cli-arg-serve-listen = 监听地址
+cli-arg-serve-log-format = 日志格式：text（给人看）或 json（每行一个对象，供日志收集）；用 YISHI_LOG 或 RUST_LOG 过滤
 cli-arg-serve-no-watch = 不监视规则文件夹（改用 SIGHUP 或接口重新加载）
 cli-arg-serve-sync = full：每次提交写入磁盘后才确认（断电也不丢）；normal：进程崩溃不丢、断电可能丢，速度更快
 cli-arg-serve-header-timeout = 客户端发送请求头的时限（秒），超时即断开连接

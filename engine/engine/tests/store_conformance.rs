@@ -412,6 +412,21 @@ mod sqlite_only {
         }
     }
 
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_database_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.db");
+        let store = yishi_engine::store::open(&StoreOptions::new(path.display().to_string())).await.unwrap();
+        let v = version(&store, "u/w", "h").await;
+        store.commit(vec![create(1, "u", v.id, "a")]).await.unwrap();
+        for name in ["y.db", "y.db-wal"] {
+            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}: {mode:o}");
+        }
+    }
+
     #[tokio::test]
     async fn commands_do_not_create_a_database_that_is_not_there() {
         let dir = tempfile::tempdir().unwrap();

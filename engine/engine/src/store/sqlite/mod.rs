@@ -84,6 +84,19 @@ impl SqliteStore {
         if !options.create && !path.exists() {
             return Err(StoreError::NotFound(format!("no database at {}", path.display())));
         }
+        if !path.exists() {
+            // Cases hold residents' words: a new database is readable by its owner only (SQLite
+            // gives the WAL and shared-memory files the database file's permissions).
+            let mut new = std::fs::OpenOptions::new();
+            new.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut new, 0o600);
+            if let Err(e) = new.open(path)
+                && e.kind() != std::io::ErrorKind::AlreadyExists
+            {
+                return Err(StoreError::Unavailable(format!("{}: {e}", path.display())));
+            }
+        }
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(options.create)
