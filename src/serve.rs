@@ -128,7 +128,7 @@ pub async fn serve_http(
 
 pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
     let zone = Zone::parse(&args.tz).ok_or_else(|| msg!("calendar-bad-zone", zone = &args.tz))?;
-    init_logging(zone.clone(), args.log_format);
+    init_logging(zone, args.log_format);
     if !args.workflows.is_dir() {
         return Err(msg!("serve-no-workflows", folder = args.workflows.display().to_string()));
     }
