@@ -1,6 +1,7 @@
 //! Commands on an existing database: versions, diffs and sources of workflows, API tokens.
 //! They never create a database: a wrong `--db` or working folder says where it looked.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -164,5 +165,67 @@ pub async fn token(cmd: TokenCommand, lang: Lang) -> CmdResult {
         }
     }
     engine.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A spinner on a terminal (nothing otherwise) while a long step runs.
+fn spinner(text: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner().with_message(text);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+pub async fn backup(to: PathBuf, db: String, lang: Lang) -> CmdResult {
+    let engine = open_engine(&db).await?;
+    let bar = spinner(msg!("cli-backup-running", db = &db, to = to.display().to_string()).render(lang));
+    let report = engine.backup(&to).await;
+    bar.finish_and_clear();
+    let report = report?;
+    engine.close().await;
+    out!(
+        "{}",
+        msg!(
+            "cli-backup-done",
+            to = to.display().to_string(),
+            instances = report.instances,
+            events = report.events,
+            versions = report.versions,
+            megabytes = format!("{:.1}", report.bytes as f64 / 1_048_576.0)
+        )
+        .render(lang)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn restore(from: PathBuf, db: String, lang: Lang) -> CmdResult {
+    let target = PathBuf::from(&db);
+    // Refuse while a server holds the database: its next commit would undo the restore.
+    if target.exists() {
+        let held = open_engine(&db).await?;
+        held.hold_database()?;
+        held.close().await;
+    }
+    let bar = spinner(msg!("cli-restore-checking", from = from.display().to_string()).render(lang));
+    let backup = open_engine(&from.display().to_string()).await;
+    let checked = match backup {
+        Ok(e) => {
+            let r = e.backup_check().await;
+            e.close().await;
+            r.map_err(Failure::from)
+        }
+        Err(f) => Err(f),
+    };
+    bar.finish_and_clear();
+    checked?;
+    // Copy beside the target, then rename over it: the database is the old one or the new one.
+    let partial = target.with_extension("restoring");
+    std::fs::copy(&from, &partial)
+        .map_err(|e| Failure::new(msg!("cli-restore-failed", db = &db, detail = e.to_string())))?;
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{db}{suffix}"));
+    }
+    std::fs::rename(&partial, &target)
+        .map_err(|e| Failure::new(msg!("cli-restore-failed", db = &db, detail = e.to_string())))?;
+    out!("{}", msg!("cli-restore-done", db = &db, from = from.display().to_string()).render(lang));
     Ok(ExitCode::SUCCESS)
 }

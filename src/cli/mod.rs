@@ -82,6 +82,22 @@ pub enum Command {
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
         db: String,
     },
+    /// Copy a database while it serves, check the copy and say what it holds.
+    Backup {
+        /// The copy to write (a new file).
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Put a backup in place of a database no server is using.
+    Restore {
+        /// The backup to restore.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -304,6 +320,8 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Diff { workflow, from, to, db } => block(admin::diff(workflow, from, to, db, lang)),
         Command::Source { workflow, version, file, db } => block(admin::source(workflow, version, file, db)),
         Command::Token(cmd) => block(admin::token(cmd, lang)),
+        Command::Backup { to, db } => block(admin::backup(to, db, lang)),
+        Command::Restore { from, db } => block(admin::restore(from, db, lang)),
         Command::Calendar(CalendarCommand::Show { month, file, workflows }) => {
             rules::calendar(&workflows, &file, &month, lang)
         }

@@ -276,6 +276,24 @@ impl Engine {
     }
 
     /// Whether the database answers.
+    /// Whether the database passes its own consistency check (a backup before it is restored).
+    pub async fn backup_check(&self) -> Result<(), EngineError> {
+        match self.store.integrity_check().await?.as_str() {
+            "ok" => Ok(()),
+            problem => Err(EngineError::Refused { message: msg!("backup-damaged", detail = problem), field: None }),
+        }
+    }
+
+    /// A consistent, checked copy of the database in the new file `to`, taken while serving.
+    pub async fn backup(&self, to: &std::path::Path) -> Result<crate::store::BackupReport, EngineError> {
+        self.store.backup(to).await.map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => {
+                EngineError::Conflict(msg!("backup-target-exists", path = to.display().to_string()))
+            }
+            e => e.into(),
+        })
+    }
+
     /// The durability commits actually get, as the database reports it.
     pub async fn durability(&self) -> Result<crate::store::Durability, EngineError> {
         Ok(self.store.durability().await?)

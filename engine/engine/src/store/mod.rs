@@ -127,6 +127,15 @@ pub struct InstanceSummary {
     pub updated_at: i64,
 }
 
+/// What a backup holds, counted in the copy after its own integrity check passed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackupReport {
+    pub instances: i64,
+    pub events: i64,
+    pub versions: i64,
+    pub bytes: u64,
+}
+
 /// Filters for listing instances. Every filter is optional.
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
@@ -369,6 +378,9 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
     /// The durability commits actually get, as the database reports it (not as configured).
     fn durability(&self) -> impl Future<Output = StoreResult<Durability>> + Send;
+    /// Writes a consistent copy of the whole database to `to` (a new file) while it serves,
+    /// and reports what the copy holds after checking it.
+    fn backup(&self, to: &std::path::Path) -> impl Future<Output = StoreResult<BackupReport>> + Send;
     /// Runs the database's own consistency check; `ok` when all is well.
     fn integrity_check(&self) -> impl Future<Output = StoreResult<String>> + Send;
     /// Finishes pending work and closes connections.
@@ -541,6 +553,9 @@ impl Store for AnyStore {
     }
     async fn durability(&self) -> StoreResult<Durability> {
         each!(self, s => s.durability().await)
+    }
+    async fn backup(&self, to: &std::path::Path) -> StoreResult<BackupReport> {
+        each!(self, s => s.backup(to).await)
     }
     async fn close(&self) {
         each!(self, s => s.close().await)

@@ -624,6 +624,34 @@ impl Store for SqliteStore {
         sqlx::query_scalar("PRAGMA integrity_check").fetch_one(self.pool()).await.map_err(map_err)
     }
 
+    async fn backup(&self, to: &Path) -> StoreResult<BackupReport> {
+        if to.exists() {
+            return Err(StoreError::Conflict(format!("{} already exists", to.display())));
+        }
+        // VACUUM INTO reads one snapshot of the database: commits go on meanwhile and the copy
+        // is consistent. The copy is readable by its owner only, like the database.
+        let target = to.display().to_string();
+        sqlx::query("VACUUM INTO ?").bind(&target).execute(self.pool()).await.map_err(map_err)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| StoreError::Unavailable(format!("{target}: {e}")))?;
+        let copy = SqliteStore::open(&StoreOptions { create: false, ..StoreOptions::new(&target) }).await?;
+        let check = copy.integrity_check().await?;
+        if check != "ok" {
+            return Err(StoreError::Fatal(format!("the copy at {target} fails its integrity check: {check}")));
+        }
+        let (instances, events, versions): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM instances), (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM definitions)",
+        )
+        .fetch_one(copy.pool())
+        .await
+        .map_err(map_err)?;
+        let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+        let report = BackupReport { instances, events, versions, bytes };
+        copy.close().await;
+        Ok(report)
+    }
+
     async fn durability(&self) -> StoreResult<Durability> {
         // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA; an in-memory database is never durable.
         let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(self.pool()).await.map_err(map_err)?;
