@@ -115,3 +115,17 @@ fn a_closed_pipe_ends_the_output_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(matches!(out.status.code(), Some(0 | 141)), "{:?}", out.status);
 }
+
+#[test]
+fn bench_outside_the_repository_says_where_to_point_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yishi"))
+        .args(["bench", "reference", "--n", "1", "--lang", "en"])
+        .current_dir(tmp.path())
+        .env_remove("YISHI_WORKFLOWS")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("has no `bench/` folder") && err.contains("--workflows"), "{err}");
+}

@@ -325,6 +325,10 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Calendar(CalendarCommand::Show { month, file, workflows }) => {
             rules::calendar(&workflows, &file, &month, lang)
         }
+        Command::Bench { workflows, .. } if !workflows.join("bench").is_dir() => Err(Failure::new(msg!(
+            "cli-bench-no-workflows",
+            folder = std::path::absolute(&workflows).unwrap_or(workflows).display().to_string()
+        ))),
         Command::Bench { case, n, clients, workflows, sync } => block(async move {
             // The bench runs on a worker thread, as a request's handler does in the server
             // (`block_on` parks the main thread between awaits, which costs tens of microseconds a wake).

@@ -726,6 +726,8 @@ section(
     ("cli-help-help", "Print help", "显示帮助"),
     ("cli-help-version", "Print version", "显示版本"),
     ("cli-engine-failure", "failed: { $detail }", "执行失败：{ $detail }"),
+    ("cli-bench-no-workflows", "{ $folder } has no `bench/` folder: run in the repository, or point --workflows (or YISHI_WORKFLOWS) at the shipped workflows",
+     "{ $folder } 里没有 `bench/` 文件夹：请在代码仓库目录下运行，或用 --workflows（或 YISHI_WORKFLOWS）指向随附的规则文件夹"),
     ("cli-bench-failed", "the benchmark failed: { $detail }", "基准测试失败：{ $detail }"),
     ("cli-cannot-read-folder", "cannot read { $folder }: { $why }", "无法读取 { $folder }：{ $why }"),
     ("cli-test-ok", "ok  ", "通过"),

@@ -579,6 +579,7 @@ cli-help-options = Options:
 cli-help-help = Print help
 cli-help-version = Print version
 cli-engine-failure = failed: { $detail }
+cli-bench-no-workflows = { $folder } has no `bench/` folder: run in the repository, or point --workflows (or YISHI_WORKFLOWS) at the shipped workflows
 cli-bench-failed = the benchmark failed: { $detail }
 cli-cannot-read-folder = cannot read { $folder }: { $why }
 cli-test-ok = ok  

@@ -579,6 +579,7 @@ cli-help-options = 选项：
 cli-help-help = 显示帮助
 cli-help-version = 显示版本
 cli-engine-failure = 执行失败：{ $detail }
+cli-bench-no-workflows = { $folder } 里没有 `bench/` 文件夹：请在代码仓库目录下运行，或用 --workflows（或 YISHI_WORKFLOWS）指向随附的规则文件夹
 cli-bench-failed = 基准测试失败：{ $detail }
 cli-cannot-read-folder = 无法读取 { $folder }：{ $why }
 cli-test-ok = 通过
