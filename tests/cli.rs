@@ -129,3 +129,17 @@ fn bench_outside_the_repository_says_where_to_point_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("has no `bench/` folder") && err.contains("--workflows"), "{err}");
 }
+
+#[tokio::test]
+async fn outbox_commands_list_and_need_an_id_or_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("y.db").display().to_string();
+    let store = yishi_engine::store::open(&yishi_engine::store::StoreOptions::new(&db)).await.unwrap();
+    yishi_engine::store::Store::close(&store).await;
+    let (code, out, _) = yishi(&["outbox", "dead", "--db", &db, "--lang", "en"]);
+    assert_eq!((code, out.trim()), (0, "no delivery has been given up on"));
+    let (code, _, err) = yishi(&["outbox", "retry", "--db", &db, "--lang", "en"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, _) = yishi(&["outbox", "discard", "--all", "--db", &db, "--lang", "en"]);
+    assert_eq!((code, out.trim()), (0, "0 dropped"));
+}

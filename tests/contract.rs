@@ -266,3 +266,46 @@ async fn problems_speak_the_language_asked_for() {
     assert_eq!(a.headers.get("content-language").unwrap(), "en");
     assert!(a.body["detail"].as_str().unwrap().is_ascii(), "{}", a.body);
 }
+
+#[tokio::test]
+async fn deliveries_given_up_on_are_listed_retried_and_discarded_by_an_admin() {
+    // A webhook to a port nobody listens on fails every attempt.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("u")).unwrap();
+    std::fs::write(
+        tmp.path().join("u/w.toml"),
+        format!("id = \"w\"\n[[steps]]\nid = \"tell\"\nkind = \"notify\"\nto = [\"staff\"]\nmessage = \"decided\"\nwebhook = \"http://127.0.0.1:{port}/hook\"\nnext = \"end\"\n[[steps]]\nid = \"end\"\nkind = \"end\"\n"),
+    )
+    .unwrap();
+    let api = Api::on(tmp.path()).await;
+    let admin = api.token("admin", "*", &[]).await;
+    let local = api.token("admin", "u", &[]).await;
+    start(&api, &admin, "u/w", json!({})).await;
+    let sender = yishi::webhook::HttpWebhooks::default();
+    for _ in 0..yishi_engine::service::MAX_DELIVERY_ATTEMPTS {
+        api.engine.deliver_outbox(&sender).await.unwrap();
+        api.clock.advance(10 * 3_600_000);
+    }
+    let (s, v) = api.call("GET", "/api/v1/outbox/dead", Some(&admin), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let dead = v["items"].as_array().unwrap();
+    assert_eq!(dead.len(), 1, "{v}");
+    assert_eq!(dead[0]["attempts"], yishi_engine::service::MAX_DELIVERY_ATTEMPTS);
+    assert!(dead[0]["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    assert_eq!(api.call("GET", "/api/v1/outbox/dead", Some(&local), None).await.0, StatusCode::FORBIDDEN);
+
+    let (s, v) = api.call("POST", "/api/v1/outbox/dead/retry", Some(&admin), Some(json!({"id": dead[0]["id"]}))).await;
+    assert_eq!((s, v["count"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    assert_eq!(api.engine.deliver_outbox(&sender).await.unwrap(), 1, "due again at once");
+    let (_, v) = api.call("GET", "/api/v1/outbox/dead", Some(&admin), None).await;
+    assert!(v["items"].as_array().unwrap().is_empty(), "back in line, not dead: {v}");
+    for _ in 1..yishi_engine::service::MAX_DELIVERY_ATTEMPTS {
+        api.clock.advance(10 * 3_600_000);
+        api.engine.deliver_outbox(&sender).await.unwrap();
+    }
+    let (s, v) = api.call("POST", "/api/v1/outbox/dead/discard", Some(&admin), Some(json!({}))).await;
+    assert_eq!((s, v["count"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    let (_, v) = api.call("GET", "/api/v1/outbox/dead", Some(&admin), None).await;
+    assert!(v["items"].as_array().unwrap().is_empty());
+}

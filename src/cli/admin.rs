@@ -12,7 +12,7 @@ use yishi_engine::service::access::TokenSpec;
 use yishi_engine::service::{Config, Engine};
 use yishi_engine::store::{StoreError, StoreOptions};
 
-use super::{CmdResult, Failure, TokenCommand};
+use super::{CmdResult, Failure, OutboxCommand, TokenCommand};
 use crate::output::{out, table};
 
 /// An engine on an existing database.
@@ -227,5 +227,55 @@ pub async fn restore(from: PathBuf, db: String, lang: Lang) -> CmdResult {
     std::fs::rename(&partial, &target)
         .map_err(|e| Failure::new(msg!("cli-restore-failed", db = &db, detail = e.to_string())))?;
     out!("{}", msg!("cli-restore-done", db = &db, from = from.display().to_string()).render(lang));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn outbox(cmd: OutboxCommand, lang: Lang) -> CmdResult {
+    match cmd {
+        OutboxCommand::Dead { db } => {
+            let engine = open_engine(&db).await?;
+            let dead = engine.dead_letters().await?;
+            engine.close().await;
+            if dead.is_empty() {
+                out!("{}", msg!("cli-outbox-none").render(lang));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let header: Vec<String> =
+                ["cli-col-id", "cli-col-case", "cli-col-delivery", "cli-col-attempts", "cli-col-last-error"]
+                    .iter()
+                    .map(|k| yishi_core::i18n::Message::new(k).render(lang))
+                    .collect();
+            let rows: Vec<Vec<String>> = dead
+                .into_iter()
+                .map(|d| {
+                    let what = match d.notice["kind"].as_str() {
+                        Some("webhook") => d.notice["notice"]["webhook"].as_str().unwrap_or_default().to_owned(),
+                        Some("spawn") => d.notice["workflow"].as_str().unwrap_or_default().to_owned(),
+                        _ => String::new(),
+                    };
+                    vec![
+                        d.id.to_string(),
+                        d.instance.to_string(),
+                        what,
+                        d.attempts.to_string(),
+                        d.last_error.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table(&header, &rows, &[true, true, false, true, false]);
+        }
+        OutboxCommand::Retry { id, db, .. } => {
+            let engine = open_engine(&db).await?;
+            let n = engine.retry_dead(id).await?;
+            engine.close().await;
+            out!("{}", msg!("cli-outbox-retried", count = n).render(lang));
+        }
+        OutboxCommand::Discard { id, db, .. } => {
+            let engine = open_engine(&db).await?;
+            let n = engine.discard_dead(id).await?;
+            engine.close().await;
+            out!("{}", msg!("cli-outbox-discarded", count = n).render(lang));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

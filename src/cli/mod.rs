@@ -98,6 +98,9 @@ pub enum Command {
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
         db: String,
     },
+    /// Deliveries given up on (dead letters): list, retry, discard.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -127,6 +130,37 @@ pub enum Command {
     Openapi,
     /// List the step kinds this build provides.
     Kinds,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OutboxCommand {
+    /// List deliveries given up on, with their last errors.
+    Dead {
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Put one dead letter, or all, back in line (a running server delivers it).
+    Retry {
+        /// The dead letter's id (see `yishi outbox dead`).
+        #[arg(required_unless_present = "all")]
+        id: Option<i64>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Drop one dead letter, or all.
+    Discard {
+        /// The dead letter's id (see `yishi outbox dead`).
+        #[arg(required_unless_present = "all")]
+        id: Option<i64>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -321,6 +355,7 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Source { workflow, version, file, db } => block(admin::source(workflow, version, file, db)),
         Command::Token(cmd) => block(admin::token(cmd, lang)),
         Command::Backup { to, db } => block(admin::backup(to, db, lang)),
+        Command::Outbox(cmd) => block(admin::outbox(cmd, lang)),
         Command::Restore { from, db } => block(admin::restore(from, db, lang)),
         Command::Calendar(CalendarCommand::Show { month, file, workflows }) => {
             rules::calendar(&workflows, &file, &month, lang)

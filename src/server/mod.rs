@@ -134,6 +134,9 @@ pub fn api_routes() -> Vec<Route> {
         (Method::POST, "/api/v1/instances/{id}/cancel", post(instances::cancel)),
         (Method::POST, "/api/v1/instances/{id}/migrate", post(instances::migrate)),
         (Method::GET, "/api/v1/whoami", get(system::whoami)),
+        (Method::GET, "/api/v1/outbox/dead", get(system::dead_letters)),
+        (Method::POST, "/api/v1/outbox/dead/retry", post(system::retry_dead)),
+        (Method::POST, "/api/v1/outbox/dead/discard", post(system::discard_dead)),
     ]
 }
 

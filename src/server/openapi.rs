@@ -139,6 +139,34 @@ fn system_operations() -> Vec<Op> {
         op(GET, "/api/v1/whoami", "whoami", "the token's holder, role and scope")
             .role(ApiRole::Viewer)
             .answer(Json(200, s::<Principal>)),
+        op(
+            GET,
+            "/api/v1/outbox/dead",
+            "deadLetters",
+            "deliveries given up on after every attempt failed, with their last errors (admin with scope `*`)",
+        )
+        .role(ApiRole::Admin)
+        .answer(Json(200, s::<api::Items<yishi_engine::store::DeadLetter>>)),
+        op(
+            POST,
+            "/api/v1/outbox/dead/retry",
+            "retryDead",
+            "put one dead letter (`id`) or all back in line now (admin with scope `*`)",
+        )
+        .role(ApiRole::Admin)
+        .body(s::<api::DeadLetterChoice>)
+        .answer(Json(200, s::<api::Affected>))
+        .errors(&[413, 415, 422]),
+        op(
+            POST,
+            "/api/v1/outbox/dead/discard",
+            "discardDead",
+            "drop one dead letter (`id`) or all (admin with scope `*`)",
+        )
+        .role(ApiRole::Admin)
+        .body(s::<api::DeadLetterChoice>)
+        .answer(Json(200, s::<api::Affected>))
+        .errors(&[413, 415, 422]),
     ]
 }
 

@@ -81,3 +81,36 @@ pub async fn metrics(State(st): St) -> Response {
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
+
+/// Dead letters touch every unit's deliveries: an admin with scope `*` only.
+fn require_all(p: &Principal) -> ApiResult<()> {
+    use super::auth::ApiRole;
+    p.require(ApiRole::Admin)?;
+    if p.scope != "*" {
+        return Err(ApiError::forbidden(msg!("api-outbox-needs-all")));
+    }
+    Ok(())
+}
+
+pub async fn dead_letters(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Response> {
+    require_all(&p)?;
+    json(&super::types::Items { items: st.engine.dead_letters().await? })
+}
+
+pub async fn retry_dead(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    b: super::extract::Body<super::types::DeadLetterChoice>,
+) -> ApiResult<Response> {
+    require_all(&p)?;
+    json(&super::types::Affected { count: st.engine.retry_dead(b.value.id).await? })
+}
+
+pub async fn discard_dead(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    b: super::extract::Body<super::types::DeadLetterChoice>,
+) -> ApiResult<Response> {
+    require_all(&p)?;
+    json(&super::types::Affected { count: st.engine.discard_dead(b.value.id).await? })
+}

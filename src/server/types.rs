@@ -241,3 +241,18 @@ pub struct CalendarMonth {
     pub notice: Option<String>,
     pub days: Vec<yishi_core::calendar::Day>,
 }
+
+/// Which dead letters: one by its id, or all of them (no id).
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterChoice {
+    #[serde(default, deserialize_with = "super::extract::opt_int")]
+    #[schemars(range(min = 1))]
+    pub id: Option<i64>,
+}
+
+/// How many dead letters an operation touched.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Affected {
+    pub count: u64,
+}

@@ -281,6 +281,28 @@ async fn the_outbox_hands_out_due_items_until_delivered(store: AnyStore) {
     assert_eq!((retry.len(), retry[0].attempts, retry[0].notice["n"].as_i64()), (1, 1, Some(2)));
 }
 
+async fn dead_letters_are_listed_retried_and_discarded(store: AnyStore) {
+    use yishi_engine::store::GIVEN_UP;
+    let v = version(&store, "u/w", "h").await;
+    let mut c = create(1, "u", v.id, "a");
+    c.outbox = (1..=3).map(|n| json!({"kind": "webhook", "n": n})).collect();
+    store.commit(vec![c]).await.unwrap();
+    let items = store.claim_outbox(5, 10, LEASE).await.unwrap();
+    for it in &items {
+        store.outbox_result(it.id, false, Some("connection refused"), GIVEN_UP, 6).await.unwrap();
+    }
+    assert!(store.claim_outbox(i64::MAX - 1, 10, LEASE).await.unwrap().is_empty(), "given up: never due");
+    let dead = store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 3);
+    assert_eq!((dead[0].instance, dead[0].attempts, dead[0].last_error.as_deref()), (1, 1, Some("connection refused")));
+    assert_eq!(store.retry_dead(Some(dead[0].id), 100).await.unwrap(), 1);
+    let again = store.claim_outbox(100, 10, LEASE).await.unwrap();
+    assert_eq!((again.len(), again[0].attempts, again[0].notice["n"].as_i64()), (1, 0, Some(1)));
+    assert_eq!(store.discard_dead(None).await.unwrap(), 2);
+    assert!(store.dead_letters().await.unwrap().is_empty());
+    assert_eq!(store.retry_dead(None, 200).await.unwrap(), 0);
+}
+
 async fn listings_filter_and_page(store: AnyStore) {
     let v1 = version(&store, "s/c1/w", "h").await;
     let v2 = version(&store, "s/c2/w", "h").await;
@@ -362,6 +384,7 @@ conformance!(
     numbers_and_ids_are_never_handed_out_twice,
     tokens_are_found_by_key_and_revoked_once,
     the_outbox_hands_out_due_items_until_delivered,
+    dead_letters_are_listed_retried_and_discarded,
     listings_filter_and_page,
     the_database_answers,
 );

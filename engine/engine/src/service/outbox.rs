@@ -66,7 +66,7 @@ impl Engine {
                 Err(e) => {
                     let attempts = item.attempts + 1;
                     let retry_at = if attempts >= MAX_DELIVERY_ATTEMPTS {
-                        i64::MAX
+                        crate::store::GIVEN_UP
                     } else {
                         now + 1000 * (1_i64 << attempts.min(12))
                     };
@@ -76,6 +76,25 @@ impl Engine {
             }
         }
         Ok(n)
+    }
+
+    /// Deliveries given up on, with their last errors.
+    pub async fn dead_letters(&self) -> Result<Vec<crate::store::DeadLetter>, EngineError> {
+        Ok(self.store.dead_letters().await?)
+    }
+
+    /// Puts one dead letter (or all) back in line now. Returns how many.
+    pub async fn retry_dead(&self, id: Option<i64>) -> Result<u64, EngineError> {
+        let n = self.store.retry_dead(id, self.now()).await?;
+        if n > 0 {
+            self.outbox_wake.notify_one();
+        }
+        Ok(n)
+    }
+
+    /// Drops one dead letter (or all). Returns how many.
+    pub async fn discard_dead(&self, id: Option<i64>) -> Result<u64, EngineError> {
+        Ok(self.store.discard_dead(id).await?)
     }
 
     /// Runs [`Engine::deliver_outbox`] whenever something is committed to the outbox, and every

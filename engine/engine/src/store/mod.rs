@@ -245,6 +245,22 @@ pub struct OutboxRow {
     pub attempts: i64,
 }
 
+/// A delivery given up on after every attempt failed.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct DeadLetter {
+    pub id: i64,
+    /// The case that sent it.
+    pub instance: i64,
+    /// What was to be delivered (a webhook notice, or a follow-up case to start).
+    pub notice: Value,
+    pub attempts: i64,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+}
+
+/// When a delivery is given up on: never due again until an operator retries it.
+pub const GIVEN_UP: i64 = i64::MAX;
+
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
@@ -373,6 +389,14 @@ pub trait Store: Send + Sync + 'static {
         retry_at: i64,
         now: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Deliveries given up on (every attempt failed), oldest first.
+    fn dead_letters(&self) -> impl Future<Output = StoreResult<Vec<DeadLetter>>> + Send;
+    /// Puts dead letters (one, or all when `id` is `None`) back in line, due at `now`, with
+    /// their attempts counted afresh. Returns how many.
+    fn retry_dead(&self, id: Option<i64>, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Drops dead letters (one, or all). Returns how many.
+    fn discard_dead(&self, id: Option<i64>) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Whether the database answers.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
@@ -556,6 +580,15 @@ impl Store for AnyStore {
     }
     async fn backup(&self, to: &std::path::Path) -> StoreResult<BackupReport> {
         each!(self, s => s.backup(to).await)
+    }
+    async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>> {
+        each!(self, s => s.dead_letters().await)
+    }
+    async fn retry_dead(&self, id: Option<i64>, now: i64) -> StoreResult<u64> {
+        each!(self, s => s.retry_dead(id, now).await)
+    }
+    async fn discard_dead(&self, id: Option<i64>) -> StoreResult<u64> {
+        each!(self, s => s.discard_dead(id).await)
     }
     async fn close(&self) {
         each!(self, s => s.close().await)

@@ -615,6 +615,56 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT id, instance_id, notice, attempts, last_error FROM outbox \
+             WHERE delivered_at IS NULL AND next_at = ? ORDER BY id",
+        )
+        .bind(GIVEN_UP)
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let n: String = r.try_get("notice")?;
+                Ok(DeadLetter {
+                    id: r.try_get("id")?,
+                    instance: r.try_get("instance_id")?,
+                    notice: serde_json::from_str(&n).unwrap_or(Value::Null),
+                    attempts: r.try_get("attempts")?,
+                    last_error: r.try_get("last_error")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn retry_dead(&self, id: Option<i64>, now: i64) -> StoreResult<u64> {
+        let r = sqlx::query(
+            "UPDATE outbox SET attempts = 0, next_at = ? \
+             WHERE delivered_at IS NULL AND next_at = ? AND (? IS NULL OR id = ?)",
+        )
+        .bind(now)
+        .bind(GIVEN_UP)
+        .bind(id)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn discard_dead(&self, id: Option<i64>) -> StoreResult<u64> {
+        let r = sqlx::query("DELETE FROM outbox WHERE delivered_at IS NULL AND next_at = ? AND (? IS NULL OR id = ?)")
+            .bind(GIVEN_UP)
+            .bind(id)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(self.pool()).await.map_err(map_err)?;
         Ok(())
