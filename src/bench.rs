@@ -59,12 +59,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn engine(workflows: &Path, db_dir: &Path, sync: Durability) -> Result<Arc<Engine>, String> {
     let options = StoreOptions { sync, ..StoreOptions::new(db_dir.join("bench.db").display().to_string()) };
     let store = yishi_engine::store::open(&options).await.map_err(|e| e.to_string())?;
-    let engine = Engine::new(
-        store,
-        crate::registry(),
-        Arc::new(SystemClock),
-        Config { log_activity: false, ..Config::default() },
-    );
+    let engine =
+        Engine::new(store, crate::registry(), Arc::new(SystemClock), Config { observed: false, ..Config::default() });
     let files = FileSet::load_dir(workflows).map_err(|e| e.to_string())?;
     let report = engine.activate_files(&files, "bench").await.map_err(|e| e.to_string())?;
     if !engine.active().current.contains_key("bench/reference") {

@@ -127,8 +127,18 @@ pub async fn serve_http(
 }
 
 pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
+    let settings = crate::config::Settings::resolve(args)?;
+    if settings.args.print_config {
+        crate::output::out!("{}", settings.to_toml().trim_end());
+        return Ok(());
+    }
+    let webhook_options = settings.webhooks(lang);
+    let args = settings.args;
     let zone = Zone::parse(&args.tz).ok_or_else(|| msg!("calendar-bad-zone", zone = &args.tz))?;
     init_logging(zone, args.log_format);
+    let webhooks = crate::webhook::HttpWebhooks::new(webhook_options)?;
+    // Before anything counts: the start-up activation is a reload too.
+    crate::server::metrics::install();
     if !args.workflows.is_dir() {
         return Err(msg!("serve-no-workflows", folder = args.workflows.display().to_string()));
     }
@@ -172,9 +182,7 @@ pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let timers = tokio::spawn(engine.clone().run_timers(stopped(stop_rx.clone())));
-    let outbox = tokio::spawn(
-        engine.clone().run_outbox(Arc::new(crate::webhook::HttpWebhooks::default()), stopped(stop_rx.clone())),
-    );
+    let outbox = tokio::spawn(engine.clone().run_outbox(Arc::new(webhooks), stopped(stop_rx.clone())));
     let _watcher = if args.no_watch {
         None
     } else {
@@ -214,9 +222,11 @@ pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
     let addr = listener.local_addr().map_err(|e| msg!("cli-engine-failure", detail = e.to_string()))?;
     tracing::info!("serving http://{addr}/api/v1 (database {})", engine.database());
     let app = router(AppState::new(engine.clone(), reloader, lang, zone));
+    let upkeep = tokio::spawn(crate::server::metrics::upkeep());
     serve_http(listener, app, Duration::from_secs(args.header_timeout.max(1)), shutdown_signal()).await;
     let _ = stop_tx.send(true);
     let _ = tokio::join!(timers, outbox);
+    upkeep.abort();
     engine.close().await;
     tracing::info!("stopped");
     Ok(())

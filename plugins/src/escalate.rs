@@ -178,6 +178,7 @@ impl Step for EscalateStep {
             to: names.clone(),
             message: msg!("notice-whistle", case = cx.instance_id),
             webhook: None,
+            robot: None,
             body: json!({ "due_at": due }),
         });
         Self::record(cx, &w);
@@ -243,6 +244,7 @@ impl Step for EscalateStep {
                     to: vec![dept.to_owned()],
                     message: msg!("notice-report-overdue", case = cx.instance_id),
                     webhook: None,
+                    robot: None,
                     body: Value::Null,
                 });
             }
@@ -256,6 +258,7 @@ impl Step for EscalateStep {
                     to: vec![self.escalate_to.clone()],
                     message: msg!("notice-escalated", case = cx.instance_id, department = dept, to = &self.escalate_to),
                     webhook: None,
+                    robot: None,
                     body: Value::Null,
                 });
             }

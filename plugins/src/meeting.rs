@@ -204,6 +204,7 @@ impl Step for MeetingStep {
                 to: self.required.clone(),
                 message: msg!("notice-meeting-scheduled", step = cx.step_id, form = &self.form),
                 webhook: None,
+                robot: None,
                 body: json!({ "at": at }),
             });
         }

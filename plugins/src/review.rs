@@ -70,6 +70,7 @@ impl Step for ReviewStep {
             to: Vec::new(),
             message: msg!("notice-review-requested", subject = self.subject.clone()),
             webhook: None,
+            robot: None,
             body: Value::Null,
         });
         Ok(Flow::Wait)

@@ -315,6 +315,7 @@ impl Step for VoteStep {
             to: self.electorate.recipients(),
             message: msg!("notice-vote-opened", step = cx.step_id),
             webhook: None,
+            robot: None,
             body: Value::Null,
         });
         Ok(Flow::Wait)

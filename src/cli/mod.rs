@@ -326,7 +326,21 @@ pub fn localized(lang: Lang) -> clap::Command {
 /// Parses the command line (help and errors in `lang`).
 pub fn parse(args: Vec<OsString>, lang: Lang) -> Cli {
     let matches = localized(lang).get_matches_from(args);
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `serve` fills from its configuration file only what no flag or variable gave.
+    if let Command::Serve(a) = &mut cli.command
+        && let Some(m) = matches.subcommand_matches("serve")
+    {
+        use clap::parser::ValueSource;
+        a.explicit = m
+            .ids()
+            .filter(|id| {
+                matches!(m.value_source(id.as_str()), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+            })
+            .map(|id| id.as_str().to_owned())
+            .collect();
+    }
+    cli
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod instances;
 pub mod lang;
+pub mod metrics;
 pub mod openapi;
 pub mod reply;
 pub mod system;
@@ -13,11 +14,10 @@ pub mod types;
 pub mod workflows;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -44,24 +44,11 @@ pub struct AppState {
     pub lang: Lang,
     /// The deployment's time zone, for times shown to people (CSV, pages).
     pub zone: Zone,
-    pub requests: AtomicU64,
-    pub client_errors: AtomicU64,
-    pub server_errors: AtomicU64,
-    pub started_at: std::time::Instant,
 }
 
 impl AppState {
     pub fn new(engine: Arc<Engine>, reloader: Arc<Reloader>, lang: Lang, zone: Zone) -> Arc<Self> {
-        Arc::new(AppState {
-            engine,
-            reloader,
-            lang,
-            zone,
-            requests: AtomicU64::new(0),
-            client_errors: AtomicU64::new(0),
-            server_errors: AtomicU64::new(0),
-            started_at: std::time::Instant::now(),
-        })
+        Arc::new(AppState { engine, reloader, lang, zone })
     }
 
     /// `ms` as a local time with its offset, e.g. `2026-10-01 09:30:00+08:00`.
@@ -70,19 +57,14 @@ impl AppState {
     }
 }
 
-async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+async fn count(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let method = req.method().clone();
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
-    state.requests.fetch_add(1, Ordering::Relaxed);
     let status = resp.status();
-    if status.is_client_error() {
-        state.client_errors.fetch_add(1, Ordering::Relaxed);
-    } else if status.is_server_error() {
-        state.server_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    tracing::debug!(%method, path, status = status.as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    metrics::request(method.as_str(), route.as_deref(), status.as_u16(), started.elapsed());
+    tracing::debug!(%method, route = route.as_deref().unwrap_or_default(), status = status.as_u16(), micros = started.elapsed().as_micros() as u64, "request");
     resp
 }
 
@@ -165,12 +147,13 @@ fn add(router: Router<Arc<AppState>>, routes: Vec<Route>) -> Router<Arc<AppState
 
 /// The whole router.
 pub fn router(state: Arc<AppState>) -> Router {
+    metrics::install();
     let authed =
         add(Router::new(), api_routes()).route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     add(Router::new(), public_routes())
         .merge(authed)
         .fallback(system::no_route)
-        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(middleware::from_fn(count))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(15)))
         .layer(middleware::from_fn(problems))

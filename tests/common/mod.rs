@@ -22,7 +22,7 @@ use yishi_engine::store::sqlite::SqliteStore;
 
 /// An engine with every step kind on `store`, not logging the cases it runs.
 pub async fn engine_on(store: AnyStore, clock: Arc<dyn Clock>) -> Arc<Engine> {
-    Engine::new(store, yishi::registry(), clock, Config { log_activity: false, ..Config::default() })
+    Engine::new(store, yishi::registry(), clock, Config { observed: false, ..Config::default() })
 }
 
 pub async fn quiet_engine() -> (Arc<Engine>, Arc<ManualClock>) {

@@ -377,7 +377,15 @@ section(
     ("electorate-role", "the holders of role `{ $role }`", "角色为 `{ $role }` 的人"),
     ("electorate-members", "the { $count } listed members", "名单上的 { $count } 人"),
     ("electorate-data", "the people listed in `{ $key }`", "`{ $key }` 中列出的人"),
-    ("check-webhook-url", "webhook `{ $url }` is not an http:// or https:// URL", "webhook 地址 `{ $url }` 不是 http:// 或 https:// 开头的网址"),
+    ("webhook-url-unparsable", "webhook `{ $url }` is not a URL: { $detail }", "webhook 地址 `{ $url }` 不是有效的网址：{ $detail }"),
+    ("webhook-url-scheme", "webhook `{ $url }` uses `{ $scheme }`; only http:// and https:// addresses are sent to",
+     "webhook 地址 `{ $url }` 使用 `{ $scheme }`；只能发送到 http:// 或 https:// 地址"),
+    ("webhook-url-no-host", "webhook `{ $url }` names no host", "webhook 地址 `{ $url }` 没有主机名"),
+    ("check-robot-needs-webhook", "`format` names a group robot, but the step has no `webhook` to send to",
+     "`format` 指定了群机器人，但这个环节没有可发送的 `webhook` 地址"),
+    ("check-robot-setting-unused", "this setting has no effect with the step's `format`", "在这个环节的 `format` 下，这项设置不起作用"),
+    ("hint-robot-format", "`style` is for `format = \"wecom\"` or `\"dingtalk\"`; `secret` is for `format = \"dingtalk\"`",
+     "`style` 用于 `format = \"wecom\"` 或 `\"dingtalk\"`；`secret` 只用于 `format = \"dingtalk\"`"),
 )
 
 section(
@@ -821,6 +829,16 @@ section(
      "运行规则文件夹里的场景（<单位>/scenarios/*.toml）"),
     ("cli-about-serve", "Serve the HTTP admin API, watching the workflows folder", "启动 HTTP 管理接口，并监视规则文件夹的变化"),
     ("cli-arg-serve-listen", "Address to listen on", "监听地址"),
+    ("cli-arg-serve-config", "A configuration file (TOML) for every setting; flags and environment variables override it",
+     "配置文件（TOML），可写所有设置；命令行参数和环境变量优先于它"),
+    ("cli-arg-serve-print-config", "Print the effective configuration (secrets masked) and exit", "打印实际生效的配置（密钥已遮盖）后退出"),
+    ("cli-arg-serve-webhook-ca-file", "A PEM file of extra CA certificates trusted for https webhooks",
+     "PEM 格式的额外 CA 证书文件，用于信任 https webhook 的证书"),
+    ("cli-arg-serve-webhook-signing-secret",
+     "Signs webhook deliveries (HMAC-SHA256); better in the environment or the configuration file than on a command line",
+     "为 webhook 投递签名（HMAC-SHA256）；最好写在环境变量或配置文件里，而不是命令行上"),
+    ("cli-arg-serve-webhook-connect-timeout", "Seconds a webhook may take to connect", "webhook 建立连接的超时秒数"),
+    ("cli-arg-serve-webhook-timeout", "Seconds a webhook delivery may take in all", "一次 webhook 投递的总超时秒数"),
     ("cli-arg-serve-log-format", "Log lines as text (for people) or json (one object a line, for a log collector); YISHI_LOG or RUST_LOG filter them",
      "日志格式：text（给人看）或 json（每行一个对象，供日志收集）；用 YISHI_LOG 或 RUST_LOG 过滤"),
     ("cli-arg-serve-no-watch", "Do not watch the workflows folder (reload with SIGHUP or the API instead)",
@@ -866,4 +884,30 @@ section(
     ("cli-about-openapi", "Print the OpenAPI document of the HTTP API (for generating clients)",
      "打印 HTTP 接口的 OpenAPI 文档（用于生成客户端）"),
     ("cli-about-kinds", "List the step kinds this build provides", "列出本程序提供的步骤类型"),
+)
+
+
+section(
+    "Webhooks and group robots",
+    ("webhook-ca-unreadable", "cannot read the CA file { $file }: { $detail }", "无法读取 CA 证书文件 { $file }：{ $detail }"),
+    ("webhook-ca-invalid", "the CA file { $file } holds no usable PEM certificate: { $detail }",
+     "CA 证书文件 { $file } 里没有可用的 PEM 证书：{ $detail }"),
+    ("webhook-no-robot-secret", "the configuration has no robot secret named `{ $name }` ([webhooks.robot_secrets])",
+     "配置中没有名为 `{ $name }` 的机器人密钥（[webhooks.robot_secrets]）"),
+    ("webhook-robot-title", "Yishi notice", "议事通知"),
+    ("webhook-robot-text", "Yishi: { $message }\nCase { $case } · step { $step }", "【议事】{ $message }\n案件：{ $case } · 环节：{ $step }"),
+    ("webhook-robot-markdown", "### { $title }\n{ $message }\n\n> Case { $case } · step { $step }",
+     "### { $title }\n{ $message }\n\n> 案件：{ $case } · 环节：{ $step }"),
+)
+
+
+section(
+    "Configuration file",
+    ("config-unreadable", "cannot read the configuration file { $file }: { $detail }", "无法读取配置文件 { $file }：{ $detail }"),
+    ("config-syntax", "the configuration file { $file } is not valid TOML: { $detail }", "配置文件 { $file } 不是有效的 TOML：{ $detail }"),
+    ("config-bad-value", "a value in the configuration file { $file } is wrong: { $detail }", "配置文件 { $file } 中有值不正确：{ $detail }"),
+    ("config-unknown-key-near", "unknown key `{ $key }` in the configuration file { $file }; did you mean `{ $near }`?",
+     "配置文件 { $file } 中有未知的键 `{ $key }`；你是不是想写 `{ $near }`？"),
+    ("config-unknown-key", "unknown key `{ $key }` in the configuration file { $file }; keys allowed here: { $known }",
+     "配置文件 { $file } 中有未知的键 `{ $key }`；这里可以用的键：{ $known }"),
 )

@@ -287,7 +287,12 @@ hint-members-example = members = ["r01", "r02"]
 electorate-role = the holders of role `{ $role }`
 electorate-members = the { $count } listed members
 electorate-data = the people listed in `{ $key }`
-check-webhook-url = webhook `{ $url }` is not an http:// or https:// URL
+webhook-url-unparsable = webhook `{ $url }` is not a URL: { $detail }
+webhook-url-scheme = webhook `{ $url }` uses `{ $scheme }`; only http:// and https:// addresses are sent to
+webhook-url-no-host = webhook `{ $url }` names no host
+check-robot-needs-webhook = `format` names a group robot, but the step has no `webhook` to send to
+check-robot-setting-unused = this setting has no effect with the step's `format`
+hint-robot-format = `style` is for `format = "wecom"` or `"dingtalk"`; `secret` is for `format = "dingtalk"`
 
 ## Governance kinds: review (街道审核) and notify
 
@@ -661,6 +666,12 @@ cli-arg-check-today = Check as of this day (YYYY-MM-DD; default today): working-
 cli-about-test = Run the scenarios of a workflows folder (<unit>/scenarios/*.toml)
 cli-about-serve = Serve the HTTP admin API, watching the workflows folder
 cli-arg-serve-listen = Address to listen on
+cli-arg-serve-config = A configuration file (TOML) for every setting; flags and environment variables override it
+cli-arg-serve-print-config = Print the effective configuration (secrets masked) and exit
+cli-arg-serve-webhook-ca-file = A PEM file of extra CA certificates trusted for https webhooks
+cli-arg-serve-webhook-signing-secret = Signs webhook deliveries (HMAC-SHA256); better in the environment or the configuration file than on a command line
+cli-arg-serve-webhook-connect-timeout = Seconds a webhook may take to connect
+cli-arg-serve-webhook-timeout = Seconds a webhook delivery may take in all
 cli-arg-serve-log-format = Log lines as text (for people) or json (one object a line, for a log collector); YISHI_LOG or RUST_LOG filter them
 cli-arg-serve-no-watch = Do not watch the workflows folder (reload with SIGHUP or the API instead)
 cli-arg-serve-sync = full: every commit reaches the disk before it is acknowledged (survives power loss); normal: survives crashes, not power loss, and is faster
@@ -694,3 +705,26 @@ cli-arg-bench-sync = Durability of commits (see serve --sync)
 cli-about-schema = Print the JSON Schema of workflow files (for editors)
 cli-about-openapi = Print the OpenAPI document of the HTTP API (for generating clients)
 cli-about-kinds = List the step kinds this build provides
+
+## Webhooks and group robots
+
+webhook-ca-unreadable = cannot read the CA file { $file }: { $detail }
+webhook-ca-invalid = the CA file { $file } holds no usable PEM certificate: { $detail }
+webhook-no-robot-secret = the configuration has no robot secret named `{ $name }` ([webhooks.robot_secrets])
+webhook-robot-title = Yishi notice
+webhook-robot-text =
+    Yishi: { $message }
+    Case { $case } · step { $step }
+webhook-robot-markdown =
+    ### { $title }
+    { $message }
+
+    > Case { $case } · step { $step }
+
+## Configuration file
+
+config-unreadable = cannot read the configuration file { $file }: { $detail }
+config-syntax = the configuration file { $file } is not valid TOML: { $detail }
+config-bad-value = a value in the configuration file { $file } is wrong: { $detail }
+config-unknown-key-near = unknown key `{ $key }` in the configuration file { $file }; did you mean `{ $near }`?
+config-unknown-key = unknown key `{ $key }` in the configuration file { $file }; keys allowed here: { $known }

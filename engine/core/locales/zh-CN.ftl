@@ -287,7 +287,12 @@ hint-members-example = members = ["r01", "r02"]
 electorate-role = 角色为 `{ $role }` 的人
 electorate-members = 名单上的 { $count } 人
 electorate-data = `{ $key }` 中列出的人
-check-webhook-url = webhook 地址 `{ $url }` 不是 http:// 或 https:// 开头的网址
+webhook-url-unparsable = webhook 地址 `{ $url }` 不是有效的网址：{ $detail }
+webhook-url-scheme = webhook 地址 `{ $url }` 使用 `{ $scheme }`；只能发送到 http:// 或 https:// 地址
+webhook-url-no-host = webhook 地址 `{ $url }` 没有主机名
+check-robot-needs-webhook = `format` 指定了群机器人，但这个环节没有可发送的 `webhook` 地址
+check-robot-setting-unused = 在这个环节的 `format` 下，这项设置不起作用
+hint-robot-format = `style` 用于 `format = "wecom"` 或 `"dingtalk"`；`secret` 只用于 `format = "dingtalk"`
 
 ## Governance kinds: review (街道审核) and notify
 
@@ -661,6 +666,12 @@ cli-arg-check-today = 按这一天检查（YYYY-MM-DD，默认今天）：按工
 cli-about-test = 运行规则文件夹里的场景（<单位>/scenarios/*.toml）
 cli-about-serve = 启动 HTTP 管理接口，并监视规则文件夹的变化
 cli-arg-serve-listen = 监听地址
+cli-arg-serve-config = 配置文件（TOML），可写所有设置；命令行参数和环境变量优先于它
+cli-arg-serve-print-config = 打印实际生效的配置（密钥已遮盖）后退出
+cli-arg-serve-webhook-ca-file = PEM 格式的额外 CA 证书文件，用于信任 https webhook 的证书
+cli-arg-serve-webhook-signing-secret = 为 webhook 投递签名（HMAC-SHA256）；最好写在环境变量或配置文件里，而不是命令行上
+cli-arg-serve-webhook-connect-timeout = webhook 建立连接的超时秒数
+cli-arg-serve-webhook-timeout = 一次 webhook 投递的总超时秒数
 cli-arg-serve-log-format = 日志格式：text（给人看）或 json（每行一个对象，供日志收集）；用 YISHI_LOG 或 RUST_LOG 过滤
 cli-arg-serve-no-watch = 不监视规则文件夹（改用 SIGHUP 或接口重新加载）
 cli-arg-serve-sync = full：每次提交写入磁盘后才确认（断电也不丢）；normal：进程崩溃不丢、断电可能丢，速度更快
@@ -694,3 +705,26 @@ cli-arg-bench-sync = 提交的持久化方式（见 serve --sync）
 cli-about-schema = 打印流程文件的 JSON Schema（供编辑器使用）
 cli-about-openapi = 打印 HTTP 接口的 OpenAPI 文档（用于生成客户端）
 cli-about-kinds = 列出本程序提供的步骤类型
+
+## Webhooks and group robots
+
+webhook-ca-unreadable = 无法读取 CA 证书文件 { $file }：{ $detail }
+webhook-ca-invalid = CA 证书文件 { $file } 里没有可用的 PEM 证书：{ $detail }
+webhook-no-robot-secret = 配置中没有名为 `{ $name }` 的机器人密钥（[webhooks.robot_secrets]）
+webhook-robot-title = 议事通知
+webhook-robot-text =
+    【议事】{ $message }
+    案件：{ $case } · 环节：{ $step }
+webhook-robot-markdown =
+    ### { $title }
+    { $message }
+
+    > 案件：{ $case } · 环节：{ $step }
+
+## Configuration file
+
+config-unreadable = 无法读取配置文件 { $file }：{ $detail }
+config-syntax = 配置文件 { $file } 不是有效的 TOML：{ $detail }
+config-bad-value = 配置文件 { $file } 中有值不正确：{ $detail }
+config-unknown-key-near = 配置文件 { $file } 中有未知的键 `{ $key }`；你是不是想写 `{ $near }`？
+config-unknown-key = 配置文件 { $file } 中有未知的键 `{ $key }`；这里可以用的键：{ $known }

@@ -337,6 +337,9 @@ pub struct Notice {
     /// Webhook URL, when the notify step has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+    /// The group robot the webhook is, when it is not Yishi's own JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot: Option<crate::webhook::Robot>,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub body: Value,
 }

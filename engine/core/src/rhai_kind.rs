@@ -203,6 +203,7 @@ impl ScriptedStep {
                         .unwrap_or_default(),
                     message: Message::verbatim(n.get("message").and_then(Value::as_str).unwrap_or("")),
                     webhook: None,
+                    robot: None,
                     body: Value::Null,
                 });
             }

@@ -1058,6 +1058,7 @@ pub fn fire(
             to: step.roles.clone(),
             message: msg!("notice-reminder", step = &step.id, case = instance_id),
             webhook: None,
+            robot: None,
             body: Value::Null,
         };
         run.emit(Event::Notified { notice: notice.clone() });

@@ -231,8 +231,7 @@ async fn play(
     };
     let clock = Arc::new(ManualClock::new(start));
     let store = crate::store::memory().await.map_err(internal)?;
-    let engine =
-        Engine::new(store, registry.clone(), clock.clone(), Config { log_activity: false, ..Config::default() });
+    let engine = Engine::new(store, registry.clone(), clock.clone(), Config { observed: false, ..Config::default() });
     // Only this workflow and the ones it may start (follow-ups of the same unit) are needed.
     let mut sub = Catalog { units: catalog.units.clone(), ..Catalog::default() };
     for (k, d) in &catalog.definitions {

@@ -50,7 +50,7 @@ async fn engine_with(scripts: &[(&str, &str)]) -> Harness {
         AnyStore::Sqlite(SqliteStore::memory().await.unwrap()),
         Registry::with_builtins(),
         clock.clone(),
-        Config { log_activity: false, ..Config::default() },
+        Config { observed: false, ..Config::default() },
     );
     let report = engine.activate_files(&files, "test").await.unwrap();
     assert!(report.ok, "{:#?}", report.diagnostics);

@@ -303,6 +303,29 @@ async fn dead_letters_are_listed_retried_and_discarded(store: AnyStore) {
     assert_eq!(store.retry_dead(None, 200).await.unwrap(), 0);
 }
 
+async fn gauges_count_active_cases_timers_and_outbox(store: AnyStore) {
+    use yishi_engine::store::{GIVEN_UP, Gauges};
+    assert_eq!(store.gauges(0).await.unwrap(), Gauges::default(), "an empty database");
+    let v = version(&store, "u/w", "h").await;
+    let mut a = create(1, "u", v.id, "a");
+    a.timers = vec![set_timer("soon", 10), set_timer("later", 100)];
+    a.outbox = vec![json!({"kind": "webhook", "n": 1}), json!({"kind": "webhook", "n": 2})];
+    store.commit(vec![a, create(2, "u", v.id, "a"), create(3, "u", v.id, "b")]).await.unwrap();
+    store
+        .commit(vec![Commit {
+            state: Some(InstanceState { status: Status::Completed, ..InstanceState::default() }),
+            ..change(3, v.id, 1, 1, "x")
+        }])
+        .await
+        .unwrap();
+    let items = store.claim_outbox(5, 1, LEASE).await.unwrap();
+    store.outbox_result(items[0].id, false, Some("refused"), GIVEN_UP, 6).await.unwrap();
+    let g = store.gauges(50).await.unwrap();
+    assert_eq!(g.active, vec![("u/w".to_owned(), "a".to_owned(), 2)], "closed cases are not active");
+    assert_eq!((g.timers_pending, g.timers_overdue), (2, 1));
+    assert_eq!((g.outbox_pending, g.outbox_dead), (1, 1));
+}
+
 async fn listings_filter_and_page(store: AnyStore) {
     let v1 = version(&store, "s/c1/w", "h").await;
     let v2 = version(&store, "s/c2/w", "h").await;
@@ -385,6 +408,7 @@ conformance!(
     tokens_are_found_by_key_and_revoked_once,
     the_outbox_hands_out_due_items_until_delivered,
     dead_letters_are_listed_retried_and_discarded,
+    gauges_count_active_cases_timers_and_outbox,
     listings_filter_and_page,
     the_database_answers,
 );

@@ -2,7 +2,6 @@
 //! change is computed by the pure runtime and committed with its events in one unit.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -96,6 +95,7 @@ impl Engine {
         let now = self.now();
         let id = self.store.next_instance_id().await?;
         let mut t = runtime::start(&def, data, now, id).map_err(run_error)?;
+        let began = std::time::Instant::now();
         self.fill_numbers(&mut t).await?;
         if let Some(Event::Started { .. }) = t.events.first() {
             // Record who started the case.
@@ -131,8 +131,8 @@ impl Engine {
         match self.write(&mut guard, commit).await {
             Ok(()) => {
                 guard.row = Some(view_row);
-                self.metrics.instances_started.fetch_add(1, Ordering::Relaxed);
-                self.metrics.transitions.fetch_add(1, Ordering::Relaxed);
+                self.count(|| super::metrics::started(&def.key));
+                self.count(|| super::metrics::transition(&def.key, &def.steps[def.start].kind, began.elapsed()));
                 self.timer_wake.notify_one();
                 Ok(view)
             }
@@ -169,7 +169,7 @@ impl Engine {
             ),
         );
         let lang = self.config.lang;
-        for n in t.notices.iter().filter(|_| self.config.log_activity) {
+        for n in t.notices.iter().filter(|_| self.config.observed) {
             tracing::info!(target: "yishi::notice", instance = id, topic = %n.topic, to = ?n.to, "{}", n.message.render(lang));
         }
         for e in &t.events {
@@ -244,7 +244,7 @@ impl Engine {
         match runtime::act(&def, &row.state, req, now, id) {
             Ok(t) => {
                 let view = self.apply_transition(guard, row, t, now, idem, None).await?;
-                self.metrics.actions_applied.fetch_add(1, Ordering::Relaxed);
+                self.count(|| super::metrics::action(&def.key, "applied"));
                 Ok(view)
             }
             Err(e) => {
@@ -286,7 +286,7 @@ impl Engine {
         }
         if w.recorded >= MAX_REFUSALS_PER_HOUR {
             w.suppressed += 1;
-            self.metrics.refusals_unrecorded.fetch_add(1, Ordering::Relaxed);
+            self.count(super::metrics::refusal_unrecorded);
             return None;
         }
         w.recorded += 1;
@@ -305,13 +305,13 @@ impl Engine {
         err: &EngineError,
         now: i64,
     ) -> Result<(), EngineError> {
-        if self.config.log_activity {
+        if self.config.observed {
             tracing::info!(instance = row.id, action = %req.action, actor = %req.actor.id, reason = %err, "action refused");
         }
         if matches!(err, EngineError::ScriptFailed(_)) {
-            self.metrics.actions_failed.fetch_add(1, Ordering::Relaxed);
+            self.count(|| super::metrics::action(&row.workflow, "failed"));
         } else {
-            self.metrics.actions_refused.fetch_add(1, Ordering::Relaxed);
+            self.count(|| super::metrics::action(&row.workflow, "refused"));
         }
         if row.state.status != Status::Active {
             return Ok(());
@@ -399,7 +399,9 @@ impl Engine {
         consumes: Option<(u32, String)>,
     ) -> Result<InstanceView, EngineError> {
         self.fill_numbers(&mut t).await?;
-        let (version, _) = self.version(row.version).await?;
+        let began = std::time::Instant::now();
+        let (version, def) = self.version(row.version).await?;
+        let kind = moved_kind(&def, &t);
         let has_outbox = !t.spawns.is_empty() || t.notices.iter().any(|n| n.webhook.is_some());
         let mut next = row.clone();
         next.state = t.state.clone();
@@ -412,7 +414,7 @@ impl Engine {
         commit.consumes = consumes;
         self.write(guard, commit).await?;
         guard.row = Some(next);
-        self.metrics.transitions.fetch_add(1, Ordering::Relaxed);
+        self.count(|| super::metrics::transition(&version.workflow, kind, began.elapsed()));
         self.timer_wake.notify_one();
         if has_outbox {
             self.outbox_wake.notify_one();
@@ -615,4 +617,16 @@ fn migration_mapping(
         }
     }
     (mapping, problems)
+}
+
+/// The kind of step a transition moved (the step acted on, timed out or left first), for the
+/// transition metrics; `end` when nothing named a step.
+fn moved_kind<'d>(def: &'d yishi_core::definition::Definition, t: &Transition) -> &'d str {
+    t.events
+        .iter()
+        .find_map(|e| match e {
+            Event::Action { step, .. } | Event::TimerFired { step, .. } | Event::Left { step, .. } => def.step(step),
+            _ => None,
+        })
+        .map_or("end", |s| s.kind.as_str())
 }

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -103,6 +102,11 @@ impl Engine {
         catalog.diagnostics.extend(yishi_core::check::calendar_warnings(&catalog, self.now()));
         let (activated, kept, removed) = self.install(catalog, trigger).await?;
         let active = self.active();
+        self.count(|| {
+            for (key, (_, def)) in &active.current {
+                super::metrics::known_workflow(key, def.steps.iter().map(|s| s.kind.as_str()));
+            }
+        });
         let status = ReloadStatus {
             ok: !active.diagnostics.iter().any(Diagnostic::is_error),
             at: active.reloaded_at,
@@ -116,10 +120,10 @@ impl Engine {
             scenarios_failed: results.iter().filter(|r| !r.passed).count(),
         };
         if status.ok {
-            self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            self.count(|| super::metrics::reload(true));
             tracing::info!(trigger, took_ms = status.took_ms, activated = ?status.activated, scenarios = status.scenarios_run, "workflows activated");
         } else {
-            self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            self.count(|| super::metrics::reload(false));
             tracing::warn!(trigger, kept = ?status.kept, "the rules have problems; the last good versions stay active");
             for d in status.diagnostics.iter().filter(|d| d.is_error()) {
                 tracing::warn!("{d}");

@@ -38,7 +38,6 @@ use yishi_core::script::Sandbox;
 
 pub use self::cases::{AcceptedAction, IDEMPOTENCY_TTL_MS, Idempotency, MAX_REFUSALS_PER_HOUR, MigrationPlan};
 pub use self::catalog::{Active, ReloadStatus};
-pub use self::metrics::Metrics;
 pub use self::outbox::{MAX_DELIVERY_ATTEMPTS, WebhookSender};
 use crate::store::{AnyStore, Commit, InstanceRow, Store, StoreError, VersionRow};
 
@@ -186,8 +185,9 @@ pub struct Config {
     pub cache_instances: usize,
     /// Timers fired concurrently.
     pub timer_concurrency: usize,
-    /// Log notices and refused actions (off for scenario runs, which simulate cases).
-    pub log_activity: bool,
+    /// Log notices and refused actions, and count what happens in the metrics (off for
+    /// scenario runs, which simulate cases, and for benchmarks).
+    pub observed: bool,
     /// The language of text the engine sends or writes without a person asking: webhook
     /// notices and log lines.
     pub lang: yishi_core::i18n::Lang,
@@ -198,7 +198,7 @@ impl Default for Config {
         Config {
             cache_instances: 10_000,
             timer_concurrency: 256,
-            log_activity: true,
+            observed: true,
             lang: yishi_core::i18n::Lang::default(),
         }
     }
@@ -222,7 +222,6 @@ pub struct Engine {
     timer_wake: Notify,
     outbox_wake: Notify,
     config: Config,
-    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for Engine {
@@ -248,7 +247,6 @@ impl Engine {
             timer_wake: Notify::new(),
             outbox_wake: Notify::new(),
             config,
-            metrics: Metrics::default(),
         })
     }
 

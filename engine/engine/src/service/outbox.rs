@@ -23,6 +23,16 @@ pub trait WebhookSender: Send + Sync + 'static {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
+/// The wait before attempt `attempts + 1` of item `id`: 2, 4, 8 ... seconds (at most about an
+/// hour), less up to a fifth so that items that failed together do not retry together.
+fn backoff_ms(id: i64, attempts: i64) -> i64 {
+    let base = 1000 * (1_i64 << attempts.clamp(1, 12));
+    // A spread from the item and attempt (no clock, no global state): the same inputs give
+    // the same wait, which keeps tests and replays exact.
+    let spread = (id.wrapping_mul(2_654_435_761).wrapping_add(attempts * 40_503)).rem_euclid(1000);
+    base - base / 5 * spread / 1000
+}
+
 /// Attempts before a notice is given up (kept, with its last error, for an operator).
 pub const MAX_DELIVERY_ATTEMPTS: i64 = 10;
 
@@ -43,7 +53,7 @@ impl Engine {
                     let idem = super::Idempotency { key: format!("spawn:{}", item.id), fingerprint: String::new() };
                     match self.start(&workflow, data, &system, Some(&idem)).await {
                         Ok(v) => {
-                            if self.config.log_activity {
+                            if self.config.observed {
                                 tracing::info!(parent = item.instance_id, child = v.id, workflow = %workflow, "started a linked case");
                             }
                             Ok(())
@@ -62,14 +72,20 @@ impl Engine {
                 _ => Err("unknown outbox item".into()),
             };
             match result {
-                Ok(()) => self.store.outbox_result(item.id, true, None, 0, now).await?,
+                Ok(()) => {
+                    self.count(|| super::metrics::delivery("delivered"));
+                    self.store.outbox_result(item.id, true, None, 0, now).await?
+                }
                 Err(e) => {
                     let attempts = item.attempts + 1;
                     let retry_at = if attempts >= MAX_DELIVERY_ATTEMPTS {
                         crate::store::GIVEN_UP
                     } else {
-                        now + 1000 * (1_i64 << attempts.min(12))
+                        now + backoff_ms(item.id, attempts)
                     };
+                    self.count(|| {
+                        super::metrics::delivery(if retry_at == crate::store::GIVEN_UP { "given_up" } else { "failed" })
+                    });
                     tracing::warn!(outbox = item.id, instance = item.instance_id, attempts, error = %e, "delivery failed");
                     self.store.outbox_result(item.id, false, Some(&e), retry_at, now).await?;
                 }

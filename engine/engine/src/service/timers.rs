@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use yishi_core::msg;
@@ -114,9 +113,10 @@ impl Engine {
             }
         };
         let consumes = Some((t.token, t.name.clone()));
+        let workflow = row.workflow.clone();
         match self.apply_transition(&mut guard, row, transition, now, None, consumes).await {
             Ok(_) => {
-                self.metrics.timers_fired.fetch_add(1, Ordering::Relaxed);
+                self.count(|| super::metrics::timer_fired(&workflow));
                 Ok(true)
             }
             // Fired elsewhere first, or the case moved on meanwhile: the timer (if still

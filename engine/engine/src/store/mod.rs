@@ -258,6 +258,18 @@ pub struct DeadLetter {
     pub last_error: Option<String>,
 }
 
+/// Figures an operator watches, read from the database at each scrape of `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Cases in progress: (workflow, active step, count), a case counted once per active step.
+    pub active: Vec<(String, String, i64)>,
+    pub timers_pending: i64,
+    /// Timers due at or before `now` and not yet fired.
+    pub timers_overdue: i64,
+    pub outbox_pending: i64,
+    pub outbox_dead: i64,
+}
+
 /// When a delivery is given up on: never due again until an operator retries it.
 pub const GIVEN_UP: i64 = i64::MAX;
 
@@ -311,6 +323,8 @@ pub struct CommitStats {
     pub transactions: std::sync::atomic::AtomicU64,
     /// Time spent in transactions, microseconds.
     pub micros: std::sync::atomic::AtomicU64,
+    /// Whether commits show in the process's metrics (not for in-memory rehearsals).
+    pub observed: bool,
 }
 
 impl CommitStats {
@@ -319,6 +333,9 @@ impl CommitStats {
         self.units.fetch_add(units as u64, Relaxed);
         self.transactions.fetch_add(1, Relaxed);
         self.micros.fetch_add(took.as_micros() as u64, Relaxed);
+        if self.observed {
+            crate::service::metrics::commit(units, took);
+        }
     }
 }
 
@@ -397,6 +414,9 @@ pub trait Store: Send + Sync + 'static {
     fn retry_dead(&self, id: Option<i64>, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Drops dead letters (one, or all). Returns how many.
     fn discard_dead(&self, id: Option<i64>) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// What `/metrics` shows of the database: active cases, timers and outbox.
+    fn gauges(&self, now: i64) -> impl Future<Output = StoreResult<Gauges>> + Send;
 
     /// Whether the database answers.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
@@ -583,6 +603,9 @@ impl Store for AnyStore {
     }
     async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>> {
         each!(self, s => s.dead_letters().await)
+    }
+    async fn gauges(&self, now: i64) -> StoreResult<Gauges> {
+        each!(self, s => s.gauges(now).await)
     }
     async fn retry_dead(&self, id: Option<i64>, now: i64) -> StoreResult<u64> {
         each!(self, s => s.retry_dead(id, now).await)

@@ -615,6 +615,31 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn gauges(&self, now: i64) -> StoreResult<Gauges> {
+        let active = sqlx::query_as::<_, (String, String, i64)>(
+            "SELECT i.workflow, s.value, count(*) FROM instances i, json_each(i.active_steps) s \
+             WHERE i.status = 'active' GROUP BY i.workflow, s.value ORDER BY 1, 2",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        let (timers_pending, timers_overdue) =
+            sqlx::query_as::<_, (i64, i64)>("SELECT count(*), coalesce(sum(due_at <= ?), 0) FROM timers")
+                .bind(now)
+                .fetch_one(self.pool())
+                .await
+                .map_err(map_err)?;
+        let (outbox_pending, outbox_dead) = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT coalesce(sum(next_at <> ?), 0), coalesce(sum(next_at = ?), 0) FROM outbox WHERE delivered_at IS NULL",
+        )
+        .bind(GIVEN_UP)
+        .bind(GIVEN_UP)
+        .fetch_one(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(Gauges { active, timers_pending, timers_overdue, outbox_pending, outbox_dead })
+    }
+
     async fn dead_letters(&self) -> StoreResult<Vec<DeadLetter>> {
         let rows = sqlx::query(
             "SELECT id, instance_id, notice, attempts, last_error FROM outbox \
