@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod report;
+mod retention;
 mod rules;
 
 use std::ffi::OsString;
@@ -87,6 +88,32 @@ pub enum Command {
         /// The copy to write (a new file).
         #[arg(long)]
         to: PathBuf,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Write closed cases with their whole history to a file (JSON lines) and, with --purge,
+    /// remove them from the database in small batches; their monthly figures are kept.
+    Archive {
+        /// Cases closed before this day (YYYY-MM-DD, midnight in --tz).
+        #[arg(long)]
+        closed_before: String,
+        /// The archive to write (a new file of JSON lines).
+        #[arg(long, required_unless_present = "dry_run")]
+        to: Option<PathBuf>,
+        /// Remove the archived cases from the database once they are written.
+        #[arg(long)]
+        purge: bool,
+        /// Only count what would be archived.
+        #[arg(long, conflicts_with_all = ["to", "purge"])]
+        dry_run: bool,
+        /// Keep residents' personal data (the keys a workflow marks `personal`) instead of masking it.
+        #[arg(long)]
+        with_personal_data: bool,
+        /// Cases per batch (one short transaction each when purging).
+        #[arg(long, default_value_t = 200)]
+        batch: u32,
+        #[arg(long, env = "YISHI_TZ", default_value = "Asia/Shanghai")]
+        tz: String,
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
         db: String,
     },
@@ -371,6 +398,10 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Backup { to, db } => block(admin::backup(to, db, lang)),
         Command::Outbox(cmd) => block(admin::outbox(cmd, lang)),
         Command::Restore { from, db } => block(admin::restore(from, db, lang)),
+        Command::Archive { closed_before, to, purge, dry_run, with_personal_data, batch, tz, db } => {
+            let opts = retention::Archive { closed_before, to, purge, dry_run, with_personal_data, batch, tz };
+            block(retention::archive(opts, db, lang))
+        }
         Command::Calendar(CalendarCommand::Show { month, file, workflows }) => {
             rules::calendar(&workflows, &file, &month, lang)
         }

@@ -46,6 +46,8 @@ pub struct Definition {
     pub sources: BTreeMap<String, String>,
     /// `unit/id` of the workflows this one extends, nearest first.
     pub extends: Vec<String>,
+    /// Data keys holding residents' personal data (masked in archives and exports).
+    pub personal: Vec<String>,
 }
 
 /// One compiled step.

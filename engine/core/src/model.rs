@@ -94,6 +94,11 @@ pub struct WorkflowHeader {
     /// Titles of outcomes and actions by id, for people: `passed = "通过"`.
     #[serde(default)]
     pub labels: IndexMap<String, Text>,
+    /// Data keys that hold residents' personal data (names, phones, addresses), e.g.
+    /// `["proposer_name", "phone"]`: masked in archives and exports unless asked for. Added
+    /// to what the workflows it extends name.
+    #[serde(default)]
+    pub personal: Vec<String>,
 }
 
 /// The whole workflow file, for the JSON Schema: the header plus the steps.

@@ -326,6 +326,62 @@ async fn gauges_count_active_cases_timers_and_outbox(store: AnyStore) {
     assert_eq!((g.outbox_pending, g.outbox_dead), (1, 1));
 }
 
+async fn purges_remove_closed_cases_whole_and_keep_their_figures(store: AnyStore) {
+    use yishi_engine::store::{MonthFigures, Purge};
+    let v = version(&store, "u/w", "h").await;
+    let mut active = create(1, "u", v.id, "a");
+    active.timers = vec![set_timer("t", 100)];
+    store.commit(vec![active, create(2, "u", v.id, "a"), create(3, "u", v.id, "a")]).await.unwrap();
+    for id in [2, 3] {
+        store
+            .commit(vec![Commit {
+                state: Some(InstanceState { status: Status::Completed, ..InstanceState::default() }),
+                ..change(id, v.id, 1, 1, "x")
+            }])
+            .await
+            .unwrap();
+    }
+    let closed: Vec<i64> = store.closed_before(10, 0, 10).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(closed, vec![2, 3], "closed cases changed before the cutoff");
+    assert!(store.closed_before(9, 0, 10).await.unwrap().is_empty(), "changed at 9: not before 9");
+    assert_eq!(store.closed_before(10, 2, 10).await.unwrap()[0].id, 3, "paged by id");
+
+    let figures = vec![MonthFigures {
+        unit: "u".into(),
+        workflow: "u/w".into(),
+        month: "2026-01".into(),
+        started: 1,
+        completed: 1,
+        ..MonthFigures::default()
+    }];
+    let batch = |ids: Vec<i64>, record| Purge {
+        ids,
+        figures: figures.clone(),
+        closed_before: 10,
+        archive: "a.jsonl".into(),
+        actor: "ops".into(),
+        at: 20,
+        record,
+    };
+    // An active case in the batch: nothing happens at all.
+    assert!(matches!(store.purge(&batch(vec![1, 2], None)).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.load(2).await.unwrap().id, 2);
+    assert!(store.kept_figures().await.unwrap().is_empty() && store.purges().await.unwrap().is_empty());
+
+    let record = store.purge(&batch(vec![2], None)).await.unwrap();
+    assert!(matches!(store.load(2).await, Err(StoreError::NotFound(_))));
+    assert!(store.history(2).await.unwrap().is_empty(), "history goes with the case");
+    assert_eq!(store.purge(&batch(vec![3], Some(record))).await.unwrap(), record, "a run adds to its record");
+    let kept = store.kept_figures().await.unwrap();
+    assert_eq!((kept.len(), kept[0].started, kept[0].completed), (1, 2, 2), "figures add up");
+    let purges = store.purges().await.unwrap();
+    assert_eq!((purges.len(), purges[0].cases, purges[0].actor.as_str()), (1, 2, "ops"));
+    assert_eq!(store.load(1).await.unwrap().id, 1, "the active case stays");
+    assert_eq!(store.timers_of(1).await.unwrap().len(), 1);
+    let dates = store.case_dates().await.unwrap();
+    assert_eq!(dates.len(), 1);
+}
+
 async fn listings_filter_and_page(store: AnyStore) {
     let v1 = version(&store, "s/c1/w", "h").await;
     let v2 = version(&store, "s/c2/w", "h").await;
@@ -409,6 +465,7 @@ conformance!(
     the_outbox_hands_out_due_items_until_delivered,
     dead_letters_are_listed_retried_and_discarded,
     gauges_count_active_cases_timers_and_outbox,
+    purges_remove_closed_cases_whole_and_keep_their_figures,
     listings_filter_and_page,
     the_database_answers,
 );

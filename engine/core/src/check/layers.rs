@@ -32,6 +32,8 @@ pub(super) struct Layered<'a> {
     pub roles: IndexMap<String, Text>,
     pub stages: IndexMap<String, Text>,
     pub labels: IndexMap<String, Text>,
+    /// Data keys holding personal data, from every layer.
+    pub personal: std::collections::BTreeSet<String>,
     pub steps: Vec<RawStep<'a>>,
 }
 
@@ -91,6 +93,7 @@ pub(super) fn layer<'a>(chain: &[usize], parsed: &[ParsedFile<'a>], diags: &mut 
         roles: IndexMap::new(),
         stages: IndexMap::new(),
         labels: IndexMap::new(),
+        personal: Default::default(),
         steps: Vec::new(),
     };
     for &fi in chain.iter().rev() {
@@ -107,6 +110,7 @@ pub(super) fn layer<'a>(chain: &[usize], parsed: &[ParsedFile<'a>], diags: &mut 
         l.roles.extend(h.roles.iter().map(|(k, v)| (k.clone(), v.clone())));
         l.stages.extend(h.stages.iter().map(|(k, v)| (k.clone(), v.clone())));
         l.labels.extend(h.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        l.personal.extend(h.personal.iter().cloned());
         layer_steps(&mut l, fi, parsed, diags);
     }
     l

@@ -477,7 +477,7 @@ fn assemble(
     let extends: Vec<String> =
         chain[1..].iter().map(|&i| format!("{}/{}", parsed[i].unit, parsed[i].header.id)).collect();
     let title = layered.title.clone().unwrap_or_else(|| Text::Plain(id.to_owned()));
-    let effective = serde_json::json!({
+    let mut effective = serde_json::json!({
         "id": id,
         "unit": unit,
         "title": title,
@@ -492,6 +492,10 @@ fn assemble(
         "labels": layered.labels,
         "steps": layered.steps.iter().map(effective_step).collect::<Vec<_>>(),
     });
+    // Only when named, so that versions made before `personal` existed keep their hashes.
+    if !layered.personal.is_empty() {
+        effective["personal"] = serde_json::json!(layered.personal);
+    }
     let sources: BTreeMap<String, String> =
         used_files.iter().filter_map(|f| shared.files.get(f).map(|t| (f.clone(), t.to_owned()))).collect();
     let mut hasher = Sha256::new();
@@ -528,6 +532,7 @@ fn assemble(
         effective,
         sources,
         extends,
+        personal: layered.personal.iter().cloned().collect(),
     }
 }
 

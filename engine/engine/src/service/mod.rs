@@ -20,6 +20,7 @@ mod cases;
 pub mod catalog;
 pub mod metrics;
 pub mod outbox;
+pub mod retention;
 mod timers;
 
 use std::collections::HashMap;

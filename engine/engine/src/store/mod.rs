@@ -270,6 +270,56 @@ pub struct Gauges {
     pub outbox_dead: i64,
 }
 
+/// Cases per unit, workflow and month: started in the month, and ended in it by how they ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct MonthFigures {
+    pub unit: String,
+    pub workflow: String,
+    /// `YYYY-MM` in the deployment's zone.
+    pub month: String,
+    pub started: i64,
+    pub completed: i64,
+    pub cancelled: i64,
+    pub failed: i64,
+}
+
+/// When, how and where a case started and ended: what monthly figures are made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseDates {
+    pub unit: String,
+    pub workflow: String,
+    pub status: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One batch of a purge: closed cases removed with everything recorded about them, their
+/// figures kept, the purge recorded; all in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Purge {
+    pub ids: Vec<i64>,
+    /// What the removed cases counted for (added to the kept figures).
+    pub figures: Vec<MonthFigures>,
+    pub closed_before: i64,
+    /// Where the cases were archived before.
+    pub archive: String,
+    pub actor: String,
+    pub at: i64,
+    /// The purge record this batch adds to; `None` records a new purge.
+    pub record: Option<i64>,
+}
+
+/// A purge as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PurgeRecord {
+    pub id: i64,
+    pub at: i64,
+    pub closed_before: i64,
+    pub cases: i64,
+    pub archive: String,
+    pub actor: String,
+}
+
 /// When a delivery is given up on: never due again until an operator retries it.
 pub const GIVEN_UP: i64 = i64::MAX;
 
@@ -414,6 +464,25 @@ pub trait Store: Send + Sync + 'static {
     fn retry_dead(&self, id: Option<i64>, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Drops dead letters (one, or all). Returns how many.
     fn discard_dead(&self, id: Option<i64>) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Closed cases last changed before `cutoff` with nothing left to deliver, by id, after
+    /// `after_id`: what an archive takes.
+    fn closed_before(
+        &self,
+        cutoff: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<InstanceRow>>> + Send;
+    /// Removes a batch of closed cases (history, timers, idempotency keys), keeps their figures
+    /// and records the purge, all or nothing; a case that is active or gone makes the batch a
+    /// conflict. Returns the purge record's id.
+    fn purge(&self, p: &Purge) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Figures kept for purged cases.
+    fn kept_figures(&self) -> impl Future<Output = StoreResult<Vec<MonthFigures>>> + Send;
+    /// Every case's unit, workflow, status and dates (for figures of cases still stored).
+    fn case_dates(&self) -> impl Future<Output = StoreResult<Vec<CaseDates>>> + Send;
+    /// Purges done, oldest first.
+    fn purges(&self) -> impl Future<Output = StoreResult<Vec<PurgeRecord>>> + Send;
 
     /// What `/metrics` shows of the database: active cases, timers and outbox.
     fn gauges(&self, now: i64) -> impl Future<Output = StoreResult<Gauges>> + Send;
@@ -606,6 +675,21 @@ impl Store for AnyStore {
     }
     async fn gauges(&self, now: i64) -> StoreResult<Gauges> {
         each!(self, s => s.gauges(now).await)
+    }
+    async fn closed_before(&self, cutoff: i64, after_id: i64, limit: u32) -> StoreResult<Vec<InstanceRow>> {
+        each!(self, s => s.closed_before(cutoff, after_id, limit).await)
+    }
+    async fn purge(&self, p: &Purge) -> StoreResult<i64> {
+        each!(self, s => s.purge(p).await)
+    }
+    async fn kept_figures(&self) -> StoreResult<Vec<MonthFigures>> {
+        each!(self, s => s.kept_figures().await)
+    }
+    async fn case_dates(&self) -> StoreResult<Vec<CaseDates>> {
+        each!(self, s => s.case_dates().await)
+    }
+    async fn purges(&self) -> StoreResult<Vec<PurgeRecord>> {
+        each!(self, s => s.purges().await)
     }
     async fn retry_dead(&self, id: Option<i64>, now: i64) -> StoreResult<u64> {
         each!(self, s => s.retry_dead(id, now).await)

@@ -331,23 +331,7 @@ impl Store for SqliteStore {
         .await
         .map_err(map_err)?
         .ok_or_else(|| StoreError::NotFound(format!("instance {id}")))?;
-        let data: String = r.try_get("data").map_err(map_err)?;
-        let state: String = r.try_get("state").map_err(map_err)?;
-        let data: Map<String, Value> =
-            serde_json::from_str(&data).map_err(|e| StoreError::Fatal(format!("instance {id}: data: {e}")))?;
-        let s: LoadedState =
-            serde_json::from_str(&state).map_err(|e| StoreError::Fatal(format!("instance {id}: state: {e}")))?;
-        Ok(InstanceRow {
-            id,
-            unit: r.try_get("unit").map_err(map_err)?,
-            workflow: r.try_get("workflow").map_err(map_err)?,
-            version: r.try_get("version").map_err(map_err)?,
-            revision: r.try_get("revision").map_err(map_err)?,
-            last_seq: r.try_get("last_seq").map_err(map_err)?,
-            state: s.with_data(data),
-            created_at: r.try_get("created_at").map_err(map_err)?,
-            updated_at: r.try_get("updated_at").map_err(map_err)?,
-        })
+        instance_of(&r)
     }
 
     async fn history(&self, id: i64) -> StoreResult<Vec<EventRow>> {
@@ -615,6 +599,152 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn closed_before(&self, cutoff: i64, after_id: i64, limit: u32) -> StoreResult<Vec<InstanceRow>> {
+        let rows = sqlx::query(
+            "SELECT id, unit, workflow, version, revision, last_seq, data, state, created_at, updated_at \
+             FROM instances AS i WHERE status <> 'active' AND updated_at < ? AND id > ? \
+             AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.instance_id = i.id AND o.delivered_at IS NULL) \
+             ORDER BY id LIMIT ?",
+        )
+        .bind(cutoff)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(instance_of).collect()
+    }
+
+    async fn purge(&self, p: &Purge) -> StoreResult<i64> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let ids = serde_json::to_string(&p.ids).unwrap_or_default();
+        for sql in [
+            "DELETE FROM events WHERE instance_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM timers WHERE instance_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM idempotency WHERE instance_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM outbox WHERE instance_id IN (SELECT value FROM json_each(?))",
+        ] {
+            sqlx::query(sql).bind(&ids).execute(&mut *tx).await.map_err(map_err)?;
+        }
+        let removed =
+            sqlx::query("DELETE FROM instances WHERE status <> 'active' AND id IN (SELECT value FROM json_each(?))")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+        if removed != p.ids.len() as u64 {
+            // Dropping `tx` rolls the batch back.
+            return Err(StoreError::Conflict(format!(
+                "{} of {} cases to purge are active or already gone",
+                p.ids.len() as u64 - removed,
+                p.ids.len()
+            )));
+        }
+        for f in &p.figures {
+            sqlx::query(
+                "INSERT INTO monthly_figures (unit, workflow, month, started, completed, cancelled, failed) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (unit, workflow, month) DO UPDATE SET \
+                 started = started + excluded.started, completed = completed + excluded.completed, \
+                 cancelled = cancelled + excluded.cancelled, failed = failed + excluded.failed",
+            )
+            .bind(&f.unit)
+            .bind(&f.workflow)
+            .bind(&f.month)
+            .bind(f.started)
+            .bind(f.completed)
+            .bind(f.cancelled)
+            .bind(f.failed)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        let record = match p.record {
+            Some(id) => {
+                sqlx::query("UPDATE purges SET cases = cases + ? WHERE id = ?")
+                    .bind(removed as i64)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                id
+            }
+            None => sqlx::query_scalar(
+                "INSERT INTO purges (at, closed_before, cases, archive, actor) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(p.at)
+            .bind(p.closed_before)
+            .bind(removed as i64)
+            .bind(&p.archive)
+            .bind(&p.actor)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?,
+        };
+        tx.commit().await.map_err(map_err)?;
+        Ok(record)
+    }
+
+    async fn kept_figures(&self) -> StoreResult<Vec<MonthFigures>> {
+        let rows = sqlx::query_as::<_, (String, String, String, i64, i64, i64, i64)>(
+            "SELECT unit, workflow, month, started, completed, cancelled, failed FROM monthly_figures ORDER BY 1, 2, 3",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(unit, workflow, month, started, completed, cancelled, failed)| MonthFigures {
+                unit,
+                workflow,
+                month,
+                started,
+                completed,
+                cancelled,
+                failed,
+            })
+            .collect())
+    }
+
+    async fn case_dates(&self) -> StoreResult<Vec<CaseDates>> {
+        let rows = sqlx::query_as::<_, (String, String, String, i64, i64)>(
+            "SELECT unit, workflow, status, created_at, updated_at FROM instances",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(unit, workflow, status, created_at, updated_at)| CaseDates {
+                unit,
+                workflow,
+                status,
+                created_at,
+                updated_at,
+            })
+            .collect())
+    }
+
+    async fn purges(&self) -> StoreResult<Vec<PurgeRecord>> {
+        let rows = sqlx::query_as::<_, (i64, i64, i64, i64, String, String)>(
+            "SELECT id, at, closed_before, cases, archive, actor FROM purges ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at, closed_before, cases, archive, actor)| PurgeRecord {
+                id,
+                at,
+                closed_before,
+                cases,
+                archive,
+                actor,
+            })
+            .collect())
+    }
+
     async fn gauges(&self, now: i64) -> StoreResult<Gauges> {
         let active = sqlx::query_as::<_, (String, String, i64)>(
             "SELECT i.workflow, s.value, count(*) FROM instances i, json_each(i.active_steps) s \
@@ -762,5 +892,28 @@ fn token_row(r: &SqliteRow) -> Result<TokenRow, sqlx::Error> {
         secret_hash: r.try_get("secret_hash")?,
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+/// An instance row from a query selecting id, unit, workflow, version, revision, last_seq, data,
+/// state, created_at and updated_at.
+fn instance_of(r: &SqliteRow) -> StoreResult<InstanceRow> {
+    let id: i64 = r.try_get("id").map_err(map_err)?;
+    let data: String = r.try_get("data").map_err(map_err)?;
+    let state: String = r.try_get("state").map_err(map_err)?;
+    let data: Map<String, Value> =
+        serde_json::from_str(&data).map_err(|e| StoreError::Fatal(format!("instance {id}: data: {e}")))?;
+    let s: LoadedState =
+        serde_json::from_str(&state).map_err(|e| StoreError::Fatal(format!("instance {id}: state: {e}")))?;
+    Ok(InstanceRow {
+        id,
+        unit: r.try_get("unit").map_err(map_err)?,
+        workflow: r.try_get("workflow").map_err(map_err)?,
+        version: r.try_get("version").map_err(map_err)?,
+        revision: r.try_get("revision").map_err(map_err)?,
+        last_seq: r.try_get("last_seq").map_err(map_err)?,
+        state: s.with_data(data),
+        created_at: r.try_get("created_at").map_err(map_err)?,
+        updated_at: r.try_get("updated_at").map_err(map_err)?,
     })
 }

@@ -1,0 +1,94 @@
+//! `yishi archive`: closed cases written to JSON lines and, when asked, purged (a progress bar
+//! on a terminal, a summary at the end).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use yishi_core::calendar::Zone;
+use yishi_core::i18n::Lang;
+use yishi_core::msg;
+use yishi_engine::service::retention::ArchiveOptions;
+
+use super::admin::open_engine;
+use super::{CmdResult, Failure};
+use crate::output::{out, table};
+
+/// The command line of `yishi archive`.
+pub struct Archive {
+    pub closed_before: String,
+    pub to: Option<PathBuf>,
+    pub purge: bool,
+    pub dry_run: bool,
+    pub with_personal_data: bool,
+    pub batch: u32,
+    pub tz: String,
+}
+
+pub async fn archive(a: Archive, db: String, lang: Lang) -> CmdResult {
+    let zone = Zone::parse(&a.tz).ok_or_else(|| Failure::new(msg!("calendar-bad-zone", zone = &a.tz)))?;
+    let cutoff = chrono::NaiveDate::parse_from_str(&a.closed_before, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| zone.instant(d.and_hms_opt(0, 0, 0)?))
+        .ok_or_else(|| Failure::new(msg!("cli-archive-bad-date", value = &a.closed_before)))?;
+    let engine = open_engine(&db).await?;
+    let counts = engine.count_closed_before(cutoff).await?;
+    let total: u64 = counts.values().sum();
+    if a.dry_run {
+        let rows: Vec<Vec<String>> = counts.iter().map(|(w, n)| vec![w.clone(), n.to_string()]).collect();
+        if !rows.is_empty() {
+            table(&[msg!("cli-col-workflow").render(lang), msg!("cli-col-cases").render(lang)], &rows, &[false, true]);
+        }
+        out!("{}", msg!("cli-archive-would", cases = total, before = &a.closed_before).render(lang));
+        engine.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let to = a.to.expect("clap requires --to without --dry-run");
+    let shown = to.display().to_string();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&to)
+        .map_err(|e| Failure::new(msg!("cli-archive-cannot-write", file = &shown, detail = e.to_string())))?;
+    // Personal data may be in it: readable by its owner only, like the database.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600));
+    }
+    let mut out_file = std::io::BufWriter::new(file);
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(msg!("cli-archive-running", file = &shown).render(lang));
+    let opts = ArchiveOptions {
+        closed_before: cutoff,
+        purge: a.purge,
+        personal: a.with_personal_data,
+        batch: a.batch,
+        zone,
+        archive: std::path::absolute(&to).unwrap_or(to.clone()).display().to_string(),
+        actor: std::env::var("USER").unwrap_or_else(|_| "yishi".into()),
+    };
+    let report = engine.archive(&opts, &mut out_file, |n| bar.inc(n)).await;
+    bar.finish_and_clear();
+    engine.close().await;
+    let report = report?;
+    let done = if a.purge {
+        msg!(
+            "cli-archive-done-purged",
+            cases = report.cases,
+            events = report.events,
+            purged = report.purged,
+            file = &shown
+        )
+    } else {
+        msg!("cli-archive-done", cases = report.cases, events = report.events, file = &shown)
+    };
+    out!("{}", done.render(lang));
+    if !a.with_personal_data {
+        out!("{}", msg!("cli-archive-masked").render(lang));
+    }
+    Ok(ExitCode::SUCCESS)
+}
