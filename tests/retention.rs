@@ -169,3 +169,33 @@ async fn personal_data_is_kept_only_when_asked_and_nothing_is_removed_without_pu
     let (ok, _, err) = yishi(tmp.path(), &["archive", "--closed-before", "2026-13-01", "--dry-run"]);
     assert!(!ok && err.contains("`2026-13-01` is not a day"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_history_export_masks_personal_data_unless_an_admin_asks() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("street")).unwrap();
+    std::fs::write(tmp.path().join("street/report.toml"), WORKFLOW).unwrap();
+    let api = common::api::Api::on(tmp.path()).await;
+    let operator = api.token("operator", "*", &[]).await;
+    let admin = api.token("admin", "*", &[]).await;
+    let (s, case) = api
+        .call(
+            "POST",
+            "/api/v1/instances",
+            Some(&operator),
+            Some(json!({ "workflow": "street/report", "data": { "title": "楼道灯坏了", "phone": "13800138000" } })),
+        )
+        .await;
+    assert_eq!(s, 201, "{case}");
+    let url = format!("/api/v1/instances/{}/history?format=csv", case["id"]);
+    let (s, csv) = api.call("GET", &url, Some(&operator), None).await;
+    assert_eq!(s, 200);
+    let text = csv.as_str().unwrap();
+    assert!(text.contains("楼道灯坏了") && !text.contains("13800138000"), "{text}");
+    assert!(text.contains("***"), "{text}");
+    let (s, _) = api.call("GET", &format!("{url}&personal=true"), Some(&operator), None).await;
+    assert_eq!(s, 403, "only an admin sees personal data");
+    let (s, csv) = api.call("GET", &format!("{url}&personal=true"), Some(&admin), None).await;
+    assert_eq!(s, 200);
+    assert!(csv.as_str().unwrap().contains("13800138000"));
+}

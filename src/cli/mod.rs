@@ -3,6 +3,7 @@
 //! then `LC_ALL`, `LC_MESSAGES` and `LANG` choose the language (Chinese when none says).
 
 mod admin;
+mod import;
 pub mod report;
 mod retention;
 mod rules;
@@ -114,6 +115,31 @@ pub enum Command {
         batch: u32,
         #[arg(long, env = "YISHI_TZ", default_value = "Asia/Shanghai")]
         tz: String,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Bring existing cases (JSON lines or CSV) into a workflow at a chosen step; a dry run
+    /// checks every record first.
+    Import {
+        /// `unit/id` of the workflow.
+        #[arg(long)]
+        workflow: String,
+        /// The file: JSON lines (one object of case data a line) or CSV (a header row of data
+        /// keys), by its extension.
+        #[arg(long)]
+        from: PathBuf,
+        /// The step the cases start at (default: the workflow's first step).
+        #[arg(long)]
+        step: Option<String>,
+        /// Check every record and report, importing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who the imported cases are recorded as started by.
+        #[arg(long, default_value = "import")]
+        actor: String,
+        /// The workflows folder.
+        #[arg(long, env = "YISHI_WORKFLOWS", default_value = "workflows")]
+        workflows: PathBuf,
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
         db: String,
     },
@@ -398,6 +424,9 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Backup { to, db } => block(admin::backup(to, db, lang)),
         Command::Outbox(cmd) => block(admin::outbox(cmd, lang)),
         Command::Restore { from, db } => block(admin::restore(from, db, lang)),
+        Command::Import { workflow, from, step, dry_run, actor, workflows, db } => {
+            block(import::import(import::Import { workflow, from, step, dry_run, actor, workflows }, db, lang))
+        }
         Command::Archive { closed_before, to, purge, dry_run, with_personal_data, batch, tz, db } => {
             let opts = retention::Archive { closed_before, to, purge, dry_run, with_personal_data, batch, tz };
             block(retention::archive(opts, db, lang))

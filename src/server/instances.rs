@@ -175,6 +175,9 @@ pub struct HistoryQuery {
     format: Option<String>,
     /// CSV only: start with a byte-order mark (default true, so that Excel reads UTF-8).
     bom: Option<bool>,
+    /// CSV only: keep residents' personal data (the keys the workflow marks `personal`)
+    /// instead of masking it; admins only.
+    personal: Option<bool>,
 }
 
 pub async fn history(
@@ -187,14 +190,30 @@ pub async fn history(
     let events = st.engine.history(id).await?;
     match q.format.as_deref() {
         None | Some("json") => json(&History { instance: id, events }),
-        Some("csv") => Ok(history_csv(&st, id, &events, q.bom.unwrap_or(true))),
+        Some("csv") => {
+            // An export leaves the system: personal data is masked unless an admin asks.
+            let personal = if q.personal.unwrap_or(false) {
+                p.require(ApiRole::Admin)?;
+                Default::default()
+            } else {
+                let row = st.engine.get(id).await?;
+                st.engine.definition(row.version).await?.personal.iter().cloned().collect()
+            };
+            Ok(history_csv(&st, id, &events, q.bom.unwrap_or(true), &personal))
+        }
         Some(other) => {
             Err(ApiError::bad_request(msg!("api-unknown-format", value = other, known = "json, csv")).field("format"))
         }
     }
 }
 
-fn history_csv(st: &AppState, id: i64, events: &[yishi_engine::store::EventRow], bom: bool) -> Response {
+fn history_csv(
+    st: &AppState,
+    id: i64,
+    events: &[yishi_engine::store::EventRow],
+    bom: bool,
+    personal: &std::collections::BTreeSet<String>,
+) -> Response {
     let lang = lang::current();
     let header: Vec<String> =
         ["csv-seq", "csv-time", "csv-version", "csv-event", "csv-step", "csv-actor", "csv-detail"]
@@ -204,7 +223,8 @@ fn history_csv(st: &AppState, id: i64, events: &[yishi_engine::store::EventRow],
     let rows: Vec<Vec<String>> = events
         .iter()
         .map(|e| {
-            let v = yishi_core::i18n::rendering(lang, || serde_json::to_value(&e.event)).unwrap_or(Value::Null);
+            let mut v = yishi_core::i18n::rendering(lang, || serde_json::to_value(&e.event)).unwrap_or(Value::Null);
+            yishi_engine::service::retention::mask_personal(&mut v, personal);
             let step = v.get("step").and_then(Value::as_str).unwrap_or("").to_owned();
             let actor = v.get("actor").and_then(|a| a.get("id")).and_then(Value::as_str).unwrap_or("").to_owned();
             vec![

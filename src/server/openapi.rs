@@ -318,6 +318,13 @@ fn instance_operations() -> Vec<Op> {
                     "csv: begin with a byte-order mark, for Excel (default true)",
                     r#"{"type": "boolean"}"#,
                 ),
+                (
+                    "personal",
+                    "query",
+                    false,
+                    "csv: keep residents' personal data (the keys the workflow marks personal) instead of masking it; admins only",
+                    r#"{"type": "boolean"}"#,
+                ),
             ])
         .answer(JsonOr(s::<api::History>, &["text/csv"]))
         .errors(&[400, 404]),

@@ -874,9 +874,22 @@ fn step_err(step: &str, e: StepError) -> RunError {
 
 /// Starts a case: records `started` and runs until every branch waits.
 pub fn start(def: &Definition, data: Map<String, Value>, now: i64, instance_id: i64) -> Result<Transition, RunError> {
+    start_at(def, data, now, instance_id, def.start)
+}
+
+/// Starts a case at step `step` (an index into `def.steps`) instead of the first: for cases
+/// brought in from another system part way through. The step is entered as if the case had
+/// arrived there.
+pub fn start_at(
+    def: &Definition,
+    data: Map<String, Value>,
+    now: i64,
+    instance_id: i64,
+    step: usize,
+) -> Result<Transition, RunError> {
     let mut run = Run::new(def, InstanceState::default(), now, instance_id);
     run.emit(Event::Started { workflow: def.key.clone(), hash: def.hash.clone(), data });
-    run.queue.push_back((def.steps[def.start].id.clone(), Vec::new(), None));
+    run.queue.push_back((def.steps[step].id.clone(), Vec::new(), None));
     run.drain()?;
     Ok(run.finish())
 }

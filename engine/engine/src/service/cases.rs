@@ -2,6 +2,7 @@
 //! change is computed by the pure runtime and committed with its events in one unit.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -11,7 +12,8 @@ use yishi_core::msg;
 use yishi_core::runtime::{self, ActionRequest, Event, Status, TimerChange, Transition};
 
 use super::{Engine, EngineError, InstanceView, Slot, SlotGuard, run_error};
-use crate::store::{Commit, EventRow, InstanceRow, InstanceSummary, ListFilter, Store, StoreError};
+use crate::store::{Commit, EventRow, InstanceRow, InstanceSummary, ListFilter, Store, StoreError, VersionRow};
+use yishi_core::definition::Definition;
 
 /// An action the instance accepts now, and from whom.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -75,9 +77,15 @@ impl Engine {
         actor: &Actor,
         idem: Option<&Idempotency>,
     ) -> Result<InstanceView, EngineError> {
-        if let Some(view) = self.replay(idem).await? {
-            return Ok(view);
-        }
+        self.start_at(workflow, None, data, actor, idem, Map::new()).await
+    }
+
+    /// The workflow a case would start on, and the index of the step it would start at.
+    fn startable(
+        &self,
+        workflow: &str,
+        step: Option<&str>,
+    ) -> Result<(VersionRow, Arc<Definition>, usize), EngineError> {
         let active = self.active();
         let Some((row, def)) = active.current.get(workflow).cloned() else {
             let known: Vec<&str> = active.current.keys().map(String::as_str).collect();
@@ -92,9 +100,46 @@ impl Engine {
                 field: Some("workflow".into()),
             });
         }
+        let at = match step {
+            None => def.start,
+            Some(s) => def.steps.iter().position(|d| d.id == s).ok_or_else(|| EngineError::Refused {
+                message: msg!("engine-no-step", workflow = workflow, step = s),
+                field: Some("step".into()),
+            })?,
+        };
+        Ok((row, def, at))
+    }
+
+    /// Whether a case with `data` could start (at `step`), without starting it: what an
+    /// import's dry run asks of every record.
+    pub async fn check_start(
+        &self,
+        workflow: &str,
+        step: Option<&str>,
+        data: Map<String, Value>,
+    ) -> Result<(), EngineError> {
+        let (_, def, at) = self.startable(workflow, step)?;
+        runtime::start_at(&def, data, self.now(), 0, at).map(|_| ()).map_err(run_error)
+    }
+
+    /// Starts a case at `step` (the first step when `None`); `note` goes in the recorded start
+    /// action's payload (where an imported case came from).
+    pub async fn start_at(
+        &self,
+        workflow: &str,
+        step: Option<&str>,
+        data: Map<String, Value>,
+        actor: &Actor,
+        idem: Option<&Idempotency>,
+        note: Map<String, Value>,
+    ) -> Result<InstanceView, EngineError> {
+        if let Some(view) = self.replay(idem).await? {
+            return Ok(view);
+        }
+        let (row, def, at) = self.startable(workflow, step)?;
         let now = self.now();
         let id = self.store.next_instance_id().await?;
-        let mut t = runtime::start(&def, data, now, id).map_err(run_error)?;
+        let mut t = runtime::start_at(&def, data, now, id, at).map_err(run_error)?;
         let began = std::time::Instant::now();
         self.fill_numbers(&mut t).await?;
         if let Some(Event::Started { .. }) = t.events.first() {
@@ -107,7 +152,7 @@ impl Engine {
                     token: 0,
                     actor: actor.clone(),
                     on_behalf_of: None,
-                    payload: Map::new(),
+                    payload: note,
                 },
             );
         }
