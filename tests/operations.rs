@@ -362,3 +362,35 @@ fn unknown_or_wrong_configuration_keys_are_errors_that_say_what_was_meant() {
         .unwrap();
     assert!(String::from_utf8(out.stderr).unwrap().contains("你是不是想写 `listen`"));
 }
+
+#[tokio::test]
+async fn ready_only_with_a_database_and_an_active_workflow() {
+    let empty = tempfile::tempdir().unwrap();
+    let (api, _) = common::api::Api::loading(empty.path()).await;
+    assert_eq!(api.call("GET", "/healthz", None, None).await.0, axum::http::StatusCode::OK, "alive");
+    let (status, body) = api.call("GET", "/readyz", None, None).await;
+    assert_eq!(status, axum::http::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let api = common::api::Api::new().await;
+    assert_eq!(api.call("GET", "/readyz", None, None).await.0, axum::http::StatusCode::OK);
+}
+
+#[test]
+fn commands_on_a_database_refuse_to_create_one_and_say_where_they_looked() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["token", "list"][..],
+        &["versions"],
+        &["outbox", "dead"],
+        &["archive", "--closed-before", "2026-01-01", "--dry-run"],
+        &["backup", "--to", "copy.db"],
+        &["import", "--workflow", "x/y", "--from", "none.jsonl"],
+    ] {
+        let out = yishi(tmp.path(), args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        if args[0] != "import" {
+            assert!(err.contains(&tmp.path().join("yishi.db").display().to_string()), "{args:?} names the path: {err}");
+        }
+        assert!(!tmp.path().join("yishi.db").exists(), "{args:?} created a database");
+    }
+}

@@ -26,10 +26,15 @@ pub async fn readyz(State(st): St) -> Response {
     let active = st.engine.active();
     match st.engine.ping().await {
         Ok(()) if !active.current.is_empty() => (StatusCode::OK, "ready\n").into_response(),
-        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "no workflow is active yet\n").into_response(),
+        // Not ready: a problem like every other refusal, in the request's language.
+        Ok(()) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", msg!("api-no-workflow-active"))
+            .header(header::RETRY_AFTER, "5")
+            .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            ([(header::RETRY_AFTER, "5")], (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")).into_response()
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg!("api-database-unavailable"))
+                .header(header::RETRY_AFTER, "5")
+                .into_response()
         }
     }
 }

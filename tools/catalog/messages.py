@@ -929,6 +929,9 @@ section(
 
 section(
     "Webhooks and group robots",
+    ("api-no-workflow-active", "not ready: no workflow is active yet (see GET /api/v1/reload for why)",
+     "尚未就绪：还没有启用任何流程（原因见 GET /api/v1/reload）"),
+    ("api-database-unavailable", "not ready: the database does not answer", "尚未就绪：数据库没有响应"),
     ("webhook-ca-unreadable", "cannot read the CA file { $file }: { $detail }", "无法读取 CA 证书文件 { $file }：{ $detail }"),
     ("webhook-ca-invalid", "the CA file { $file } holds no usable PEM certificate: { $detail }",
      "CA 证书文件 { $file } 里没有可用的 PEM 证书：{ $detail }"),

@@ -738,6 +738,8 @@ cli-about-kinds = List the step kinds this build provides
 
 ## Webhooks and group robots
 
+api-no-workflow-active = not ready: no workflow is active yet (see GET /api/v1/reload for why)
+api-database-unavailable = not ready: the database does not answer
 webhook-ca-unreadable = cannot read the CA file { $file }: { $detail }
 webhook-ca-invalid = the CA file { $file } holds no usable PEM certificate: { $detail }
 webhook-no-robot-secret = the configuration has no robot secret named `{ $name }` ([webhooks.robot_secrets])

@@ -738,6 +738,8 @@ cli-about-kinds = 列出本程序提供的步骤类型
 
 ## Webhooks and group robots
 
+api-no-workflow-active = 尚未就绪：还没有启用任何流程（原因见 GET /api/v1/reload）
+api-database-unavailable = 尚未就绪：数据库没有响应
 webhook-ca-unreadable = 无法读取 CA 证书文件 { $file }：{ $detail }
 webhook-ca-invalid = CA 证书文件 { $file } 里没有可用的 PEM 证书：{ $detail }
 webhook-no-robot-secret = 配置中没有名为 `{ $name }` 的机器人密钥（[webhooks.robot_secrets]）
