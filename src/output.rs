@@ -89,3 +89,12 @@ mod tests {
         assert_eq!(super::pad("id", 6), "id    ");
     }
 }
+
+/// A progress bar for a long command, with `message` before it; drawn only on a terminal
+/// (indicatif hides it when standard error is not one).
+pub fn progress(total: u64, message: String) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {eta}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    indicatif::ProgressBar::new(total).with_style(style).with_message(message)
+}

@@ -90,12 +90,7 @@ pub async fn import(a: Import, db: String, lang: Lang) -> CmdResult {
     engine.activate_files(&files, "import").await?;
     let source = a.from.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let actor = Actor { id: a.actor.clone(), roles: Vec::new() };
-    let bar = indicatif::ProgressBar::new(records.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(msg!("cli-import-running", file = &source).render(lang));
+    let bar = crate::output::progress(records.len() as u64, msg!("cli-import-running", file = &source).render(lang));
     let (mut imported, mut refused) = (Vec::new(), Vec::new());
     for (line, data) in records {
         let result = match data {

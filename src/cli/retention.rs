@@ -56,12 +56,7 @@ pub async fn archive(a: Archive, db: String, lang: Lang) -> CmdResult {
         let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600));
     }
     let mut out_file = std::io::BufWriter::new(file);
-    let bar = indicatif::ProgressBar::new(total).with_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(msg!("cli-archive-running", file = &shown).render(lang));
+    let bar = crate::output::progress(total, msg!("cli-archive-running", file = &shown).render(lang));
     let opts = ArchiveOptions {
         closed_before: cutoff,
         purge: a.purge,
