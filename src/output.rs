@@ -81,15 +81,6 @@ pub fn table(header: &[String], rows: &[Vec<String>], right: &[bool]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn padding_counts_chinese_characters_twice() {
-        assert_eq!(super::pad("版本", 6), "版本  ");
-        assert_eq!(super::pad("id", 6), "id    ");
-    }
-}
-
 /// A progress bar for a long command, with `message` before it; drawn only on a terminal
 /// (indicatif hides it when standard error is not one).
 pub fn progress(total: u64, message: String) -> indicatif::ProgressBar {
@@ -97,4 +88,13 @@ pub fn progress(total: u64, message: String) -> indicatif::ProgressBar {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> ");
     indicatif::ProgressBar::new(total).with_style(style).with_message(message)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn padding_counts_chinese_characters_twice() {
+        assert_eq!(super::pad("版本", 6), "版本  ");
+        assert_eq!(super::pad("id", 6), "id    ");
+    }
 }
