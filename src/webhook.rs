@@ -123,7 +123,8 @@ impl HttpWebhooks {
         if let Some((ts, sig)) = signature {
             req = req.header(TIMESTAMP_HEADER, ts).header(SIGNATURE_HEADER, sig);
         }
-        let resp = req.body(payload).send().await.map_err(|e| describe_error(&e))?;
+        // reqwest's errors name the URL, and robots' URLs carry their keys: leave it out.
+        let resp = req.body(payload).send().await.map_err(|e| describe_error(&e.without_url()))?;
         let status = resp.status();
         let answer = resp.bytes().await.unwrap_or_default();
         if !status.is_success() {

@@ -199,3 +199,21 @@ async fn the_history_export_masks_personal_data_unless_an_admin_asks() {
     assert_eq!(s, 200);
     assert!(csv.as_str().unwrap().contains("13800138000"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_of_purged_cases_are_never_handed_out_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("yishi.db");
+    let clock = Arc::new(ManualClock::new(JAN));
+    let engine = engine_at(&db, clock.clone()).await;
+    let ids = fill(&engine, &clock).await;
+    let staff = Actor { id: "wang".into(), roles: vec!["staff".into()] };
+    engine.cancel(ids[5], None, "测试", &staff).await.unwrap();
+    engine.close().await;
+    let (ok, out, err) = yishi(tmp.path(), &["archive", "--closed-before", "2027-01-01", "--to", "all.jsonl", "--purge"]);
+    assert!(ok && out.contains("removed 6"), "{out}{err}");
+    let engine = engine_at(&db, Arc::new(ManualClock::new(JAN + 40 * DAY))).await;
+    let case = engine.start("street/report", Map::new(), &staff, None).await.unwrap();
+    assert_eq!(case.id, ids[5] + 1, "the archive's ids stay unique");
+    engine.close().await;
+}

@@ -48,7 +48,8 @@ fn read_records(path: &Path) -> Result<Vec<Record>, Message> {
             .collect();
         let mut out = Vec::new();
         for (i, row) in reader.records().enumerate() {
-            let line = i + 2;
+            // The line the record starts on (a quoted cell may span lines).
+            let line = row.as_ref().ok().and_then(|r| r.position()).map_or(i + 2, |p| p.line() as usize);
             out.push((
                 line,
                 row.map_err(|e| msg!("cli-import-bad-csv", detail = e.to_string())).map(|r| {
@@ -83,6 +84,8 @@ fn read_records(path: &Path) -> Result<Vec<Record>, Message> {
 pub async fn import(a: Import, db: String, lang: Lang) -> CmdResult {
     let records = read_records(&a.from).map_err(Failure::new)?;
     let engine = open_engine(&db).await?;
+    // Case ids are handed out by the process holding the database: not beside a server.
+    engine.hold_database()?;
     // The definitions come from the rules folder, activated as a server would (the same files
     // give the same versions).
     let files = yishi_core::FileSet::load_dir(&a.workflows)

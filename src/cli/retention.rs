@@ -44,16 +44,19 @@ pub async fn archive(a: Archive, db: String, lang: Lang) -> CmdResult {
     }
     let to = a.to.expect("clap requires --to without --dry-run");
     let shown = to.display().to_string();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&to)
-        .map_err(|e| Failure::new(msg!("cli-archive-cannot-write", file = &shown, detail = e.to_string())))?;
-    // Personal data may be in it: readable by its owner only, like the database.
+    let cannot =
+        |e: std::io::Error| Failure::new(msg!("cli-archive-cannot-write", file = &shown, detail = e.to_string()));
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    // Personal data may be in it: readable by its owner only from the start, like the database.
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600));
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let file = open.open(&to).map_err(cannot)?;
+    // The file's name must survive a power loss too before anything is purged.
+    #[cfg(unix)]
+    if a.purge {
+        let folder = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        std::fs::File::open(folder).and_then(|d| d.sync_all()).map_err(cannot)?;
     }
     let mut out_file = std::io::BufWriter::new(file);
     let bar = crate::output::progress(total, msg!("cli-archive-running", file = &shown).render(lang));

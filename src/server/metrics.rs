@@ -71,6 +71,11 @@ pub fn request(method: &str, route: Option<&str>, status: u16, took: Duration) {
         400..=499 => "4xx",
         _ => "5xx",
     };
+    // A client can send any method: only the standard ones become labels.
+    let method = match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+        _ => "other",
+    };
     let labels = [
         ("method", method.to_owned()),
         ("route", route.unwrap_or("unmatched").to_owned()),

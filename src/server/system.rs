@@ -78,7 +78,7 @@ pub async fn retry_dead(
     b: super::extract::Body<super::types::DeadLetterChoice>,
 ) -> ApiResult<Response> {
     require_all(&p)?;
-    json(&super::types::Affected { count: st.engine.retry_dead(b.value.id).await? })
+    json(&super::types::Affected { count: st.engine.retry_dead(b.value.target()?).await? })
 }
 
 pub async fn discard_dead(
@@ -87,5 +87,5 @@ pub async fn discard_dead(
     b: super::extract::Body<super::types::DeadLetterChoice>,
 ) -> ApiResult<Response> {
     require_all(&p)?;
-    json(&super::types::Affected { count: st.engine.discard_dead(b.value.id).await? })
+    json(&super::types::Affected { count: st.engine.discard_dead(b.value.target()?).await? })
 }

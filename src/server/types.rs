@@ -242,13 +242,27 @@ pub struct CalendarMonth {
     pub days: Vec<yishi_core::calendar::Day>,
 }
 
-/// Which dead letters: one by its id, or all of them (no id).
+/// Which dead letters: one by its `id`, or every one with `"all": true` (one of the two).
 #[derive(Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterChoice {
     #[serde(default, deserialize_with = "super::extract::opt_int")]
     #[schemars(range(min = 1))]
     pub id: Option<i64>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+impl DeadLetterChoice {
+    /// The id, `None` for all; a body naming neither (or both) is refused, so that a forgotten
+    /// id never touches every dead letter.
+    pub fn target(&self) -> Result<Option<i64>, super::error::ApiError> {
+        match (self.id, self.all) {
+            (Some(id), false) => Ok(Some(id)),
+            (None, true) => Ok(None),
+            _ => Err(super::error::ApiError::invalid(yishi_core::msg!("api-dead-letter-choice")).field("/id")),
+        }
+    }
 }
 
 /// How many dead letters an operation touched.

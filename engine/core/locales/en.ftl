@@ -188,7 +188,7 @@ cli-arg-backup-to = The copy to write (a new file)
 cli-about-archive = Write closed cases with their whole history to a file (JSON lines) and, with --purge, remove them from the database in small batches; their monthly figures are kept
 cli-arg-archive-closed-before = Cases closed before this day (YYYY-MM-DD, midnight in --tz)
 cli-arg-archive-to = The archive to write (a new file of JSON lines)
-cli-arg-archive-purge = Remove the archived cases from the database once they are written
+cli-arg-archive-purge = Remove the archived cases from the database once they are written (for good: the archive is then the only copy)
 cli-arg-archive-dry-run = Only count what would be archived
 cli-arg-archive-with-personal-data = Keep residents' personal data (the keys a workflow marks personal) instead of masking it
 cli-arg-archive-batch = Cases per batch (one short transaction each when purging)
@@ -740,6 +740,7 @@ cli-about-kinds = List the step kinds this build provides
 
 api-no-workflow-active = not ready: no workflow is active yet (see GET /api/v1/reload for why)
 api-database-unavailable = not ready: the database does not answer
+api-dead-letter-choice = name one dead letter with `id`, or all of them with `"all": true`
 webhook-ca-unreadable = cannot read the CA file { $file }: { $detail }
 webhook-ca-invalid = the CA file { $file } holds no usable PEM certificate: { $detail }
 webhook-no-robot-secret = the configuration has no robot secret named `{ $name }` ([webhooks.robot_secrets])

@@ -185,10 +185,10 @@ cli-arg-common-id = 标识（见列表）
 cli-arg-common-all = 全部
 cli-about-backup = 在服务运行时复制数据库，检查副本并报告其中的内容
 cli-arg-backup-to = 备份写到哪里（必须是新文件）
-cli-about-archive = 把已结束的事项连同全部记录写入文件（JSON Lines）；加 --purge 时再分小批从数据库中删除，月度统计数字保留
+cli-about-archive = 把已结束的事项连同全部记录写入文件（JSON Lines）；加 --purge 时再分小批从数据库中清除（不可恢复），月度统计数字保留
 cli-arg-archive-closed-before = 在这一天之前结束的事项（YYYY-MM-DD，按 --tz 的零点）
 cli-arg-archive-to = 归档写到哪里（新的 JSON Lines 文件）
-cli-arg-archive-purge = 写好归档后，从数据库中删除这些事项
+cli-arg-archive-purge = 写好归档后，从数据库中清除这些事项（永久删除，不可恢复；归档文件是唯一的副本）
 cli-arg-archive-dry-run = 只统计将要归档的数量，不做改动
 cli-arg-archive-with-personal-data = 保留居民个人信息（流程中标为 personal 的字段），不做遮盖
 cli-arg-archive-batch = 每批处理的事项数（删除时每批一个短事务）
@@ -197,11 +197,11 @@ cli-col-cases = 事项数
 cli-archive-would = { $before } 之前结束的 { $cases } 个事项将被归档
 cli-archive-cannot-write = 无法写入归档文件 { $file }：{ $detail }
 cli-archive-running = 正在归档到 { $file }
-cli-archive-done = 已把 { $cases } 个事项及 { $events } 条记录归档到 { $file }；数据库未作删除
-cli-archive-done-purged = 已把 { $cases } 个事项及 { $events } 条记录归档到 { $file }，并从数据库删除 { $purged } 个；其月度统计数字已保留，本次删除已记录
+cli-archive-done = 已把 { $cases } 个事项及 { $events } 条记录归档到 { $file }；数据库中未清除任何内容
+cli-archive-done-purged = 已把 { $cases } 个事项及 { $events } 条记录归档到 { $file }，并从数据库清除 { $purged } 个（不可恢复）；其月度统计数字已保留，本次清除已记录
 cli-about-import = 把已有的事项（JSON Lines 或 CSV）导入某个流程的指定环节；试运行会先逐条检查
 cli-arg-import-from = 导入文件：JSON Lines（每行一个事项数据对象）或 CSV（首行为数据键），按扩展名区分
-cli-arg-import-step = 事项从哪个环节开始（默认：流程的第一个环节）
+cli-arg-import-step = 事项从哪个步骤开始（默认：流程的第一个步骤）
 cli-arg-import-dry-run = 逐条检查并报告，不导入任何事项
 cli-arg-import-actor = 导入的事项记录为由谁发起
 cli-import-unreadable = 无法读取 { $file }：{ $detail }
@@ -213,7 +213,7 @@ cli-import-would = 试运行：{ $ok } 条记录可以在 { $workflow } 中建�
 cli-import-done = 已向 { $workflow } 导入 { $ok } 个事项（编号 { $ids }）；{ $refused } 条记录被拒绝
 cli-import-refused-line = {""}  第 { $line } 行：{ $reason }
 cli-import-more-refused = {""}  ……另有 { $count } 条
-engine-no-step = 流程 `{ $workflow }` 没有环节 `{ $step }`
+engine-no-step = 流程 `{ $workflow }` 没有步骤 `{ $step }`
 cli-archive-masked = 个人信息已遮盖（使用 --with-personal-data 可保留）
 cli-about-restore = 用备份替换一个没有服务在用的数据库
 cli-arg-restore-from = 要恢复的备份文件
@@ -740,18 +740,19 @@ cli-about-kinds = 列出本程序提供的步骤类型
 
 api-no-workflow-active = 尚未就绪：还没有启用任何流程（原因见 GET /api/v1/reload）
 api-database-unavailable = 尚未就绪：数据库没有响应
+api-dead-letter-choice = 请用 `id` 指定一条失败的通知，或用 `"all": true` 指定全部
 webhook-ca-unreadable = 无法读取 CA 证书文件 { $file }：{ $detail }
 webhook-ca-invalid = CA 证书文件 { $file } 里没有可用的 PEM 证书：{ $detail }
 webhook-no-robot-secret = 配置中没有名为 `{ $name }` 的机器人密钥（[webhooks.robot_secrets]）
 webhook-robot-title = 议事通知
 webhook-robot-text =
     【议事】{ $message }
-    案件：{ $case } · 环节：{ $step }
+    事项：{ $case } · 步骤：{ $step }
 webhook-robot-markdown =
     ### { $title }
     { $message }
 
-    > 案件：{ $case } · 环节：{ $step }
+    > 事项：{ $case } · 步骤：{ $step }
 
 ## Configuration file
 

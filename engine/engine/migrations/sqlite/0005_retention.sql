@@ -18,5 +18,6 @@ CREATE TABLE purges (
     closed_before INTEGER NOT NULL,
     cases         INTEGER NOT NULL,
     archive       TEXT    NOT NULL,        -- where the cases were written first
-    actor         TEXT    NOT NULL
+    actor         TEXT    NOT NULL,
+    max_id        INTEGER NOT NULL         -- the highest case id removed: ids are never handed out again
 );

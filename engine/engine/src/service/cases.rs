@@ -177,7 +177,7 @@ impl Engine {
             Ok(()) => {
                 guard.row = Some(view_row);
                 self.count(|| super::metrics::started(&def.key));
-                self.count(|| super::metrics::transition(&def.key, &def.steps[def.start].kind, began.elapsed()));
+                self.count(|| super::metrics::transition(&def.key, &def.steps[at].kind, began.elapsed()));
                 self.timer_wake.notify_one();
                 Ok(view)
             }

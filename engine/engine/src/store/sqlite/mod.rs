@@ -138,8 +138,13 @@ impl SqliteStore {
 
     async fn ready(pool: SqlitePool, writer: Arc<writer::Writer>, path: Option<PathBuf>) -> StoreResult<Self> {
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Fatal(format!("migrating the database: {e}")))?;
-        let last: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM instances").fetch_one(&pool).await.map_err(map_err)?;
+        // Purged cases took their ids with them: never hand one out again.
+        let last: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM instances), 0), COALESCE((SELECT MAX(max_id) FROM purges), 0))",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(map_err)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 pool,
@@ -618,11 +623,11 @@ impl Store for SqliteStore {
     async fn purge(&self, p: &Purge) -> StoreResult<i64> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let ids = serde_json::to_string(&p.ids).unwrap_or_default();
+        let max_id = p.ids.iter().copied().max().unwrap_or(0);
         for sql in [
             "DELETE FROM events WHERE instance_id IN (SELECT value FROM json_each(?))",
             "DELETE FROM timers WHERE instance_id IN (SELECT value FROM json_each(?))",
             "DELETE FROM idempotency WHERE instance_id IN (SELECT value FROM json_each(?))",
-            "DELETE FROM outbox WHERE instance_id IN (SELECT value FROM json_each(?))",
         ] {
             sqlx::query(sql).bind(&ids).execute(&mut *tx).await.map_err(map_err)?;
         }
@@ -661,8 +666,9 @@ impl Store for SqliteStore {
         }
         let record = match p.record {
             Some(id) => {
-                sqlx::query("UPDATE purges SET cases = cases + ? WHERE id = ?")
+                sqlx::query("UPDATE purges SET cases = cases + ?, max_id = MAX(max_id, ?) WHERE id = ?")
                     .bind(removed as i64)
+                    .bind(max_id)
                     .bind(id)
                     .execute(&mut *tx)
                     .await
@@ -670,13 +676,14 @@ impl Store for SqliteStore {
                 id
             }
             None => sqlx::query_scalar(
-                "INSERT INTO purges (at, closed_before, cases, archive, actor) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO purges (at, closed_before, cases, archive, actor, max_id) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             )
             .bind(p.at)
             .bind(p.closed_before)
             .bind(removed as i64)
             .bind(&p.archive)
             .bind(&p.actor)
+            .bind(max_id)
             .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?,
@@ -747,7 +754,7 @@ impl Store for SqliteStore {
 
     async fn gauges(&self, now: i64) -> StoreResult<Gauges> {
         let active = sqlx::query_as::<_, (String, String, i64)>(
-            "SELECT i.workflow, s.value, count(*) FROM instances i, json_each(i.active_steps) s \
+            "SELECT i.workflow, s.value, count(DISTINCT i.id) FROM instances i, json_each(i.active_steps) s \
              WHERE i.status = 'active' GROUP BY i.workflow, s.value ORDER BY 1, 2",
         )
         .fetch_all(self.pool())
