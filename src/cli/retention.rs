@@ -67,7 +67,8 @@ pub async fn archive(a: Archive, db: String, lang: Lang) -> CmdResult {
         batch: a.batch,
         zone,
         archive: std::path::absolute(&to).unwrap_or(to.clone()).display().to_string(),
-        actor: std::env::var("USER").unwrap_or_else(|_| "yishi".into()),
+        // The person behind `sudo -u yishi`, else the account running it.
+        actor: std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "yishi".into()),
     };
     let report = engine.archive(&opts, &mut out_file, |n| bar.inc(n)).await;
     bar.finish_and_clear();
