@@ -170,6 +170,9 @@ pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
         "workflows loaded from {}",
         args.workflows.display()
     );
+    for (workflow, step, name) in webhooks.unknown_robot_secrets(&engine) {
+        tracing::warn!(workflow, step, "{}", msg!("webhook-no-robot-secret", name = &name).render(lang));
+    }
 
     if engine.tokens().await.map_err(failed)?.is_empty() {
         let spec = TokenSpec { name: "admin", role: "admin", scope: "*", acts_as: &[] };

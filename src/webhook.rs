@@ -205,6 +205,26 @@ pub fn robot_message(robot: &Robot, body: &Value, lang: Lang) -> Value {
     }
 }
 
+impl HttpWebhooks {
+    /// Robot secrets that active notify steps name and the configuration lacks: (workflow,
+    /// step, name). Their deliveries would fail; the server warns at start.
+    pub fn unknown_robot_secrets(&self, engine: &yishi_engine::service::Engine) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (key, (_, def)) in &engine.active().current {
+            for step in def.effective["steps"].as_array().into_iter().flatten() {
+                if let Some(name) = step.get("secret").and_then(Value::as_str)
+                    && step.get("kind").and_then(Value::as_str) == Some("notify")
+                    && !self.options.robot_secrets.contains_key(name)
+                {
+                    let id = step.get("id").and_then(Value::as_str).unwrap_or_default();
+                    out.push((key.clone(), id.to_owned(), name.to_owned()));
+                }
+            }
+        }
+        out
+    }
+}
+
 impl WebhookSender for HttpWebhooks {
     fn send<'a>(
         &'a self,

@@ -206,6 +206,12 @@ async fn a_robot_notice_goes_through_the_outbox_and_a_failure_is_retried() {
     let data = [("registration".to_owned(), json!("LHL-2026-0009"))].into_iter().collect();
     engine.start("u/w", data, &Actor { id: "staff".into(), roles: vec![] }, None).await.unwrap();
     let s = sender(&r, None, &[("jiedao", "SECabc")]);
+    assert!(s.unknown_robot_secrets(&engine).is_empty());
+    assert_eq!(
+        sender(&r, None, &[]).unknown_robot_secrets(&engine),
+        vec![("u/w".to_owned(), "tell".to_owned(), "jiedao".to_owned())],
+        "a server without the secret warns at start"
+    );
     assert_eq!(engine.deliver_outbox(&s).await.unwrap(), 1);
     assert_eq!(r.seen.lock().unwrap().len(), 1);
     assert!(engine.dead_letters().await.unwrap().is_empty(), "retried, not given up");

@@ -210,7 +210,8 @@ async fn ids_of_purged_cases_are_never_handed_out_again() {
     let staff = Actor { id: "wang".into(), roles: vec!["staff".into()] };
     engine.cancel(ids[5], None, "测试", &staff).await.unwrap();
     engine.close().await;
-    let (ok, out, err) = yishi(tmp.path(), &["archive", "--closed-before", "2027-01-01", "--to", "all.jsonl", "--purge"]);
+    let (ok, out, err) =
+        yishi(tmp.path(), &["archive", "--closed-before", "2027-01-01", "--to", "all.jsonl", "--purge"]);
     assert!(ok && out.contains("removed 6"), "{out}{err}");
     let engine = engine_at(&db, Arc::new(ManualClock::new(JAN + 40 * DAY))).await;
     let case = engine.start("street/report", Map::new(), &staff, None).await.unwrap();

@@ -345,6 +345,7 @@ async fn purges_remove_closed_cases_whole_and_keep_their_figures(store: AnyStore
     assert_eq!(closed, vec![2, 3], "closed cases changed before the cutoff");
     assert!(store.closed_before(9, 0, 10).await.unwrap().is_empty(), "changed at 9: not before 9");
     assert_eq!(store.closed_before(10, 2, 10).await.unwrap()[0].id, 3, "paged by id");
+    assert_eq!(store.count_closed_before(10).await.unwrap(), [("u/w".to_owned(), 2)].into_iter().collect());
 
     let figures = vec![MonthFigures {
         unit: "u".into(),

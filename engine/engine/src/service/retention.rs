@@ -112,17 +112,7 @@ fn status_word(row: &InstanceRow) -> String {
 impl Engine {
     /// Closed cases an archive with this cutoff would take, per workflow.
     pub async fn count_closed_before(&self, closed_before: i64) -> Result<BTreeMap<String, u64>, EngineError> {
-        let mut counts = BTreeMap::new();
-        let mut after = 0;
-        loop {
-            let rows = self.store.closed_before(closed_before, after, 1000).await?;
-            let Some(last) = rows.last() else { break };
-            after = last.id;
-            for r in &rows {
-                *counts.entry(r.workflow.clone()).or_insert(0) += 1;
-            }
-        }
-        Ok(counts)
+        Ok(self.store.count_closed_before(closed_before).await?)
     }
 
     /// Writes closed cases with their whole history to `out`, one JSON object a line, and

@@ -473,6 +473,8 @@ pub trait Store: Send + Sync + 'static {
         after_id: i64,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<InstanceRow>>> + Send;
+    /// How many cases [`Store::closed_before`] would hand out, per workflow.
+    fn count_closed_before(&self, cutoff: i64) -> impl Future<Output = StoreResult<BTreeMap<String, u64>>> + Send;
     /// Removes a batch of closed cases (history, timers, idempotency keys), keeps their figures
     /// and records the purge, all or nothing; a case that is active or gone makes the batch a
     /// conflict. Returns the purge record's id.
@@ -681,6 +683,9 @@ impl Store for AnyStore {
     }
     async fn purge(&self, p: &Purge) -> StoreResult<i64> {
         each!(self, s => s.purge(p).await)
+    }
+    async fn count_closed_before(&self, cutoff: i64) -> StoreResult<BTreeMap<String, u64>> {
+        each!(self, s => s.count_closed_before(cutoff).await)
     }
     async fn kept_figures(&self) -> StoreResult<Vec<MonthFigures>> {
         each!(self, s => s.kept_figures().await)

@@ -620,6 +620,19 @@ impl Store for SqliteStore {
         rows.iter().map(instance_of).collect()
     }
 
+    async fn count_closed_before(&self, cutoff: i64) -> StoreResult<BTreeMap<String, u64>> {
+        let rows = sqlx::query_as::<_, (String, i64)>(
+            "SELECT workflow, count(*) FROM instances AS i WHERE status <> 'active' AND updated_at < ? \
+             AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.instance_id = i.id AND o.delivered_at IS NULL) \
+             GROUP BY workflow",
+        )
+        .bind(cutoff)
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(|(w, n)| (w, n as u64)).collect())
+    }
+
     async fn purge(&self, p: &Purge) -> StoreResult<i64> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let ids = serde_json::to_string(&p.ids).unwrap_or_default();
