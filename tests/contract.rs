@@ -306,6 +306,8 @@ async fn deliveries_given_up_on_are_listed_retried_and_discarded_by_an_admin() {
     }
     let (s, v) = api.call("POST", "/api/v1/outbox/dead/discard", Some(&admin), Some(json!({}))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a forgotten id never means all: {v}");
+    let (s, v) = api.call("POST", "/api/v1/outbox/dead/discard", Some(&admin), Some(json!({"id": 0}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "ids start at 1: {v}");
     let (s, v) = api.call("POST", "/api/v1/outbox/dead/discard", Some(&admin), Some(json!({"all": true}))).await;
     assert_eq!((s, v["count"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
     let (_, v) = api.call("GET", "/api/v1/outbox/dead", Some(&admin), None).await;

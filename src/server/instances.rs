@@ -171,6 +171,27 @@ pub async fn get(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct SimilarQuery {
+    limit: Option<usize>,
+}
+
+/// Likely duplicates of a case among its unit's open cases.
+pub async fn similar(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    P(id): P<i64>,
+    Q(q): Q<SimilarQuery>,
+) -> ApiResult<Response> {
+    let limit = q.limit.unwrap_or(5);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::bad_request(msg!("api-bad-limit", max = 50)).field("limit"));
+    }
+    visible(&st, &p, id).await?;
+    json(&super::types::Similar { instance: id, items: st.engine.similar(id, limit).await? })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     format: Option<String>,
     /// CSV only: start with a byte-order mark (default true, so that Excel reads UTF-8).

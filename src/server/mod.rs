@@ -112,6 +112,7 @@ pub fn api_routes() -> Vec<Route> {
         (Method::POST, "/api/v1/instances", post(instances::start)),
         (Method::GET, "/api/v1/instances/{id}", get(instances::get)),
         (Method::GET, "/api/v1/instances/{id}/history", get(instances::history)),
+        (Method::GET, "/api/v1/instances/{id}/similar", get(instances::similar)),
         (Method::POST, "/api/v1/instances/{id}/actions", post(instances::act)),
         (Method::POST, "/api/v1/instances/{id}/cancel", post(instances::cancel)),
         (Method::POST, "/api/v1/instances/{id}/migrate", post(instances::migrate)),

@@ -328,6 +328,15 @@ fn instance_operations() -> Vec<Op> {
             ])
         .answer(JsonOr(s::<api::History>, &["text/csv"]))
         .errors(&[400, 404]),
+        op(GET, "/api/v1/instances/{id}/similar", "similar",
+            "open cases of the same unit that may report the same matter (character-bigram overlap of title and text, plus the same location or category); a suggestion, never a merge")
+        .role(ApiRole::Viewer)
+        .params(&[
+                ID,
+                ("limit", "query", false, "at most this many (1 to 50, default 5)", r#"{"type": "integer", "minimum": 1, "maximum": 50}"#),
+            ])
+        .answer(Json(200, s::<api::Similar>))
+        .errors(&[400, 404]),
         op(POST, "/api/v1/instances/{id}/actions", "act",
             "submit an action (`If-Match: \"<revision>\"` for optimistic concurrency)")
         .role(ApiRole::Operator)

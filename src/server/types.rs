@@ -141,6 +141,13 @@ pub struct InstanceDetail {
     pub history: Vec<EventRow>,
 }
 
+/// Open cases of the same unit that may report the same matter, most alike first.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Similar {
+    pub instance: i64,
+    pub items: Vec<yishi_engine::service::duplicates::Suggestion>,
+}
+
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct History {
     pub instance: i64,
@@ -258,7 +265,7 @@ impl DeadLetterChoice {
     /// id never touches every dead letter.
     pub fn target(&self) -> Result<Option<i64>, super::error::ApiError> {
         match (self.id, self.all) {
-            (Some(id), false) => Ok(Some(id)),
+            (Some(id), false) if id >= 1 => Ok(Some(id)),
             (None, true) => Ok(None),
             _ => Err(super::error::ApiError::invalid(yishi_core::msg!("api-dead-letter-choice")).field("/id")),
         }

@@ -23,6 +23,7 @@ pub mod rhai_kind;
 pub mod runtime;
 pub mod schema;
 pub mod script;
+pub mod similar;
 pub mod webhook;
 
 pub use check::{Catalog, check};

@@ -18,6 +18,7 @@
 pub mod access;
 mod cases;
 pub mod catalog;
+pub mod duplicates;
 pub mod metrics;
 pub mod outbox;
 pub mod retention;
