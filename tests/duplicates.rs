@@ -65,3 +65,41 @@ async fn the_same_lamp_reported_three_ways_is_suggested_before_other_matters() {
     let (s, _) = api.call("GET", &format!("/api/v1/instances/{lamp}/similar"), Some(&other), None).await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn yishi_similar_lists_the_suggestions_at_a_terminal() {
+    use yishi_engine::store::{AnyStore, Store, StoreOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("yishi.db");
+    let store = yishi_engine::store::open(&StoreOptions::new(db.display().to_string())).await.unwrap();
+    let engine = common::engine_on(AnyStore::clone(&store), std::sync::Arc::new(yishi_core::clock::SystemClock)).await;
+    let files = yishi_core::FileSet::load_dir(std::path::Path::new("workflows")).unwrap();
+    assert!(engine.activate_files(&files, "test").await.unwrap().ok);
+    let staff = yishi_core::kind::Actor { id: "wang".into(), roles: vec![] };
+    let mut ids = Vec::new();
+    for (title, location) in
+        [("3号楼门口路灯不亮", "3号楼"), ("三号楼前路灯坏了", "三号楼"), ("中心广场跳舞太吵", "中心广场")]
+    {
+        let data = json!({ "title": title, "location": location }).as_object().unwrap().clone();
+        ids.push(engine.start(GARDEN, data, &staff, None).await.unwrap().id);
+    }
+    engine.close().await;
+    store.close().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yishi"))
+        .args(["similar", &ids[0].to_string(), "--db"])
+        .arg(&db)
+        .env("YISHI_LANG", "zh-CN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("相似度") && lines[0].contains("地点"), "{text}");
+    assert!(lines[1].contains("三号楼前路灯坏了"), "the same lamp first: {text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yishi"))
+        .args(["similar", "1", "--limit", "0", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "limit 1 to 50");
+}

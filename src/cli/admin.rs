@@ -279,3 +279,32 @@ pub async fn outbox(cmd: OutboxCommand, lang: Lang) -> CmdResult {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn similar(id: i64, limit: usize, db: String, lang: Lang) -> CmdResult {
+    let engine = open_engine(&db).await?;
+    let found = engine.similar(id, limit).await;
+    engine.close().await;
+    let found = found?;
+    if found.is_empty() {
+        out!("{}", msg!("cli-similar-none", id = id).render(lang));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let header: Vec<String> = ["cli-col-id", "cli-col-score", "cli-col-title", "cli-col-location", "cli-col-category"]
+        .iter()
+        .map(|k| yishi_core::i18n::Message::new(k).render(lang))
+        .collect();
+    let rows: Vec<Vec<String>> = found
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                format!("{:.3}", s.score),
+                s.title.clone().unwrap_or_default(),
+                s.location.clone().unwrap_or_default(),
+                s.category.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&header, &rows, &[true, true, false, false, false]);
+    Ok(ExitCode::SUCCESS)
+}

@@ -143,6 +143,17 @@ pub enum Command {
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
         db: String,
     },
+    /// Open cases of the same unit that may report the same matter as case ID, most alike
+    /// first (a suggestion; nothing is merged).
+    Similar {
+        /// The case.
+        id: i64,
+        /// At most this many.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
+        limit: u16,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
     /// Put a backup in place of a database no server is using.
     Restore {
         /// The backup to restore.
@@ -423,6 +434,7 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Token(cmd) => block(admin::token(cmd, lang)),
         Command::Backup { to, db } => block(admin::backup(to, db, lang)),
         Command::Outbox(cmd) => block(admin::outbox(cmd, lang)),
+        Command::Similar { id, limit, db } => block(admin::similar(id, usize::from(limit), db, lang)),
         Command::Restore { from, db } => block(admin::restore(from, db, lang)),
         Command::Import { workflow, from, step, dry_run, actor, workflows, db } => {
             block(import::import(import::Import { workflow, from, step, dry_run, actor, workflows }, db, lang))
