@@ -29,6 +29,15 @@ pub struct ServeArgs {
     /// The database: a SQLite file (created on first run) or `postgres://user@host/db`.
     #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
     pub db: String,
+    /// Connections to a PostgreSQL database (per node).
+    #[arg(long, env = "YISHI_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+    /// Seconds to wait for a PostgreSQL connection before a request is answered 503.
+    #[arg(long, env = "YISHI_DB_CONNECT_TIMEOUT", default_value_t = 5)]
+    pub db_connect_timeout: u64,
+    /// Seconds a PostgreSQL statement may run before the database cancels it.
+    #[arg(long, env = "YISHI_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
+    pub db_statement_timeout: u64,
     /// Address to listen on.
     #[arg(long, env = "YISHI_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -99,6 +108,12 @@ pub struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_pool: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_connect_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_statement_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<bool>,
@@ -129,8 +144,20 @@ pub struct WebhooksFile {
     pub robot_secrets: BTreeMap<String, String>,
 }
 
-const TOP_KEYS: &[&str] =
-    &["workflows", "db", "listen", "watch", "sync", "tz", "header_timeout", "log_format", "webhooks"];
+const TOP_KEYS: &[&str] = &[
+    "workflows",
+    "db",
+    "db_pool",
+    "db_connect_timeout",
+    "db_statement_timeout",
+    "listen",
+    "watch",
+    "sync",
+    "tz",
+    "header_timeout",
+    "log_format",
+    "webhooks",
+];
 const WEBHOOK_KEYS: &[&str] = &["ca_file", "signing_secret", "connect_timeout", "timeout", "robot_secrets"];
 
 /// What `--print-config` shows instead of a secret.
@@ -176,6 +203,9 @@ impl Settings {
         }
         fill!(workflows, file.workflows);
         fill!(db, file.db);
+        fill!(db_pool, file.db_pool);
+        fill!(db_connect_timeout, file.db_connect_timeout);
+        fill!(db_statement_timeout, file.db_statement_timeout);
         fill!(listen, file.listen);
         fill!(no_watch, file.watch.map(|w| !w));
         fill!(sync, file.sync);
@@ -187,6 +217,18 @@ impl Settings {
         fill!(webhook_connect_timeout, file.webhooks.connect_timeout);
         fill!(webhook_timeout, file.webhooks.timeout);
         Ok(Settings { args, robot_secrets: file.webhooks.robot_secrets })
+    }
+
+    /// How the database is opened.
+    pub fn store_options(&self) -> yishi_engine::store::StoreOptions {
+        let a = &self.args;
+        yishi_engine::store::StoreOptions {
+            sync: a.sync.durability(),
+            pool_size: a.db_pool.max(1),
+            connect_timeout: Duration::from_secs(a.db_connect_timeout.max(1)),
+            statement_timeout: Duration::from_secs(a.db_statement_timeout.max(1)),
+            ..yishi_engine::store::StoreOptions::new(&a.db)
+        }
     }
 
     /// How webhooks are sent.
@@ -207,6 +249,9 @@ impl Settings {
         let shown = FileConfig {
             workflows: Some(a.workflows.clone()),
             db: Some(yishi_engine::store::redact(&a.db)),
+            db_pool: Some(a.db_pool),
+            db_connect_timeout: Some(a.db_connect_timeout),
+            db_statement_timeout: Some(a.db_statement_timeout),
             listen: Some(a.listen.clone()),
             watch: Some(!a.no_watch),
             sync: Some(a.sync),

@@ -9,7 +9,6 @@ use yishi_core::clock::SystemClock;
 use yishi_engine::reload::Reloader;
 use yishi_engine::service::access::TokenSpec;
 use yishi_engine::service::{Config, Engine};
-use yishi_engine::store::StoreOptions;
 
 use yishi_core::calendar::Zone;
 use yishi_core::i18n::{Lang, Message};
@@ -133,6 +132,7 @@ pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
         return Ok(());
     }
     let webhook_options = settings.webhooks(lang);
+    let options = settings.store_options();
     let args = settings.args;
     let zone = Zone::parse(&args.tz).ok_or_else(|| msg!("calendar-bad-zone", zone = &args.tz))?;
     init_logging(zone, args.log_format);
@@ -142,7 +142,6 @@ pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
     if !args.workflows.is_dir() {
         return Err(msg!("serve-no-workflows", folder = args.workflows.display().to_string()));
     }
-    let options = StoreOptions { sync: args.sync.durability(), ..StoreOptions::new(&args.db) };
     let store = yishi_engine::store::open(&options)
         .await
         .map_err(|e| msg!("cli-database-error", db = yishi_engine::store::redact(&args.db), detail = e.to_string()))?;

@@ -92,7 +92,16 @@ fn contains(got: &Value, want: &Value) -> bool {
     }
 }
 
-async fn run_doc(doc_path: &str, lang: &str) {
+/// Where the fresh server keeps its cases.
+enum Backend {
+    /// The embedded default: a SQLite file in the server's folder.
+    Sqlite,
+    /// A database of the test's own on the PostgreSQL test server; the doc's commands get it
+    /// through `YISHI_DB`, as a deployment's would.
+    Postgres,
+}
+
+async fn run_doc(doc_path: &str, lang: &str, backend: Backend) {
     if Command::new("curl").arg("--version").output().is_err() {
         assert!(std::env::var_os("CI").is_none(), "CI must have curl (the docs use it)");
         eprintln!("SKIPPED: {doc_path} needs curl, which this machine lacks");
@@ -104,7 +113,18 @@ async fn run_doc(doc_path: &str, lang: &str) {
     common::copy_dir(&root.join("workflows"), &tmp.path().join("workflows"));
     let checks = tmp.path().join("checks");
     std::fs::create_dir(&checks).unwrap();
-    let server = common::Server::start_with(tmp.path(), None, &["--lang", lang]).await;
+    let pg = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => match common::backends::PgDatabase::create(&format!("docs_{lang}")).await {
+            Some(db) => Some(db),
+            None => return,
+        },
+    };
+    let mut args = vec!["--lang", lang];
+    if let Some(db) = &pg {
+        args.extend(["--db", db.url.as_str()]);
+    }
+    let server = common::Server::start_with(tmp.path(), None, &args).await;
     let (body, expectations) = script(&doc, &server.base);
     assert!(!expectations.is_empty(), "{doc_path} checks something");
     std::fs::write(tmp.path().join("doc.sh"), format!("{PRELUDE}{body}")).unwrap();
@@ -118,6 +138,7 @@ async fn run_doc(doc_path: &str, lang: &str) {
         .env("NO_COLOR", "1")
         .env_remove("YISHI_LANG")
         .env_remove("YISHI_DB")
+        .envs(pg.as_ref().map(|db| ("YISHI_DB", db.url.as_str())))
         .env_remove("YISHI_WORKFLOWS")
         .output()
         .unwrap();
@@ -140,21 +161,31 @@ async fn run_doc(doc_path: &str, lang: &str) {
         }
     }
     assert!(failures.is_empty(), "the docs say otherwise:\n{}", failures.join("\n"));
+    drop(server);
+    if let Some(db) = pg {
+        db.drop_now().await;
+    }
 }
 
 #[tokio::test]
 async fn the_api_walkthrough_runs_as_written() {
-    run_doc("docs/api.md", "en").await;
+    run_doc("docs/api.md", "en", Backend::Sqlite).await;
+}
+
+/// The same walkthrough on PostgreSQL, CLI commands included: the answers are the same.
+#[tokio::test]
+async fn the_api_walkthrough_runs_as_written_on_postgres() {
+    run_doc("docs/api.md", "en", Backend::Postgres).await;
 }
 
 #[tokio::test]
 async fn the_readme_tour_runs_as_written() {
-    run_doc("README.md", "en").await;
+    run_doc("README.md", "en", Backend::Sqlite).await;
 }
 
 #[tokio::test]
 async fn the_chinese_tour_runs_as_written() {
-    run_doc("docs/zh/教程.md", "zh-CN").await;
+    run_doc("docs/zh/教程.md", "zh-CN", Backend::Sqlite).await;
 }
 
 #[test]

@@ -65,8 +65,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             detail = e.to_string()
         )));
     }
-    if let Some(pointer) = integer_too_large(bytes) {
-        return Err(ApiError::invalid(msg!("api-body-integer-too-large", max = i64::MAX)).field(pointer));
+    match unstorable(bytes) {
+        Some((Unstorable::IntegerTooLarge, pointer)) => {
+            return Err(ApiError::invalid(msg!("api-body-integer-too-large", max = i64::MAX)).field(pointer));
+        }
+        Some((Unstorable::NulCharacter, pointer)) => {
+            return Err(ApiError::invalid(msg!("api-body-nul-character")).field(pointer));
+        }
+        None => {}
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -166,9 +172,19 @@ fn expected_words(expected: &str) -> Message {
     }
 }
 
-/// An integer written in `json` that does not fit a signed 64-bit number, as a JSON Pointer to
-/// it; such numbers would lose digits, so they are refused rather than rounded.
-pub fn integer_too_large(json: &[u8]) -> Option<String> {
+/// What a JSON body may hold but no store keeps faithfully.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unstorable {
+    /// A whole number beyond a signed 64-bit integer: it would lose digits, so it is refused
+    /// rather than rounded.
+    IntegerTooLarge,
+    /// The NUL character (`\u0000`) in a string or key: PostgreSQL's text cannot hold it, and
+    /// it means nothing in a resident's words, so no backend takes it.
+    NulCharacter,
+}
+
+/// The first thing in `json` that no store keeps faithfully, with a JSON Pointer to it.
+pub fn unstorable(json: &[u8]) -> Option<(Unstorable, String)> {
     enum Frame {
         Object { key: Option<String> },
         Array { index: usize },
@@ -214,11 +230,21 @@ pub fn integer_too_large(json: &[u8]) -> Option<String> {
             b'"' => {
                 let start = i + 1;
                 i += 1;
+                let mut nul = false;
                 while i < json.len() && json[i] != b'"' {
-                    i += if json[i] == b'\\' { 2 } else { 1 };
+                    if json[i] == b'\\' {
+                        nul |= json.get(i + 1..i + 6) == Some(b"u0000".as_slice());
+                        i += 2;
+                    } else {
+                        i += 1;
+                    }
                 }
                 let raw = &json[start..i.min(json.len())];
                 i += 1;
+                if nul {
+                    // A key's pointer names the object holding it; a value's, the value.
+                    return Some((Unstorable::NulCharacter, pointer(&stack)));
+                }
                 // A string followed by `:` is a key.
                 let mut j = i;
                 while j < json.len() && json[j].is_ascii_whitespace() {
@@ -239,7 +265,7 @@ pub fn integer_too_large(json: &[u8]) -> Option<String> {
                 }
                 let lit = std::str::from_utf8(&json[start..i]).unwrap_or("");
                 if !lit.contains(['.', 'e', 'E']) && lit.parse::<i64>().is_err() {
-                    return Some(pointer(&stack));
+                    return Some((Unstorable::IntegerTooLarge, pointer(&stack)));
                 }
             }
             _ => i += 1,
@@ -349,10 +375,27 @@ mod tests {
 
     #[test]
     fn too_large_integers_are_found_with_their_pointer() {
-        assert_eq!(integer_too_large(br#"{"a": 1, "b": [1, 99999999999999999999]}"#).as_deref(), Some("/b/1"));
-        assert_eq!(integer_too_large(br#"{"x/y": {"n": -99999999999999999999}}"#).as_deref(), Some("/x~1y/n"));
-        assert_eq!(integer_too_large(br#"{"s": "99999999999999999999", "f": 1e30, "g": 1.5}"#), None);
-        assert_eq!(integer_too_large(br#"{"n": 9223372036854775807}"#), None);
-        assert_eq!(integer_too_large(br#"{"n": 9223372036854775808}"#).as_deref(), Some("/n"));
+        let too_large = |json: &[u8]| match unstorable(json) {
+            Some((Unstorable::IntegerTooLarge, at)) => Some(at),
+            _ => None,
+        };
+        assert_eq!(too_large(br#"{"a": 1, "b": [1, 99999999999999999999]}"#).as_deref(), Some("/b/1"));
+        assert_eq!(too_large(br#"{"x/y": {"n": -99999999999999999999}}"#).as_deref(), Some("/x~1y/n"));
+        assert_eq!(too_large(br#"{"s": "99999999999999999999", "f": 1e30, "g": 1.5}"#), None);
+        assert_eq!(too_large(br#"{"n": 9223372036854775807}"#), None);
+        assert_eq!(too_large(br#"{"n": 9223372036854775808}"#).as_deref(), Some("/n"));
+    }
+
+    #[test]
+    fn nul_characters_are_found_with_their_pointer() {
+        let nul = |json: &[u8]| match unstorable(json) {
+            Some((Unstorable::NulCharacter, at)) => Some(at),
+            _ => None,
+        };
+        assert_eq!(nul(br#"{"data": {"title": "a\u0000b"}}"#).as_deref(), Some("/data/title"));
+        assert_eq!(nul(br#"{"list": ["ok", "\u0000"]}"#).as_deref(), Some("/list/1"));
+        assert_eq!(nul(br#"{"data": {"k\u0000": 1}}"#).as_deref(), Some("/data"));
+        assert_eq!(nul(br#"{"path": "C:\\u0000"}"#), None, "an escaped backslash before u0000 is no NUL");
+        assert_eq!(nul(br#"{"s": "\u00001"}"#).as_deref(), Some("/s"));
     }
 }

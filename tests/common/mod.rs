@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod api;
+/// Fresh stores of each backend, and test databases on PostgreSQL (shared with the engine's tests).
+#[path = "../../engine/engine/tests/common/backends.rs"]
+pub mod backends;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -145,6 +148,17 @@ impl Drop for Server {
 
 /// One HTTP request with a bearer token; `None` when the server cannot be reached.
 pub async fn http(base: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
+    http_full(base, token, method, path, body).await.map(|(status, _, body)| (status, body))
+}
+
+/// [`http`] with the answer's headers.
+pub async fn http_full(
+    base: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Option<(u16, hyper::HeaderMap, Value)> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = hyper::Request::builder()
         .method(method)
@@ -156,6 +170,7 @@ pub async fn http(base: &str, token: &str, method: &str, path: &str, body: Optio
     let req = req.body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default()))).ok()?;
     let resp = client.request(req).await.ok()?;
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.ok()?.to_bytes();
-    Some((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    Some((status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
 }

@@ -97,20 +97,22 @@ async fn versions_are_content_numbered_per_workflow(store: AnyStore) {
 
 async fn a_commit_round_trips_hostile_text_exactly(store: AnyStore) {
     let v = version(&store, "u/w", "h").await;
-    let nasty = "'); DROP TABLE events; -- \0 引号 \"quotes\" \\ \n 😀 $1 ?";
+    // No text holds NUL: PostgreSQL's cannot, and the API refuses it (`api-body-nul-character`).
+    let nasty = "'); DROP TABLE events; -- 引号 \"quotes\" \\ \n \t \u{1} 😀 $1 ? \\u0000";
+    let document = format!("{nasty} {{\"json\": [1]}}");
     let mut c = create(1, "u", v.id, nasty);
     let s = c.state.as_mut().unwrap();
-    s.data.insert("x".into(), json!(nasty));
+    s.data.insert("x".into(), json!(document));
     s.data.insert("big".into(), json!(i64::MAX));
     s.outcome = Some(nasty.to_owned());
-    let ev = Event::Cancelled { reason: nasty.to_owned() };
+    let ev = Event::Cancelled { reason: document.clone() };
     c.events = vec![(ev.clone(), 5)];
     c.timers = vec![TimerChange::Set { token: 1, step: nasty.into(), name: nasty.into(), due_at: 9 }];
     c.idempotency = Some((nasty.into(), "fingerprint".into(), nasty.into()));
-    c.outbox = vec![json!({ "n": nasty })];
+    c.outbox = vec![json!({ "n": document })];
     store.commit(vec![c]).await.unwrap();
     let row = store.load(1).await.unwrap();
-    assert_eq!(row.state.data["x"], json!(nasty));
+    assert_eq!(row.state.data["x"], json!(document));
     assert_eq!(row.state.data["big"], json!(i64::MAX), "integers stay integers");
     assert_eq!(row.state.outcome.as_deref(), Some(nasty));
     assert_eq!(row.state.tokens[0].step, nasty);
@@ -126,7 +128,7 @@ async fn a_commit_round_trips_hostile_text_exactly(store: AnyStore) {
     store.forget_idempotency(nasty).await.unwrap();
     assert!(store.idempotent_response(nasty).await.unwrap().is_none());
     let out = store.claim_outbox(10, 10, LEASE).await.unwrap();
-    assert_eq!(out[0].notice, json!({ "n": nasty }));
+    assert_eq!(out[0].notice, json!({ "n": document }));
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
 }
 
@@ -452,6 +454,16 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = crate::common::backends::PgDatabase::create(stringify!($name)).await else { return };
+                    super::$name(db.store().await).await;
+                    db.drop_now().await;
+                }
+            )*
+        }
     };
 }
 
@@ -539,5 +551,152 @@ mod sqlite_only {
         let options = StoreOptions { create: false, ..StoreOptions::new(path.display().to_string()) };
         assert!(matches!(yishi_engine::store::open(&options).await, Err(StoreError::NotFound(_))));
         assert!(!path.exists());
+    }
+}
+
+/// PostgreSQL's own promises: several nodes on one database.
+mod postgres_only {
+    use super::*;
+    use crate::common::backends::PgDatabase;
+    use yishi_engine::store::{Durability, StoreOptions};
+
+    /// Two stores on one fresh database, as two nodes would have.
+    async fn two_nodes(test: &str) -> Option<(PgDatabase, AnyStore, AnyStore)> {
+        let db = PgDatabase::create(test).await?;
+        let (a, b) = (db.store().await, db.store().await);
+        Some((db, a, b))
+    }
+
+    #[tokio::test]
+    async fn ids_versions_and_numbers_are_unique_across_nodes() {
+        let Some((db, a, b)) = two_nodes("ids_across_nodes").await else { return };
+        let (va, vb) = tokio::join!(version(&a, "u/w", "h"), version(&b, "u/w", "h"));
+        assert_eq!(va, vb, "the same content started on two nodes at once is one version");
+        let (vc, vd) = tokio::join!(version(&a, "u/w", "h2"), version(&b, "u/w", "h3"));
+        let mut seqs = vec![vc.seq, vd.seq];
+        seqs.sort();
+        assert_eq!(seqs, vec![2, 3], "numbers run on without a gap or a repeat");
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let (x, y) = tokio::join!(a.next_instance_id(), b.next_instance_id());
+            ids.extend([x.unwrap(), y.unwrap()]);
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "{ids:?}");
+        let (x, y) = tokio::join!(a.next_number("reg"), b.next_number("reg"));
+        let mut n = vec![x.unwrap(), y.unwrap()];
+        n.sort();
+        assert_eq!(n, vec![1, 2]);
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn two_nodes_changing_one_case_at_once_one_wins() {
+        let Some((db, a, b)) = two_nodes("one_wins").await else { return };
+        let v = version(&a, "u/w", "h").await;
+        a.commit(vec![create(1, "u", v.id, "a")]).await.unwrap();
+        for round in 0..20 {
+            let base = a.load(1).await.unwrap();
+            let (ra, rb) = tokio::join!(
+                a.commit(vec![change(1, v.id, base.revision, base.last_seq, "x")]),
+                b.commit(vec![change(1, v.id, base.revision, base.last_seq, "y")])
+            );
+            let won = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+            assert_eq!(won, 1, "round {round}: {ra:?} {rb:?}");
+            let lost = if ra.is_err() { ra } else { rb };
+            assert!(matches!(lost, Err(StoreError::Conflict(_))), "round {round}: {lost:?}");
+            let after = b.load(1).await.unwrap();
+            assert_eq!((after.revision, after.last_seq), (base.revision + 1, base.last_seq + 1), "round {round}");
+            assert_eq!(b.history(1).await.unwrap().len() as i64, after.last_seq, "no event of the loser is kept");
+        }
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn a_claimed_timer_or_delivery_is_leased_to_one_node() {
+        let Some((db, a, b)) = two_nodes("leases").await else { return };
+        let v = version(&a, "u/w", "h").await;
+        let mut c = create(1, "u", v.id, "a");
+        c.timers = vec![set_timer("deadline", 100)];
+        c.outbox = vec![json!({"kind": "webhook"})];
+        a.commit(vec![c]).await.unwrap();
+        assert_eq!(a.claim_due(1_000, 10, LEASE).await.unwrap().len(), 1);
+        assert!(b.claim_due(1_000, 10, LEASE).await.unwrap().is_empty(), "leased to the first node");
+        assert_eq!(a.claim_outbox(1_000, 10, LEASE).await.unwrap().len(), 1);
+        assert!(b.claim_outbox(1_000, 10, LEASE).await.unwrap().is_empty(), "leased to the first node");
+        // A node that dies holding a lease: once it runs out, another node takes the work over.
+        let c2 = {
+            let mut c = create(2, "u", v.id, "a");
+            c.timers = vec![set_timer("deadline", 100)];
+            c.outbox = vec![json!({"kind": "webhook"})];
+            c
+        };
+        a.commit(vec![c2]).await.unwrap();
+        let short = Duration::from_millis(50);
+        assert_eq!(a.claim_due(1_000, 10, short).await.unwrap()[0].instance_id, 2);
+        assert_eq!(a.claim_outbox(1_000, 10, short).await.unwrap()[0].instance_id, 2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let (timers, deliveries) = loop {
+            let t = b.claim_due(1_000, 10, LEASE).await.unwrap();
+            let o = b.claim_outbox(1_000, 10, LEASE).await.unwrap();
+            if !t.is_empty() && !o.is_empty() {
+                break (t, o);
+            }
+            assert!(std::time::Instant::now() < deadline, "the lease never ran out");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!((timers.len(), timers[0].instance_id), (1, 2));
+        assert_eq!((deliveries.len(), deliveries[0].instance_id), (1, 2));
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn timers_are_due_by_the_database_clock_too() {
+        let Some(db) = PgDatabase::create("db_clock").await else { return };
+        let store = db.store().await;
+        let v = version(&store, "u/w", "h").await;
+        let in_an_hour = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        let mut c = create(1, "u", v.id, "a");
+        c.timers = vec![set_timer("deadline", in_an_hour)];
+        store.commit(vec![c]).await.unwrap();
+        let fast_clock = in_an_hour + 1;
+        assert!(store.claim_due(fast_clock, 10, LEASE).await.unwrap().is_empty(), "a node whose clock runs fast");
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn the_durability_asked_for_is_the_one_the_database_has() {
+        let Some(db) = PgDatabase::create("durability").await else { return };
+        for sync in [Durability::Full, Durability::Normal] {
+            let store = yishi_engine::store::open(&StoreOptions { sync, ..StoreOptions::new(&db.url) }).await.unwrap();
+            assert_eq!(store.durability().await.unwrap(), sync);
+            store.close().await;
+        }
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_answer_is_unavailable_and_named_without_its_password() {
+        // A port nothing listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = format!("postgres://yishi:s3cret@127.0.0.1:{port}/yishi");
+        let options = StoreOptions { connect_timeout: Duration::from_secs(2), ..StoreOptions::new(&url) };
+        let err = yishi_engine::store::open(&options).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&format!("127.0.0.1:{port}")) && !text.contains("s3cret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn commands_do_not_set_up_a_database_yishi_never_used() {
+        let Some(db) = PgDatabase::create("not_set_up").await else { return };
+        let options = StoreOptions { create: false, ..StoreOptions::new(&db.url) };
+        let err = yishi_engine::store::open(&options).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+        db.drop_now().await;
     }
 }

@@ -10,8 +10,10 @@
 //!   the change was computed from, or when a timer it consumes is already gone;
 //! - ids of instances and versions are assigned by the database;
 //! - [`Store::claim_due`] hands a due timer to one caller at a time (a lease), judged by the
-//!   database's clock as well as the caller's, so a node whose clock runs fast never fires early.
+//!   database's clock as well as the caller's, so a node whose clock runs fast never fires early;
+//! - no text it keeps holds the NUL character (PostgreSQL's text cannot; the API refuses it).
 
+pub mod postgres;
 mod rows;
 pub mod sqlite;
 
@@ -506,6 +508,7 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 impl AnyStore {
@@ -514,6 +517,7 @@ impl AnyStore {
     pub fn hold(&self) -> StoreResult<()> {
         match self {
             AnyStore::Sqlite(s) => s.hold(),
+            AnyStore::Postgres(_) => Ok(()),
         }
     }
 }
@@ -534,6 +538,7 @@ impl AnyStore {
     pub async fn fill_scale_fixture(&self, f: &ScaleFixture) -> StoreResult<()> {
         match self {
             AnyStore::Sqlite(s) => s.fill_scale_fixture(f).await,
+            AnyStore::Postgres(s) => s.fill_scale_fixture(f).await,
         }
     }
 }
@@ -541,10 +546,15 @@ impl AnyStore {
 /// Opens the database `options.url` names, applying migrations.
 pub async fn open(options: &StoreOptions) -> StoreResult<AnyStore> {
     let url = options.url.as_str();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Fatal(format!("`{}`: PostgreSQL is not supported by this build", redact(url))));
+    if is_postgres(url) {
+        return Ok(AnyStore::Postgres(postgres::PgStore::open(options).await?));
     }
     Ok(AnyStore::Sqlite(sqlite::SqliteStore::open(options).await?))
+}
+
+/// Whether a database address names a PostgreSQL server.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// A private in-memory database (scenarios, tests, benchmarks of the engine alone).
@@ -570,6 +580,7 @@ macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AnyStore::Sqlite($s) => $e,
+            AnyStore::Postgres($s) => $e,
         }
     };
 }
