@@ -118,3 +118,53 @@ async fn a_node_answers_503_while_the_database_is_away_and_recovers_by_itself() 
     drop(server);
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn db_copy_moves_a_stopped_deployment_to_postgres_and_says_what_it_checked() {
+    let Some(db) = PgDatabase::create("cli_copy").await else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"),
+        &tmp.path().join("workflows"),
+    );
+    let server = Server::start_with(tmp.path(), None, &[]).await;
+    let token = server.token.clone();
+    for _ in 0..3 {
+        let (status, _) =
+            server.call("POST", "/api/v1/instances", Some(json!({"workflow": "chengguan/tianshuinanlu/garden"}))).await;
+        assert_eq!(status, 201);
+    }
+    let yishi = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_yishi"))
+            .args(args)
+            .current_dir(tmp.path())
+            .env("YISHI_LANG", "en")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    // Not while a server serves the file.
+    let out = yishi(&["db", "copy", "--from", "yishi.db", "--to", &db.url]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another yishi server"), "{out:?}");
+    drop(server);
+
+    let out = yishi(&["db", "copy", "--from", "yishi.db", "--to", &db.url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("instances") && stdout.contains("checksum matches"), "{stdout}");
+    // Never into a database that holds anything.
+    let out = yishi(&["db", "copy", "--from", "yishi.db", "--to", &db.url]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"), "{out:?}");
+
+    // The copy serves: the same cases, the same token, new ids after the copied ones.
+    let server = Server::start_with(tmp.path(), Some(token), &["--db", &db.url]).await;
+    let (status, case) = server.call("GET", "/api/v1/instances/3", None).await;
+    assert_eq!(status, 200, "{case}");
+    let (status, started) =
+        server.call("POST", "/api/v1/instances", Some(json!({"workflow": "chengguan/tianshuinanlu/garden"}))).await;
+    assert_eq!((status, started["id"].as_i64()), (201, Some(4)), "{started}");
+    drop(server);
+    db.drop_now().await;
+}

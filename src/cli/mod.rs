@@ -3,6 +3,7 @@
 //! then `LC_ALL`, `LC_MESSAGES` and `LANG` choose the language (Chinese when none says).
 
 mod admin;
+mod db;
 mod import;
 pub mod report;
 mod retention;
@@ -165,6 +166,9 @@ pub enum Command {
     /// Deliveries given up on (dead letters): list, retry, discard.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Whole databases: copy one into another.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -194,6 +198,21 @@ pub enum Command {
     Openapi,
     /// List the step kinds this build provides.
     Kinds,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Copy every case, history, deadline, delivery, version and token into an empty database,
+    /// then check the copy (row counts and a checksum of the histories).
+    Copy {
+        /// The database to copy: a SQLite file or `postgres://user@host/db` (stop the servers
+        /// using it first).
+        #[arg(long)]
+        from: String,
+        /// The empty database to copy into: a new SQLite file or `postgres://user@host/db`.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -434,6 +453,7 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Token(cmd) => block(admin::token(cmd, lang)),
         Command::Backup { to, db } => block(admin::backup(to, db, lang)),
         Command::Outbox(cmd) => block(admin::outbox(cmd, lang)),
+        Command::Db(DbCommand::Copy { from, to }) => block(db::copy(from, to, lang)),
         Command::Similar { id, limit, db } => block(admin::similar(id, usize::from(limit), db, lang)),
         Command::Restore { from, db } => block(admin::restore(from, db, lang)),
         Command::Import { workflow, from, step, dry_run, actor, workflows, db } => {

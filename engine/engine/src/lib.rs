@@ -3,6 +3,7 @@
 //! returns, behind one [`store::Store`] contract, and runs the service around it: the catalog
 //! of active versions, per-instance serialisation, timers, the outbox, scenarios and reload.
 
+pub mod copy;
 pub mod reload;
 pub mod scenario;
 pub mod service;

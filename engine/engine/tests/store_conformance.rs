@@ -436,6 +436,44 @@ async fn listings_filter_and_page(store: AnyStore) {
     assert_eq!((counts[&v1.id], counts[&v2.id]), (19, 10));
 }
 
+async fn the_active_set_and_nodes_are_kept(store: AnyStore) {
+    use yishi_engine::store::NodeRow;
+    assert_eq!(store.active_epoch().await.unwrap(), 0, "nothing activated yet");
+    assert_eq!(store.active_set().await.unwrap().versions.len(), 0);
+    let a = version(&store, "u/a", "h1").await;
+    let b = version(&store, "u/b", "h1").await;
+    let set = BTreeMap::from([("u/a".to_owned(), a.id), ("u/b".to_owned(), b.id)]);
+    assert_eq!(store.set_active(&set, "start", r#"{"ok":true}"#, 100).await.unwrap(), 1);
+    let a2 = version(&store, "u/a", "h2").await;
+    let set2 = BTreeMap::from([("u/a".to_owned(), a2.id)]);
+    assert_eq!(store.set_active(&set2, "file save", r#"{"ok":false}"#, 200).await.unwrap(), 2);
+    assert_eq!(store.active_epoch().await.unwrap(), 2);
+    let got = store.active_set().await.unwrap();
+    assert_eq!((got.epoch, got.versions, got.changed_at), (2, set2, 200));
+    assert_eq!(
+        (got.changed_by.as_str(), serde_json::from_str::<Value>(&got.status).unwrap()),
+        ("file save", json!({"ok": false}))
+    );
+    assert!(store.try_lead().await.unwrap(), "a lone node leads");
+    let node = NodeRow {
+        id: "n1".into(),
+        build: "0.1.0".into(),
+        address: "127.0.0.1:8080".into(),
+        started_at: chrono::Utc::now().timestamp_millis(),
+        heartbeat_at: 0,
+        silent_ms: 0,
+        leader: true,
+        doing: "serving".into(),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    store.heartbeat(&node, now).await.unwrap();
+    store.heartbeat(&NodeRow { doing: "stopped".into(), ..node.clone() }, now).await.unwrap();
+    let nodes = store.nodes(now).await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!((nodes[0].id.as_str(), nodes[0].leader, nodes[0].doing.as_str()), ("n1", true, "stopped"));
+    assert!(nodes[0].silent_ms < 60_000, "{:?}", nodes[0]);
+}
+
 async fn the_database_answers(store: AnyStore) {
     store.ping().await.unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
@@ -480,6 +518,7 @@ conformance!(
     gauges_count_active_cases_timers_and_outbox,
     purges_remove_closed_cases_whole_and_keep_their_figures,
     listings_filter_and_page,
+    the_active_set_and_nodes_are_kept,
     the_database_answers,
 );
 
@@ -649,6 +688,21 @@ mod postgres_only {
         };
         assert_eq!((timers.len(), timers[0].instance_id), (1, 2));
         assert_eq!((deliveries.len(), deliveries[0].instance_id), (1, 2));
+        db.drop_now().await;
+    }
+
+    #[tokio::test]
+    async fn one_node_leads_and_another_takes_over_when_it_ends() {
+        let Some((db, a, b)) = two_nodes("lead").await else { return };
+        assert!(a.try_lead().await.unwrap());
+        assert!(a.try_lead().await.unwrap(), "the leader keeps the lead");
+        assert!(!b.try_lead().await.unwrap(), "one leader at a time");
+        a.close().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !b.try_lead().await.unwrap() {
+            assert!(std::time::Instant::now() < deadline, "the lead was never free again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         db.drop_now().await;
     }
 

@@ -13,6 +13,7 @@
 //!   database's clock as well as the caller's, so a node whose clock runs fast never fires early;
 //! - no text it keeps holds the NUL character (PostgreSQL's text cannot; the API refuses it).
 
+pub mod copy;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -322,6 +323,40 @@ pub struct PurgeRecord {
     pub actor: String,
 }
 
+/// The active version of every workflow, as the database has it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ActiveSet {
+    /// How many times the set changed; 0 before the first activation.
+    pub epoch: i64,
+    /// Workflow -> the id of its active version.
+    pub versions: BTreeMap<String, i64>,
+    pub changed_at: i64,
+    /// What activated it (`start`, `file save`, ...).
+    pub changed_by: String,
+    /// The status of that activation (a JSON document), shown by every node.
+    pub status: String,
+}
+
+/// A node serving the database, as it last reported itself.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct NodeRow {
+    /// Chosen by the node at start (host, process and a random part).
+    pub id: String,
+    /// The yishi version it runs.
+    pub build: String,
+    /// Where it listens.
+    pub address: String,
+    pub started_at: i64,
+    /// Its last heartbeat (by the database's clock where the database has one).
+    pub heartbeat_at: i64,
+    /// Milliseconds since its last heartbeat, by the database's clock.
+    pub silent_ms: i64,
+    /// Whether it leads: reads the workflows folder and activates what changes there.
+    pub leader: bool,
+    /// What it is doing (`serving`, `stopped`).
+    pub doing: String,
+}
+
 /// When a delivery is given up on: never due again until an operator retries it.
 pub const GIVEN_UP: i64 = i64::MAX;
 
@@ -488,6 +523,27 @@ pub trait Store: Send + Sync + 'static {
     /// Purges done, oldest first.
     fn purges(&self) -> impl Future<Output = StoreResult<Vec<PurgeRecord>>> + Send;
 
+    /// Makes `versions` (workflow -> version id) the active set, with the status of the
+    /// activation that chose it; returns the new epoch.
+    fn set_active(
+        &self,
+        versions: &BTreeMap<String, i64>,
+        changed_by: &str,
+        status: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// The active set's epoch (cheap: nodes poll it).
+    fn active_epoch(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+    fn active_set(&self) -> impl Future<Output = StoreResult<ActiveSet>> + Send;
+    /// Takes the lead, or keeps it: true while this store's process is the one node that reads
+    /// the workflows folder (a PostgreSQL session advisory lock, released when its connection
+    /// ends; a SQLite store, one process to a file, always leads).
+    fn try_lead(&self) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Records a node's heartbeat (inserting it the first time).
+    fn heartbeat(&self, node: &NodeRow, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Nodes heard from in the last day, most recent first.
+    fn nodes(&self, now: i64) -> impl Future<Output = StoreResult<Vec<NodeRow>>> + Send;
+
     /// What `/metrics` shows of the database: active cases, timers and outbox.
     fn gauges(&self, now: i64) -> impl Future<Output = StoreResult<Gauges>> + Send;
 
@@ -502,6 +558,16 @@ pub trait Store: Send + Sync + 'static {
     fn integrity_check(&self) -> impl Future<Output = StoreResult<String>> + Send;
     /// Finishes pending work and closes connections.
     fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs `$e` on whichever backend `$self` is.
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e,
+            AnyStore::Postgres($s) => $e,
+        }
+    };
 }
 
 /// The backend chosen at start-up.
@@ -543,6 +609,38 @@ impl AnyStore {
     }
 }
 
+/// Rows in and out, for a database copy (`crate::copy`), in the layout of [`copy::TABLES`].
+impl AnyStore {
+    /// Rows of `table` after the key `after` (the key columns of the last row handed out), in
+    /// key order.
+    pub async fn export_rows(
+        &self,
+        table: &copy::TableSpec,
+        after: Option<&[Value]>,
+        limit: u32,
+    ) -> StoreResult<Vec<Vec<Value>>> {
+        each!(self, s => s.export_rows(table, after, limit).await)
+    }
+
+    /// Writes rows into `table` as they are (ids included), in one statement.
+    pub async fn import_rows(&self, table: &copy::TableSpec, rows: &[Vec<Value>]) -> StoreResult<()> {
+        each!(self, s => s.import_rows(table, rows).await)
+    }
+
+    pub async fn row_count(&self, table: &copy::TableSpec) -> StoreResult<i64> {
+        each!(self, s => s.row_count(table).await)
+    }
+
+    /// After a copy: ids handed out next come after the copied ones.
+    pub async fn finish_import(&self) -> StoreResult<()> {
+        match self {
+            // SQLite's next ids are read from the rows when a store opens.
+            AnyStore::Sqlite(_) => Ok(()),
+            AnyStore::Postgres(s) => s.finish_import().await,
+        }
+    }
+}
+
 /// Opens the database `options.url` names, applying migrations.
 pub async fn open(options: &StoreOptions) -> StoreResult<AnyStore> {
     let url = options.url.as_str();
@@ -574,15 +672,6 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-macro_rules! each {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            AnyStore::Sqlite($s) => $e,
-            AnyStore::Postgres($s) => $e,
-        }
-    };
 }
 
 impl Store for AnyStore {
@@ -712,6 +801,30 @@ impl Store for AnyStore {
     }
     async fn discard_dead(&self, id: Option<i64>) -> StoreResult<u64> {
         each!(self, s => s.discard_dead(id).await)
+    }
+    async fn set_active(
+        &self,
+        versions: &BTreeMap<String, i64>,
+        changed_by: &str,
+        status: &str,
+        now: i64,
+    ) -> StoreResult<i64> {
+        each!(self, s => s.set_active(versions, changed_by, status, now).await)
+    }
+    async fn active_epoch(&self) -> StoreResult<i64> {
+        each!(self, s => s.active_epoch().await)
+    }
+    async fn active_set(&self) -> StoreResult<ActiveSet> {
+        each!(self, s => s.active_set().await)
+    }
+    async fn try_lead(&self) -> StoreResult<bool> {
+        each!(self, s => s.try_lead().await)
+    }
+    async fn heartbeat(&self, node: &NodeRow, now: i64) -> StoreResult<()> {
+        each!(self, s => s.heartbeat(node, now).await)
+    }
+    async fn nodes(&self, now: i64) -> StoreResult<Vec<NodeRow>> {
+        each!(self, s => s.nodes(now).await)
     }
     async fn close(&self) {
         each!(self, s => s.close().await)

@@ -3,6 +3,7 @@
 //! database's clock), one statement per commit unit (`yishi_commit`, in the migration), schema
 //! migrations under sqlx's advisory lock. Any number of processes may serve one database.
 
+mod copy;
 mod fixture;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ struct Inner {
     /// The address without its password.
     described: String,
     stats: CommitStats,
+    /// The connection holding the lead (a session advisory lock), while this node leads.
+    lead: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
 }
 
 /// What a PostgreSQL error means for the caller, by its SQLSTATE.
@@ -111,6 +114,7 @@ impl PgStore {
                 pool,
                 described: format!("postgres {described}"),
                 stats: CommitStats { observed: true, ..CommitStats::default() },
+                lead: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -830,7 +834,139 @@ impl Store for PgStore {
         })
     }
 
+    async fn set_active(
+        &self,
+        versions: &BTreeMap<String, i64>,
+        changed_by: &str,
+        status: &str,
+        now: i64,
+    ) -> StoreResult<i64> {
+        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        // The state row first: it serialises nodes setting the active set at once.
+        let epoch: i64 = sqlx::query_scalar(
+            "INSERT INTO catalog_state (id, epoch, changed_at, changed_by, status) \
+             VALUES (1, 1, yishi_ts($1), $2, $3::json) \
+             ON CONFLICT (id) DO UPDATE SET epoch = catalog_state.epoch + 1, changed_at = excluded.changed_at, \
+             changed_by = excluded.changed_by, status = excluded.status RETURNING epoch",
+        )
+        .bind(now)
+        .bind(changed_by)
+        .bind(status)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("DELETE FROM active_versions").execute(&mut *tx).await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO active_versions (workflow, version) \
+             SELECT key, value::text::bigint FROM json_each($1::json)",
+        )
+        .bind(serde_json::to_string(versions).unwrap_or_default())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(epoch)
+    }
+
+    async fn active_epoch(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE((SELECT epoch FROM catalog_state), 0)")
+            .fetch_one(self.pool())
+            .await
+            .map_err(map_err)
+    }
+
+    async fn active_set(&self) -> StoreResult<ActiveSet> {
+        // One snapshot: the set and its epoch agree.
+        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let state = sqlx::query_as::<_, (i64, i64, String, String)>(
+            "SELECT epoch, yishi_ms(changed_at), changed_by, status::text FROM catalog_state",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some((epoch, changed_at, changed_by, status)) = state else { return Ok(ActiveSet::default()) };
+        let versions = sqlx::query_as::<_, (String, i64)>("SELECT workflow, version FROM active_versions")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(ActiveSet { epoch, versions: versions.into_iter().collect(), changed_at, changed_by, status })
+    }
+
+    async fn try_lead(&self) -> StoreResult<bool> {
+        let mut held = self.inner.lead.lock().await;
+        if let Some(conn) = held.as_mut() {
+            // Still leading while the connection holding the lock lives.
+            if sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {
+                return Ok(true);
+            }
+            *held = None;
+        }
+        let mut conn = self.pool().acquire().await.map_err(map_err)?.detach();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended('yishi.lead', 0))")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(map_err)?;
+        if got {
+            *held = Some(conn);
+        }
+        Ok(got)
+    }
+
+    async fn heartbeat(&self, n: &NodeRow, _now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO nodes (id, build, address, started_at, heartbeat_at, leader, doing) \
+             VALUES ($1, $2, $3, yishi_ts($4), clock_timestamp(), $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, leader = excluded.leader, \
+             doing = excluded.doing, address = excluded.address",
+        )
+        .bind(&n.id)
+        .bind(&n.build)
+        .bind(&n.address)
+        .bind(n.started_at)
+        .bind(n.leader)
+        .bind(&n.doing)
+        .execute(self.pool())
+        .await
+        .map_err(map_err)?;
+        sqlx::query("DELETE FROM nodes WHERE heartbeat_at < clock_timestamp() - interval '1 day'")
+            .execute(self.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn nodes(&self, _now: i64) -> StoreResult<Vec<NodeRow>> {
+        let rows = sqlx::query_as::<_, (String, String, String, i64, i64, i64, bool, String)>(
+            "SELECT id, build, address, yishi_ms(started_at), yishi_ms(heartbeat_at), \
+             GREATEST(0, yishi_ms(clock_timestamp()) - yishi_ms(heartbeat_at)), leader, doing \
+             FROM nodes ORDER BY heartbeat_at DESC, id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, build, address, started_at, heartbeat_at, silent_ms, leader, doing)| NodeRow {
+                id,
+                build,
+                address,
+                started_at,
+                heartbeat_at,
+                silent_ms,
+                leader,
+                doing,
+            })
+            .collect())
+    }
+
     async fn close(&self) {
+        // Ends the session that holds the lead, if this node led.
+        self.inner.lead.lock().await.take();
         self.inner.pool.close().await;
     }
 }

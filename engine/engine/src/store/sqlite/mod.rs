@@ -2,6 +2,7 @@
 //! writer connection of their own with group commit ([`writer`]). One process writes a
 //! database file: a serving process takes an exclusive lock on it ([`SqliteStore::hold`]).
 
+mod copy;
 mod fixture;
 mod writer;
 
@@ -881,6 +882,109 @@ impl Store for SqliteStore {
         // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA; an in-memory database is never durable.
         let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(self.pool()).await.map_err(map_err)?;
         Ok(if level >= 2 && self.inner.path.is_some() { Durability::Full } else { Durability::Normal })
+    }
+
+    async fn set_active(
+        &self,
+        versions: &BTreeMap<String, i64>,
+        changed_by: &str,
+        status: &str,
+        now: i64,
+    ) -> StoreResult<i64> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        sqlx::query("DELETE FROM active_versions").execute(&mut *tx).await.map_err(map_err)?;
+        sqlx::query("INSERT INTO active_versions (workflow, version) SELECT key, value FROM json_each(?)")
+            .bind(serde_json::to_string(versions).unwrap_or_default())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let epoch: i64 = sqlx::query_scalar(
+            "INSERT INTO catalog_state (id, epoch, changed_at, changed_by, status) VALUES (1, 1, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET epoch = epoch + 1, changed_at = excluded.changed_at, \
+             changed_by = excluded.changed_by, status = excluded.status RETURNING epoch",
+        )
+        .bind(now)
+        .bind(changed_by)
+        .bind(status)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(epoch)
+    }
+
+    async fn active_epoch(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE((SELECT epoch FROM catalog_state), 0)")
+            .fetch_one(self.pool())
+            .await
+            .map_err(map_err)
+    }
+
+    async fn active_set(&self) -> StoreResult<ActiveSet> {
+        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let state = sqlx::query_as::<_, (i64, i64, String, String)>(
+            "SELECT epoch, changed_at, changed_by, status FROM catalog_state",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some((epoch, changed_at, changed_by, status)) = state else { return Ok(ActiveSet::default()) };
+        let versions = sqlx::query_as::<_, (String, i64)>("SELECT workflow, version FROM active_versions")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        Ok(ActiveSet { epoch, versions: versions.into_iter().collect(), changed_at, changed_by, status })
+    }
+
+    async fn try_lead(&self) -> StoreResult<bool> {
+        Ok(true)
+    }
+
+    async fn heartbeat(&self, n: &NodeRow, now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO nodes (id, build, address, started_at, heartbeat_at, leader, doing) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, \
+             leader = excluded.leader, doing = excluded.doing, address = excluded.address",
+        )
+        .bind(&n.id)
+        .bind(&n.build)
+        .bind(&n.address)
+        .bind(n.started_at)
+        .bind(now)
+        .bind(n.leader)
+        .bind(&n.doing)
+        .execute(self.pool())
+        .await
+        .map_err(map_err)?;
+        sqlx::query("DELETE FROM nodes WHERE heartbeat_at < ?")
+            .bind(now - 86_400_000)
+            .execute(self.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn nodes(&self, now: i64) -> StoreResult<Vec<NodeRow>> {
+        let rows = sqlx::query_as::<_, (String, String, String, i64, i64, bool, String)>(
+            "SELECT id, build, address, started_at, heartbeat_at, leader, doing FROM nodes \
+             ORDER BY heartbeat_at DESC, id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, build, address, started_at, heartbeat_at, leader, doing)| NodeRow {
+                id,
+                build,
+                address,
+                started_at,
+                heartbeat_at,
+                silent_ms: (now - heartbeat_at).max(0),
+                leader,
+                doing,
+            })
+            .collect())
     }
 
     async fn close(&self) {
