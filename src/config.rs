@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Seconds a PostgreSQL statement may run before the database cancels it.
     #[arg(long, env = "YISHI_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
     pub db_statement_timeout: u64,
+    /// Milliseconds between a node's rounds on a shared database: taking the lead when it is
+    /// free, following versions another node activated, reporting a heartbeat.
+    #[arg(long, env = "YISHI_CLUSTER_INTERVAL_MS", default_value_t = 1000)]
+    pub cluster_interval_ms: u64,
     /// Address to listen on.
     #[arg(long, env = "YISHI_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -114,6 +118,8 @@ pub struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db_statement_timeout: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<bool>,
@@ -150,6 +156,7 @@ const TOP_KEYS: &[&str] = &[
     "db_pool",
     "db_connect_timeout",
     "db_statement_timeout",
+    "cluster_interval_ms",
     "listen",
     "watch",
     "sync",
@@ -206,6 +213,7 @@ impl Settings {
         fill!(db_pool, file.db_pool);
         fill!(db_connect_timeout, file.db_connect_timeout);
         fill!(db_statement_timeout, file.db_statement_timeout);
+        fill!(cluster_interval_ms, file.cluster_interval_ms);
         fill!(listen, file.listen);
         fill!(no_watch, file.watch.map(|w| !w));
         fill!(sync, file.sync);
@@ -252,6 +260,7 @@ impl Settings {
             db_pool: Some(a.db_pool),
             db_connect_timeout: Some(a.db_connect_timeout),
             db_statement_timeout: Some(a.db_statement_timeout),
+            cluster_interval_ms: Some(a.cluster_interval_ms),
             listen: Some(a.listen.clone()),
             watch: Some(!a.no_watch),
             sync: Some(a.sync),

@@ -145,7 +145,13 @@ pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
     let store = yishi_engine::store::open(&options)
         .await
         .map_err(|e| msg!("cli-database-error", db = yishi_engine::store::redact(&args.db), detail = e.to_string()))?;
-    let engine = Engine::new(store, crate::registry(), Arc::new(SystemClock), Config { lang, ..Config::default() });
+    let node_interval = Duration::from_millis(args.cluster_interval_ms.max(50));
+    let engine = Engine::new(
+        store,
+        crate::registry(),
+        Arc::new(SystemClock),
+        Config { lang, node_interval, ..Config::default() },
+    );
     let failed = |e: yishi_engine::service::EngineError| match e {
         yishi_engine::service::EngineError::Unavailable(d) | yishi_engine::service::EngineError::Internal(d) => {
             msg!("cli-engine-failure", detail = d)
@@ -223,11 +229,20 @@ pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
         .map_err(|e| msg!("serve-cannot-listen", address = &args.listen, detail = e.to_string()))?;
     let addr = listener.local_addr().map_err(|e| msg!("cli-engine-failure", detail = e.to_string()))?;
     tracing::info!("serving http://{addr}/api/v1 (database {})", engine.database());
+    // This process as a node of the database: the lead, following, heartbeats.
+    let node = yishi_engine::service::cluster::Node::new(
+        addr.to_string(),
+        yishi_core::clock::Clock::now(&SystemClock),
+        node_interval,
+    );
+    let leads = engine.try_lead().await.map_err(failed)?;
+    tracing::info!(node = %node.id, leads, "node");
+    let node_round = tokio::spawn(engine.clone().run_node(node, reloader.clone(), leads, stopped(stop_rx.clone())));
     let app = router(AppState::new(engine.clone(), reloader, lang, zone));
     let upkeep = tokio::spawn(crate::server::metrics::upkeep());
     serve_http(listener, app, Duration::from_secs(args.header_timeout.max(1)), shutdown_signal()).await;
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(timers, outbox);
+    let _ = tokio::join!(timers, outbox, node_round);
     upkeep.abort();
     engine.close().await;
     tracing::info!("stopped");

@@ -168,3 +168,108 @@ async fn db_copy_moves_a_stopped_deployment_to_postgres_and_says_what_it_checked
     drop(server);
     db.drop_now().await;
 }
+
+/// Runs `yishi` with `args` in `dir`; its output.
+fn yishi_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_yishi"))
+        .args(args)
+        .current_dir(dir)
+        .env("YISHI_LANG", "en")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn three_nodes_share_one_database_lead_follow_and_take_over() {
+    let Some(db) = PgDatabase::create("three_nodes").await else { return };
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+    // Each node has a folder of its own: only the leader's is read.
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for d in &dirs {
+        common::copy_dir(&shipped, &d.path().join("workflows"));
+    }
+    let args = ["--db", db.url.as_str(), "--cluster-interval-ms", "200"];
+    let a = Server::start_with(dirs[0].path(), None, &args).await;
+    let token = a.token.clone();
+    let b = Server::start_with(dirs[1].path(), Some(token.clone()), &args).await;
+    let c = Server::start_with(dirs[2].path(), Some(token.clone()), &args).await;
+    let garden = "/api/v1/workflows/chengguan/tianshuinanlu/garden/versions";
+
+    // Any node answers any request: a case started on B is read and acted on at C, and read
+    // back at A right after.
+    let (status, started) =
+        b.call("POST", "/api/v1/instances", Some(json!({"workflow": "chengguan/tianshuinanlu/garden"}))).await;
+    assert_eq!(status, 201, "{started}");
+    let id = started["id"].as_i64().unwrap();
+    let submit = json!({"action": "submit", "payload": {"title": "a garden", "channel": "visit"},
+                        "on_behalf_of": {"id": "res-1", "roles": ["resident"]}});
+    let (status, acted) = c.call("POST", &format!("/api/v1/instances/{id}/actions"), Some(submit)).await;
+    assert_eq!(status, 200, "{acted}");
+    let (_, case) = a.call("GET", &format!("/api/v1/instances/{id}"), None).await;
+    assert_eq!(case["instance"]["active_steps"], json!(["small_stool"]), "read your writes: {case}");
+
+    // Every node reports itself; one leads.
+    let nodes = poll("three nodes alive", Duration::from_secs(60), async || {
+        let (_, nodes) = b.call("GET", "/api/v1/nodes", None).await;
+        let items = nodes["items"].as_array()?.clone();
+        (items.iter().filter(|n| n["alive"] == true).count() == 3).then_some(items)
+    })
+    .await;
+    assert_eq!(nodes.iter().filter(|n| n["leader"] == true).count(), 1, "{nodes:?}");
+
+    // A rule changed in the leader's folder is active on every node within the bound, from
+    // the stored files (B and C never see the file).
+    let file = dirs[0].path().join("workflows/chengguan/tianshuinanlu/garden.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\nvalue = 10\n"));
+    std::fs::write(&file, text.replace("\nvalue = 10\n", "\nvalue = 12\n")).unwrap();
+    let saved = std::time::Instant::now();
+    let (status, reloaded) = a.call("POST", "/api/v1/reload", None).await;
+    assert_eq!((status, reloaded["ok"].as_bool()), (200, Some(true)), "{reloaded}");
+    for (name, node) in [("B", &b), ("C", &c)] {
+        poll("the new version on every node", Duration::from_secs(30), async || {
+            let (_, versions) = node.call("GET", garden, None).await;
+            let items = versions["items"].as_array()?;
+            items.iter().any(|v| v["version"] == 2 && v["current"] == true).then_some(())
+        })
+        .await;
+        eprintln!("version 2 active on {name} {} ms after the reload was asked for on A", saved.elapsed().as_millis());
+    }
+    let (_, version) = c.call("GET", "/api/v1/workflows/chengguan/tianshuinanlu/garden/versions/2", None).await;
+    assert!(version.to_string().contains("value = 12"), "C shows the stored file: {version}");
+
+    // A token revoked through one node is refused by the others.
+    let out = yishi_in(dirs[0].path(), &["token", "create", "--name", "wang", "--role", "viewer", "--db", &db.url]);
+    assert!(out.status.success(), "{out:?}");
+    let viewer =
+        String::from_utf8_lossy(&out.stdout).split_whitespace().find(|w| w.starts_with("yishi_")).unwrap().to_owned();
+    let (status, _, _) = http_full(&c.base, &viewer, "GET", "/api/v1/whoami", None).await.unwrap();
+    assert_eq!(status, 200);
+    let out = yishi_in(dirs[0].path(), &["token", "list", "--db", &db.url]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let wang =
+        listed.lines().find(|l| l.contains("wang")).and_then(|l| l.split_whitespace().next()).unwrap().to_owned();
+    let out = yishi_in(dirs[0].path(), &["token", "revoke", &wang, "--db", &db.url]);
+    assert!(out.status.success(), "{out:?}");
+    let (status, _, _) = http_full(&c.base, &viewer, "GET", "/api/v1/whoami", None).await.unwrap();
+    assert_eq!(status, 401, "revoked on one node, refused on another at once");
+
+    // The leader dies: another node takes the lead and reads its own folder.
+    let leader = nodes.iter().find(|n| n["leader"] == true).unwrap()["address"].as_str().unwrap().to_owned();
+    let (dead, alive): (Vec<_>, Vec<_>) = [a, b, c].into_iter().partition(|s| s.base.ends_with(&leader));
+    dead.into_iter().next().unwrap().kill();
+    let killed = std::time::Instant::now();
+    let new_leader = poll("a new leader", Duration::from_secs(60), async || {
+        let (_, nodes) = alive[0].call("GET", "/api/v1/nodes", None).await;
+        let items = nodes["items"].as_array()?.clone();
+        items.iter().find(|n| n["leader"] == true && n["alive"] == true && n["address"] != leader.as_str()).cloned()
+    })
+    .await;
+    eprintln!("{} took the lead {} ms after the leader was killed", new_leader["id"], killed.elapsed().as_millis());
+    let (status, started) =
+        alive[1].call("POST", "/api/v1/instances", Some(json!({"workflow": "chengguan/tianshuinanlu/garden"}))).await;
+    assert_eq!(status, 201, "{started}");
+    drop(alive);
+    db.drop_now().await;
+}

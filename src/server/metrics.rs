@@ -34,6 +34,7 @@ fn exporter() -> &'static Exporter {
             .install_recorder()
             .expect("no other metrics recorder is installed in this process");
         m::describe();
+        yishi_engine::service::cluster::describe();
         describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status class.");
         describe_histogram!(
             HTTP_SECONDS,

@@ -118,6 +118,7 @@ pub fn api_routes() -> Vec<Route> {
         (Method::POST, "/api/v1/instances/{id}/migrate", post(instances::migrate)),
         (Method::GET, "/api/v1/whoami", get(system::whoami)),
         (Method::GET, "/api/v1/outbox/dead", get(system::dead_letters)),
+        (Method::GET, "/api/v1/nodes", get(system::nodes)),
         (Method::POST, "/api/v1/outbox/dead/retry", post(system::retry_dead)),
         (Method::POST, "/api/v1/outbox/dead/discard", post(system::discard_dead)),
     ]

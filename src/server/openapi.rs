@@ -148,6 +148,15 @@ fn system_operations() -> Vec<Op> {
         .role(ApiRole::Admin)
         .answer(Json(200, s::<api::Items<yishi_engine::store::DeadLetter>>)),
         op(
+            GET,
+            "/api/v1/nodes",
+            "nodes",
+            "the nodes serving this database (heard from in the last day): build, address, last heartbeat, \
+             whether alive and which one leads (admin with scope `*`)",
+        )
+        .role(ApiRole::Admin)
+        .answer(Json(200, s::<api::Items<yishi_engine::store::NodeRow>>)),
+        op(
             POST,
             "/api/v1/outbox/dead/retry",
             "retryDead",

@@ -72,6 +72,12 @@ pub async fn dead_letters(State(st): St, Extension(p): Extension<Principal>) -> 
     json(&super::types::Items { items: st.engine.dead_letters().await? })
 }
 
+/// The nodes serving the database, with their heartbeats and which one leads.
+pub async fn nodes(State(st): St, Extension(p): Extension<Principal>) -> ApiResult<Response> {
+    require_all(&p)?;
+    json(&super::types::Items { items: st.engine.nodes().await? })
+}
+
 pub async fn retry_dead(
     State(st): St,
     Extension(p): Extension<Principal>,

@@ -910,6 +910,8 @@ section(
     ("cli-arg-serve-db-pool", "Connections to a PostgreSQL database (per node)", "每个节点连接 PostgreSQL 数据库的连接数"),
     ("cli-arg-serve-db-connect-timeout", "Seconds to wait for a PostgreSQL connection before a request is answered 503", "等待 PostgreSQL 连接的秒数，超时则请求得到 503"),
     ("cli-arg-serve-db-statement-timeout", "Seconds a PostgreSQL statement may run before the database cancels it", "一条 PostgreSQL 语句最多可运行的秒数，超时由数据库取消"),
+    ("cli-arg-serve-cluster-interval-ms", "Milliseconds between a node's rounds on a shared database: taking the lead when it is free, following versions another node activated, reporting a heartbeat",
+     "共用数据库时节点每一轮的间隔毫秒数：空缺时接任主节点、跟上其他节点启用的版本、报告心跳"),
     ("cli-arg-serve-webhook-timeout", "Seconds a webhook delivery may take in all", "一次 webhook 投递的总超时秒数"),
     ("cli-arg-serve-log-format", "Log lines as text (for people) or json (one object a line, for a log collector); YISHI_LOG or RUST_LOG filter them",
      "日志格式：text（给人看）或 json（每行一个对象，供日志收集）；用 YISHI_LOG 或 RUST_LOG 过滤"),

@@ -725,6 +725,7 @@ cli-arg-serve-webhook-connect-timeout = Seconds a webhook may take to connect
 cli-arg-serve-db-pool = Connections to a PostgreSQL database (per node)
 cli-arg-serve-db-connect-timeout = Seconds to wait for a PostgreSQL connection before a request is answered 503
 cli-arg-serve-db-statement-timeout = Seconds a PostgreSQL statement may run before the database cancels it
+cli-arg-serve-cluster-interval-ms = Milliseconds between a node's rounds on a shared database: taking the lead when it is free, following versions another node activated, reporting a heartbeat
 cli-arg-serve-webhook-timeout = Seconds a webhook delivery may take in all
 cli-arg-serve-log-format = Log lines as text (for people) or json (one object a line, for a log collector); YISHI_LOG or RUST_LOG filter them
 cli-arg-serve-no-watch = Do not watch the workflows folder (reload with SIGHUP or the API instead)

@@ -725,6 +725,7 @@ cli-arg-serve-webhook-connect-timeout = webhook 建立连接的超时秒数
 cli-arg-serve-db-pool = 每个节点连接 PostgreSQL 数据库的连接数
 cli-arg-serve-db-connect-timeout = 等待 PostgreSQL 连接的秒数，超时则请求得到 503
 cli-arg-serve-db-statement-timeout = 一条 PostgreSQL 语句最多可运行的秒数，超时由数据库取消
+cli-arg-serve-cluster-interval-ms = 共用数据库时节点每一轮的间隔毫秒数：空缺时接任主节点、跟上其他节点启用的版本、报告心跳
 cli-arg-serve-webhook-timeout = 一次 webhook 投递的总超时秒数
 cli-arg-serve-log-format = 日志格式：text（给人看）或 json（每行一个对象，供日志收集）；用 YISHI_LOG 或 RUST_LOG 过滤
 cli-arg-serve-no-watch = 不监视规则文件夹（改用 SIGHUP 或接口重新加载）

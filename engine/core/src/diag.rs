@@ -5,7 +5,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::i18n::{Lang, Message};
 use crate::msg;
@@ -74,6 +74,37 @@ pub enum Code {
 
 impl Code {
     /// The stable code, such as `Y0103`.
+    /// Every code, for reading one back from its text.
+    pub const ALL: [Code; 27] = [
+        Code::Unreadable,
+        Code::TomlSyntax,
+        Code::UnknownKey,
+        Code::WrongType,
+        Code::MissingKey,
+        Code::Duplicate,
+        Code::UnknownKind,
+        Code::UnknownStep,
+        Code::UnknownRole,
+        Code::BadParam,
+        Code::MissingFile,
+        Code::EscapingPath,
+        Code::BadDuration,
+        Code::UnmappedOutcome,
+        Code::NobodyMayAct,
+        Code::CalendarUncovered,
+        Code::Unreachable,
+        Code::NoWayOut,
+        Code::DeadJoin,
+        Code::ScriptSyntax,
+        Code::ScriptMisuse,
+        Code::BadSettings,
+        Code::MissingParent,
+        Code::CircularExtends,
+        Code::BadOverride,
+        Code::ScenarioFailed,
+        Code::BadScenario,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Unreadable => "Y0001",
@@ -122,6 +153,16 @@ impl Serialize for Code {
     }
 }
 
+impl<'de> Deserialize<'de> for Code {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Code::ALL
+            .into_iter()
+            .find(|c| c.as_str() == text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown diagnostic code {text}")))
+    }
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -129,7 +170,7 @@ impl fmt::Display for Code {
 }
 
 /// How bad a diagnostic is. Errors stop a workflow from being activated; warnings do not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -137,7 +178,7 @@ pub enum Severity {
 }
 
 /// A place in a file: 1-based line and column (in characters), and the byte range.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Place {
     /// Path relative to the workflows folder, with `/` separators.
     pub file: String,
@@ -150,9 +191,18 @@ pub struct Place {
     pub end_line: u32,
     pub end_column: u32,
     /// The marked text as a byte range of the file: `[start, end]`.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "span_pair")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "span_pair",
+        deserialize_with = "pair_span"
+    )]
     #[schemars(with = "Option<(usize, usize)>")]
     pub span: Option<Range<usize>>,
+}
+
+fn pair_span<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Range<usize>>, D::Error> {
+    Ok(Option::<(usize, usize)>::deserialize(d)?.map(|(start, end)| start..end))
 }
 
 fn span_pair<S: serde::Serializer>(span: &Option<Range<usize>>, s: S) -> Result<S::Ok, S::Error> {
@@ -190,7 +240,7 @@ impl Place {
 }
 
 /// A related place, with what it has to do with the problem.
-#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Label {
     #[serde(flatten)]
     pub place: Place,
@@ -198,7 +248,7 @@ pub struct Label {
 }
 
 /// One problem found in the rules files.
-#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Diagnostic {
     pub code: Code,
     pub severity: Severity,

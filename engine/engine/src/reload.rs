@@ -11,6 +11,9 @@ use yishi_core::FileSet;
 
 use crate::service::{Engine, EngineError, ReloadStatus};
 
+/// How long a following node waits for the leading node's first activation.
+const FOLLOW_WAIT: Duration = Duration::from_secs(60);
+
 /// A workflows folder and the engine it feeds.
 pub struct Reloader {
     dir: PathBuf,
@@ -26,8 +29,24 @@ impl Reloader {
         &self.dir
     }
 
-    /// Reads the folder and activates it; `trigger` says why (kept in the status).
+    /// Reads the folder and activates it; `trigger` says why (kept in the status). On a node
+    /// that does not lead (several nodes on one database), the leading node does that: this one
+    /// runs what the database says is active and answers with the status of the activation
+    /// that made it so, waiting up to `FOLLOW_WAIT` for a leader's first activation.
     pub async fn reload(&self, trigger: &str) -> Result<ReloadStatus, EngineError> {
+        if !self.engine.try_lead().await? {
+            let deadline = tokio::time::Instant::now() + FOLLOW_WAIT;
+            loop {
+                self.engine.follow().await?;
+                if let Some(status) = self.engine.last_reload() {
+                    return Ok(status);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(EngineError::Unavailable("no node has activated workflows yet".into()));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         let dir = self.dir.clone();
         let files = tokio::task::spawn_blocking(move || FileSet::load_dir(&dir))
             .await

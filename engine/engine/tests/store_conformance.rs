@@ -462,6 +462,7 @@ async fn the_active_set_and_nodes_are_kept(store: AnyStore) {
         started_at: chrono::Utc::now().timestamp_millis(),
         heartbeat_at: 0,
         silent_ms: 0,
+        alive: true,
         leader: true,
         doing: "serving".into(),
     };

@@ -34,7 +34,7 @@ pub struct Active {
 }
 
 /// What an activation did.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ReloadStatus {
     /// No errors and no failing scenario.
     pub ok: bool,
@@ -129,8 +129,76 @@ impl Engine {
                 tracing::warn!("{d}");
             }
         }
+        // Every node on the database runs what this one activated (see `follow`).
+        let versions: BTreeMap<String, i64> = active.current.iter().map(|(k, (row, _))| (k.clone(), row.id)).collect();
+        // Written only when something a node shows changed (the versions, or the outcome and
+        // diagnostics of the activation): a reload that changes nothing writes nothing, and
+        // other nodes have nothing to follow.
+        let stored = self.store.active_set().await?;
+        let same = stored.epoch > 0
+            && stored.versions == versions
+            && serde_json::from_str::<ReloadStatus>(&stored.status)
+                .is_ok_and(|s| s.ok == status.ok && s.diagnostics == status.diagnostics);
+        let epoch = if same {
+            stored.epoch
+        } else {
+            let json = serde_json::to_string(&status).unwrap_or_else(|_| "{}".into());
+            self.store.set_active(&versions, trigger, &json, self.now()).await?
+        };
+        self.followed.store(epoch, std::sync::atomic::Ordering::SeqCst);
         *self.last_reload.lock().expect("reload status lock") = Some(status.clone());
         Ok(status)
+    }
+
+    /// Runs the versions the database says are active, when another node changed them since
+    /// this engine last looked: each from its stored files, so a node that never saw the files
+    /// runs and shows it. Cheap when nothing changed (one small query); returns whether
+    /// anything did.
+    pub async fn follow(&self) -> Result<bool, EngineError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let epoch = self.store.active_epoch().await?;
+        if epoch == 0 || epoch == self.followed.load(SeqCst) {
+            return Ok(false);
+        }
+        let _one_at_a_time = self.activation.lock().await;
+        let set = self.store.active_set().await?;
+        if set.epoch == self.followed.load(SeqCst) {
+            return Ok(false);
+        }
+        let mut current = BTreeMap::new();
+        let mut files = BTreeMap::new();
+        for (key, id) in &set.versions {
+            let (row, def) = self.version(*id).await?;
+            files.extend(def.sources.iter().map(|(k, v)| (k.clone(), v.clone())));
+            current.insert(key.clone(), (row, def));
+        }
+        // The units and their names, from the files the versions were built from.
+        let catalog = check(&FileSet::from_map(files), &self.registry, &self.sandbox);
+        let status: Option<ReloadStatus> = serde_json::from_str(&set.status).ok();
+        let old = self.active();
+        let next = Active {
+            catalog,
+            current,
+            diagnostics: status.as_ref().map(|s| s.diagnostics.clone()).unwrap_or_default(),
+            reloaded_at: set.changed_at,
+            generation: old.generation + 1,
+        };
+        *self.active.write().expect("active lock") = Arc::new(next);
+        self.count(|| {
+            for (key, (_, def)) in &self.active().current {
+                super::metrics::known_workflow(key, def.steps.iter().map(|s| s.kind.as_str()));
+            }
+        });
+        *self.last_reload.lock().expect("reload status lock") = status;
+        self.followed.store(set.epoch, SeqCst);
+        tracing::info!(epoch = set.epoch, by = %set.changed_by, workflows = set.versions.len(), "followed the active versions another node activated");
+        Ok(true)
+    }
+
+    /// Takes the lead, or keeps it: the leading node alone reads the workflows folder (see
+    /// [`crate::store::Store::try_lead`]).
+    pub async fn try_lead(&self) -> Result<bool, EngineError> {
+        Ok(self.store.try_lead().await?)
     }
 
     /// The status of the last activation.

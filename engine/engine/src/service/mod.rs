@@ -18,6 +18,7 @@
 pub mod access;
 mod cases;
 pub mod catalog;
+pub mod cluster;
 pub mod duplicates;
 pub mod metrics;
 pub mod outbox;
@@ -193,6 +194,9 @@ pub struct Config {
     /// The language of text the engine sends or writes without a person asking: webhook
     /// notices and log lines.
     pub lang: yishi_core::i18n::Lang,
+    /// How often a node takes its round (lead, follow, heartbeat); a node silent for five
+    /// rounds counts as gone.
+    pub node_interval: std::time::Duration,
 }
 
 impl Default for Config {
@@ -202,6 +206,7 @@ impl Default for Config {
             timer_concurrency: 256,
             observed: true,
             lang: yishi_core::i18n::Lang::default(),
+            node_interval: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -221,6 +226,8 @@ pub struct Engine {
     /// One activation at a time.
     activation: tokio::sync::Mutex<()>,
     last_reload: Mutex<Option<ReloadStatus>>,
+    /// The epoch of the database's active set this engine runs (see [`Engine::follow`]).
+    followed: std::sync::atomic::AtomicI64,
     timer_wake: Notify,
     outbox_wake: Notify,
     config: Config,
@@ -246,6 +253,7 @@ impl Engine {
             slots: Mutex::new(HashMap::new()),
             activation: tokio::sync::Mutex::new(()),
             last_reload: Mutex::new(None),
+            followed: std::sync::atomic::AtomicI64::new(0),
             timer_wake: Notify::new(),
             outbox_wake: Notify::new(),
             config,

@@ -351,6 +351,8 @@ pub struct NodeRow {
     pub heartbeat_at: i64,
     /// Milliseconds since its last heartbeat, by the database's clock.
     pub silent_ms: i64,
+    /// Heard from within five rounds and not stopped (judged by the engine).
+    pub alive: bool,
     /// Whether it leads: reads the workflows folder and activates what changes there.
     pub leader: bool,
     /// What it is doing (`serving`, `stopped`).

@@ -957,6 +957,7 @@ impl Store for PgStore {
                 address,
                 started_at,
                 heartbeat_at,
+                alive: false,
                 silent_ms,
                 leader,
                 doing,

@@ -980,6 +980,7 @@ impl Store for SqliteStore {
                 address,
                 started_at,
                 heartbeat_at,
+                alive: false,
                 silent_ms: (now - heartbeat_at).max(0),
                 leader,
                 doing,
