@@ -191,6 +191,10 @@ pub enum Command {
         /// Durability of commits (see `serve --sync`).
         #[arg(long, value_enum, default_value_t = SyncMode::Full)]
         sync: SyncMode,
+        /// An empty database of the benchmark's own (a SQLite file or `postgres://...`); by
+        /// default a new SQLite file in a temporary folder.
+        #[arg(long)]
+        db: Option<String>,
     },
     /// Print the JSON Schema of workflow files (for editors).
     Schema,
@@ -470,10 +474,10 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
             "cli-bench-no-workflows",
             folder = std::path::absolute(&workflows).unwrap_or(workflows).display().to_string()
         ))),
-        Command::Bench { case, n, clients, workflows, sync } => block(async move {
+        Command::Bench { case, n, clients, workflows, sync, db } => block(async move {
             // The bench runs on a worker thread, as a request's handler does in the server
             // (`block_on` parks the main thread between awaits, which costs tens of microseconds a wake).
-            tokio::spawn(crate::bench::run(case, n, clients, workflows, sync.durability()))
+            tokio::spawn(crate::bench::run(case, n, clients, workflows, sync.durability(), db))
                 .await
                 .map_err(|e| Failure::new(msg!("cli-engine-failure", detail = e.to_string())))?
                 .map(|()| ExitCode::SUCCESS)

@@ -954,6 +954,8 @@ section(
     ("cli-arg-bench-n", "How many instances (or evaluations, or saves)", "事项数量（或求值次数、保存次数）"),
     ("cli-arg-bench-clients", "Concurrent clients (concurrent)", "并发客户端数（用于 concurrent）"),
     ("cli-arg-bench-sync", "Durability of commits (see serve --sync)", "提交的持久化方式（见 serve --sync）"),
+    ("cli-arg-bench-db", "An empty database of the benchmark's own (a SQLite file or postgres://...); by default a new SQLite file in a temporary folder",
+     "基准测试专用的空数据库（SQLite 文件或 postgres://...）；默认在临时文件夹中新建一个 SQLite 文件"),
     ("cli-about-schema", "Print the JSON Schema of workflow files (for editors)", "打印流程文件的 JSON Schema（供编辑器使用）"),
     ("cli-about-openapi", "Print the OpenAPI document of the HTTP API (for generating clients)",
      "打印 HTTP 接口的 OpenAPI 文档（用于生成客户端）"),

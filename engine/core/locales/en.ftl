@@ -757,6 +757,7 @@ cli-arg-bench-case = What to measure
 cli-arg-bench-n = How many instances (or evaluations, or saves)
 cli-arg-bench-clients = Concurrent clients (concurrent)
 cli-arg-bench-sync = Durability of commits (see serve --sync)
+cli-arg-bench-db = An empty database of the benchmark's own (a SQLite file or postgres://...); by default a new SQLite file in a temporary folder
 cli-about-schema = Print the JSON Schema of workflow files (for editors)
 cli-about-openapi = Print the OpenAPI document of the HTTP API (for generating clients)
 cli-about-kinds = List the step kinds this build provides

@@ -757,6 +757,7 @@ cli-arg-bench-case = 测量项目
 cli-arg-bench-n = 事项数量（或求值次数、保存次数）
 cli-arg-bench-clients = 并发客户端数（用于 concurrent）
 cli-arg-bench-sync = 提交的持久化方式（见 serve --sync）
+cli-arg-bench-db = 基准测试专用的空数据库（SQLite 文件或 postgres://...）；默认在临时文件夹中新建一个 SQLite 文件
 cli-about-schema = 打印流程文件的 JSON Schema（供编辑器使用）
 cli-about-openapi = 打印 HTTP 接口的 OpenAPI 文档（用于生成客户端）
 cli-about-kinds = 列出本程序提供的步骤类型

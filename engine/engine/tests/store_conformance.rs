@@ -475,6 +475,31 @@ async fn the_active_set_and_nodes_are_kept(store: AnyStore) {
     assert!(nodes[0].silent_ms < 60_000, "{:?}", nodes[0]);
 }
 
+async fn commits_that_wait_together_share_transactions_and_fail_alone(store: AnyStore) {
+    let v = version(&store, "u/w", "h").await;
+    let before = store.commit_stats().transactions.load(std::sync::atomic::Ordering::Relaxed);
+    let units: Vec<Vec<Commit>> = (1..=60).map(|id| vec![create(id, "u", v.id, "a")]).collect();
+    for r in futures_join(units.into_iter().map(|u| store.commit(u)).collect()).await {
+        r.unwrap();
+    }
+    let transactions = store.commit_stats().transactions.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(transactions < 40, "60 commits that waited together took {transactions} transactions");
+    // 20 changes waiting at once, one of them stale: that one fails, alone.
+    let mut units: Vec<Vec<Commit>> = (1..=20).map(|id| vec![change(id, v.id, 1, 1, "b")]).collect();
+    units.insert(10, vec![change(30, v.id, 7, 1, "b")]);
+    let results = futures_join(units.into_iter().map(|u| store.commit(u)).collect()).await;
+    for (i, r) in results.iter().enumerate() {
+        if i == 10 {
+            assert!(matches!(r, Err(StoreError::Conflict(_))), "the stale change fails: {r:?}");
+        } else {
+            assert!(r.is_ok(), "unit {i} fails with the stale one: {r:?}");
+        }
+    }
+    assert_eq!(store.load(30).await.unwrap().revision, 1, "the stale change left nothing");
+    assert_eq!(store.load(20).await.unwrap().revision, 2);
+    store.barrier().await.unwrap();
+}
+
 async fn the_database_answers(store: AnyStore) {
     store.ping().await.unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
@@ -520,6 +545,7 @@ conformance!(
     purges_remove_closed_cases_whole_and_keep_their_figures,
     listings_filter_and_page,
     the_active_set_and_nodes_are_kept,
+    commits_that_wait_together_share_transactions_and_fail_alone,
     the_database_answers,
 );
 

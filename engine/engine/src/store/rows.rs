@@ -75,6 +75,30 @@ pub(crate) fn stored_state(s: &InstanceState) -> StoredState<'_> {
     }
 }
 
+/// How a commit's documents (data, state, event bodies) travel inside its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Docs {
+    /// As JSON values inside the row: neither side escapes or unescapes them (SQLite, whose
+    /// `->` hands back a value's JSON text as written).
+    Inline,
+    /// As JSON strings holding their text: the rows can then be read as `jsonb` (parsed once,
+    /// each field reached without parsing again) while the documents keep their keys in the
+    /// order they were written (PostgreSQL).
+    Text,
+}
+
+/// A document as [`Docs`] says.
+struct Doc<T: Serialize>(T, Docs);
+
+impl<T: Serialize> Serialize for Doc<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.1 {
+            Docs::Inline => self.0.serialize(s),
+            Docs::Text => s.serialize_str(&serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?),
+        }
+    }
+}
+
 /// The parts of a batch of commits: each one JSON array of rows, or `None` when the batch has
 /// none of that part, in this order: created, changed, refused, events, clear_all, clear_token,
 /// clear_one, timers, idempotency, outbox, consumed. The row layouts are documented where
@@ -83,7 +107,7 @@ pub(crate) fn stored_state(s: &InstanceState) -> StoredState<'_> {
 /// side escapes and unescapes them; the trigger stores their JSON text.
 /// The statement's text never changes, so SQLite prepares it once per connection, whatever
 /// the size of the batch.
-pub(crate) fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
+pub(crate) fn commit_rows(batch: &[Commit], docs: Docs) -> [Option<String>; 11] {
     let n = batch.len();
     let n_events: usize = batch.iter().map(|c| c.events.len()).sum();
     let created = json_rows(
@@ -99,8 +123,8 @@ pub(crate) fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
                 s.status.as_str(),
                 &s.outcome,
                 s.active_steps(),
-                &s.data,
-                stored_state(s),
+                Doc(&s.data, docs),
+                Doc(stored_state(s), docs),
                 c.last_seq(),
                 c.now,
             ))
@@ -116,8 +140,8 @@ pub(crate) fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
                 s.status.as_str(),
                 &s.outcome,
                 s.active_steps(),
-                &s.data,
-                stored_state(s),
+                Doc(&s.data, docs),
+                Doc(stored_state(s), docs),
                 c.last_seq(),
                 c.now,
                 c.version,
@@ -135,7 +159,7 @@ pub(crate) fn commit_rows(batch: &[Commit]) -> [Option<String>; 11] {
             c.events
                 .iter()
                 .enumerate()
-                .map(move |(i, (e, at))| (c.instance_id, c.first_seq + i as i64, at, c.version, e.kind(), e))
+                .map(move |(i, (e, at))| (c.instance_id, c.first_seq + i as i64, at, c.version, e.kind(), Doc(e, docs)))
         }),
     );
     // Timers: the net effect of each commit, deletes first. A new instance has none stored.

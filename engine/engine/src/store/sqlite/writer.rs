@@ -16,7 +16,7 @@ use sqlx::{Connection, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::map_err;
-use crate::store::rows::commit_rows;
+use crate::store::rows::{Docs, commit_rows};
 use crate::store::{Commit, CommitStats, StoreError, StoreResult};
 
 /// WAL pages after which the writer checkpoints by itself, should the checkpointer fall behind.
@@ -111,7 +111,7 @@ impl Writer {
         }
         let started = Instant::now();
         let mut query = sqlx::query(COMMIT_SQL);
-        for rows in commit_rows(commits) {
+        for rows in commit_rows(commits, Docs::Inline) {
             query = query.bind(rows);
         }
         let result = match target {
