@@ -84,8 +84,9 @@ for k in 1 2 3; do
     for _ in $(seq 1 300); do curl -sf "127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
   done
   token=$(grep -ho 'yishi_[0-9a-f]*_[0-9a-f]*' "$work"/node"$k"*/err.log | head -1)
-  seq 1 2000 | xargs -P 8 -I{} curl -sf "http://127.0.0.1:${ports[0]}/api/v1/instances" \
-    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"workflow":"bench/counter"}' -o /dev/null
+  seq 1 2000 | xargs -P 8 -I{} curl -sf --retry 3 --retry-all-errors "http://127.0.0.1:${ports[0]}/api/v1/instances" \
+    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"workflow":"bench/counter"}' -o /dev/null \
+    || echo "# some cases could not be started; actions on them count as non-2xx" >&2
   wrks=()
   for port in "${ports[@]}"; do
     TOKEN=$token wrk -t1 -c$((32 / k)) -d"${secs}s" --latency -s "$work/act.lua" "http://127.0.0.1:$port" >"$work/wrk.$k.$port" &
@@ -100,6 +101,8 @@ for k in 1 2 3; do
   done
   echo "pg_http_${k}_nodes_submit_action_requests_per_second $rps req/s"
   echo "pg_http_${k}_nodes_submit_action_latency_p99 $p99 ms"
+  non2xx=$(cat "$work"/wrk."$k".* | awk '/Non-2xx/ {s += $NF} END {print s + 0}')
+  [ "$non2xx" = 0 ] || echo "pg_http_${k}_nodes_non_2xx $non2xx responses"
   fig[http_$k]="$rps req/s, p99 $p99 ms"
   kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; pids=()
 done

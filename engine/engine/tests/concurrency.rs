@@ -123,3 +123,46 @@ async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     }
     out
 }
+
+/// Two nodes on one PostgreSQL database: a node's copy of a case from its last change is tried
+/// first, but a stale copy never refuses an action the case now accepts, and never applies one
+/// it no longer accepts.
+#[tokio::test]
+async fn a_stale_copy_on_one_node_never_decides_an_action() {
+    let Some(db) = backends::PgDatabase::create("stale_copy").await else { return };
+    let registry = || yishi_core::kind::Registry::with_builtins();
+    let a = harness_on(db.store().await, &patterns_dir(), registry()).await;
+    let b = harness_on(db.store().await, &patterns_dir(), registry()).await;
+    let staff = actor("li", &["staff"]);
+    let c = a.start("wcp/sequence", json!({})).await;
+    // A keeps its copy (at `register`); B moves the case on to `study`.
+    b.act(c.id, "register", &staff, json!({})).await.unwrap();
+    // `done` is what `study` accepts: A applies it, though its copy says otherwise.
+    a.act(c.id, "done", &staff, json!({})).await.unwrap();
+    let events = b.events(c.id).await;
+    let actions: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Action { action, .. } => Some(action.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(actions, vec!["start", "register", "done"], "{events:?}");
+    b.assert_replays(c.id).await;
+    // The other way round: A's copy accepts `register` again, the case does not (B registered
+    // it meanwhile). The database refuses A's stale change, and A, reading afresh, refuses it.
+    let c = a.start("wcp/sequence", json!({})).await;
+    b.act(c.id, "register", &staff, json!({})).await.unwrap();
+    let err = a.act(c.id, "register", &staff, json!({})).await.unwrap_err();
+    assert!(matches!(err, EngineError::Refused { .. }), "{err:?}");
+    let registers = b
+        .events(c.id)
+        .await
+        .iter()
+        .filter(|e| matches!(e, Event::Action { action, .. } if action == "register"))
+        .count();
+    assert_eq!(registers, 1);
+    b.assert_replays(c.id).await;
+    drop((a, b));
+    db.drop_now().await;
+}

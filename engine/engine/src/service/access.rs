@@ -70,7 +70,7 @@ impl Engine {
         let Some((key_id, secret)) = token.strip_prefix("yishi_").and_then(|t| t.split_once('_')) else {
             return Ok(Err(TokenRefusal::Unknown));
         };
-        let Some(row) = self.store.token_by_key(key_id).await? else {
+        let Some(row) = self.token_row(key_id).await? else {
             return Ok(Err(TokenRefusal::Unknown));
         };
         if !bool::from(hash_secret(secret).as_bytes().ct_eq(row.secret_hash.as_bytes())) {
@@ -82,12 +82,39 @@ impl Engine {
         Ok(Ok(row))
     }
 
+    /// A token's row, from a cache kept for [`super::Config::token_ttl`] on a database several nodes
+    /// share (a revocation through another node takes effect within that bound); read from the
+    /// database every time otherwise. Unknown keys are never cached: a new token works at once.
+    async fn token_row(&self, key_id: &str) -> Result<Option<TokenRow>, EngineError> {
+        let ttl = self.config.token_ttl;
+        if !self.store.shared() || ttl.is_zero() {
+            return Ok(self.store.token_by_key(key_id).await?);
+        }
+        if let Some((row, at)) = self.token_cache.lock().expect("token cache lock").get(key_id)
+            && at.elapsed() < ttl
+        {
+            return Ok(Some(row.clone()));
+        }
+        let row = self.store.token_by_key(key_id).await?;
+        let mut cache = self.token_cache.lock().expect("token cache lock");
+        if cache.len() > 10_000 {
+            cache.retain(|_, (_, at)| at.elapsed() < ttl);
+        }
+        match &row {
+            Some(r) => cache.insert(key_id.to_owned(), (r.clone(), std::time::Instant::now())),
+            None => cache.remove(key_id),
+        };
+        Ok(row)
+    }
+
     pub async fn tokens(&self) -> Result<Vec<TokenRow>, EngineError> {
         Ok(self.store.tokens().await?)
     }
 
     /// Revokes token `id`; `false` when there is no live token with that id.
     pub async fn revoke_token(&self, id: i64) -> Result<bool, EngineError> {
+        // Through this node: at once here too.
+        self.token_cache.lock().expect("token cache lock").clear();
         Ok(self.store.revoke_token(id, self.now()).await?)
     }
 }

@@ -273,31 +273,49 @@ impl Engine {
         expected_revision: Option<i64>,
         idem: Option<&Idempotency>,
     ) -> Result<InstanceView, EngineError> {
-        let row = self.loaded(id, guard).await?.clone();
-        if let Some(rev) = expected_revision
-            && rev != row.revision
-        {
-            return Err(EngineError::Conflict(msg!(
-                "engine-stale-revision",
-                id = id,
-                revision = row.revision,
-                expected = rev
-            )));
-        }
-        let def = self.definition(row.version).await?;
-        let now = self.now();
-        match runtime::act(&def, &row.state, req, now, id) {
-            Ok(t) => {
-                let view = self.apply_transition(guard, row, t, now, idem, None).await?;
-                self.count(|| super::metrics::action(&def.key, "applied"));
-                Ok(view)
+        // On a database other nodes write too, the copy this node kept from its last change
+        // is tried first: the commit's revision check in the database catches a stale one (a
+        // conflict, then a fresh read). Anything the copy would refuse is read fresh first, so
+        // that no one is refused on the strength of a stale copy.
+        let mut optimistic = self.store.shared();
+        loop {
+            let (row, cached) = match (optimistic, &guard.row) {
+                (true, Some(row)) if !guard.unsettled => (row.clone(), true),
+                _ => (self.loaded(id, guard).await?.clone(), false),
+            };
+            if let Some(rev) = expected_revision
+                && rev != row.revision
+            {
+                if cached {
+                    optimistic = false;
+                    continue;
+                }
+                return Err(EngineError::Conflict(msg!(
+                    "engine-stale-revision",
+                    id = id,
+                    revision = row.revision,
+                    expected = rev
+                )));
             }
-            Err(e) => {
-                let err = run_error(e);
-                let step = targeted_step(&def, &row.state, req);
-                self.refused(guard, &row, req, step, &err, now).await?;
-                Err(err)
-            }
+            let def = self.definition(row.version).await?;
+            let now = self.now();
+            return match runtime::act(&def, &row.state, req, now, id) {
+                Ok(t) => {
+                    let view = self.apply_transition(guard, row, t, now, idem, None).await?;
+                    self.count(|| super::metrics::action(&def.key, "applied"));
+                    Ok(view)
+                }
+                Err(_) if cached => {
+                    optimistic = false;
+                    continue;
+                }
+                Err(e) => {
+                    let err = run_error(e);
+                    let step = targeted_step(&def, &row.state, req);
+                    self.refused(guard, &row, req, step, &err, now).await?;
+                    Err(err)
+                }
+            };
         }
     }
 

@@ -197,6 +197,9 @@ pub struct Config {
     /// How often a node takes its round (lead, follow, heartbeat); a node silent for five
     /// rounds counts as gone.
     pub node_interval: std::time::Duration,
+    /// How long a node trusts a token it read, on a database several nodes share: a token
+    /// revoked through another node is refused here within this bound.
+    pub token_ttl: std::time::Duration,
 }
 
 impl Default for Config {
@@ -207,6 +210,7 @@ impl Default for Config {
             observed: true,
             lang: yishi_core::i18n::Lang::default(),
             node_interval: std::time::Duration::from_secs(1),
+            token_ttl: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -226,6 +230,8 @@ pub struct Engine {
     /// One activation at a time.
     activation: tokio::sync::Mutex<()>,
     last_reload: Mutex<Option<ReloadStatus>>,
+    /// Token rows by key id, with when they were read (on a shared database only).
+    token_cache: Mutex<HashMap<String, (crate::store::TokenRow, std::time::Instant)>>,
     /// The epoch of the database's active set this engine runs (see [`Engine::follow`]).
     followed: std::sync::atomic::AtomicI64,
     timer_wake: Notify,
@@ -254,6 +260,7 @@ impl Engine {
             activation: tokio::sync::Mutex::new(()),
             last_reload: Mutex::new(None),
             followed: std::sync::atomic::AtomicI64::new(0),
+            token_cache: Mutex::new(HashMap::new()),
             timer_wake: Notify::new(),
             outbox_wake: Notify::new(),
             config,

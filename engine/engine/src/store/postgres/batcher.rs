@@ -129,7 +129,37 @@ async fn apply(pool: &PgPool, stats: &CommitStats, batch: Vec<(Vec<Commit>, ones
             }
         }
         Err(StoreError::Conflict(_)) if spans.len() > 1 => {
-            for (span, done) in spans {
+            // Find the stale units by reading the revisions they were computed from (one
+            // statement), fail them, and commit the rest together again; one by one only if
+            // that still conflicts (a race, or a timer another node fired).
+            let stale = match stale_units(pool, &all, &spans).await {
+                Ok(stale) => stale,
+                Err(e) => {
+                    for (_, done) in spans {
+                        let _ = done.send(Err(e.clone()));
+                    }
+                    return;
+                }
+            };
+            let mut rest = Vec::new();
+            for ((span, done), stale) in spans.into_iter().zip(stale) {
+                if stale {
+                    let _ =
+                        done.send(Err(StoreError::Conflict("the case changed since this change was computed".into())));
+                } else {
+                    rest.push((span, done));
+                }
+            }
+            let retry: Vec<Commit> = rest.iter().flat_map(|(span, _)| all[span.clone()].iter().cloned()).collect();
+            let started = Instant::now();
+            if !retry.is_empty() && rest.len() > 1 && execute(pool, &retry).await.is_ok() {
+                stats.record(retry.len(), started.elapsed());
+                for (_, done) in rest {
+                    let _ = done.send(Ok(()));
+                }
+                return;
+            }
+            for (span, done) in rest {
                 let started = Instant::now();
                 let unit = &all[span];
                 let result = execute(pool, unit).await;
@@ -145,6 +175,36 @@ async fn apply(pool: &PgPool, stats: &CommitStats, batch: Vec<(Vec<Commit>, ones
             }
         }
     }
+}
+
+/// For each unit, whether a case it changes is no longer at the revision (or the last event)
+/// the change was computed from.
+async fn stale_units(
+    pool: &PgPool,
+    all: &[Commit],
+    spans: &[(std::ops::Range<usize>, oneshot::Sender<StoreResult<()>>)],
+) -> StoreResult<Vec<bool>> {
+    let ids: Vec<i64> = all.iter().filter(|c| c.create.is_none()).map(|c| c.instance_id).collect();
+    let stored: std::collections::HashMap<i64, (i64, i64)> =
+        sqlx::query_as::<_, (i64, i64, i64)>("SELECT id, revision, last_seq FROM instances WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(pool)
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .map(|(id, revision, last_seq)| (id, (revision, last_seq)))
+            .collect();
+    Ok(spans
+        .iter()
+        .map(|(span, _)| {
+            all[span.clone()].iter().filter(|c| c.create.is_none()).any(|c| match stored.get(&c.instance_id) {
+                Some(&(revision, last_seq)) => {
+                    (c.state.is_some() && revision != c.base_revision) || last_seq != c.first_seq - 1
+                }
+                None => true,
+            })
+        })
+        .collect())
 }
 
 async fn execute(pool: &PgPool, unit: &[Commit]) -> StoreResult<()> {
