@@ -14,6 +14,7 @@
 //! - no text it keeps holds the NUL character (PostgreSQL's text cannot; the API refuses it).
 
 pub mod copy;
+mod decode;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -274,7 +275,7 @@ pub struct Gauges {
 }
 
 /// Cases per unit, workflow and month: started in the month, and ended in it by how they ended.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct MonthFigures {
     pub unit: String,
     pub workflow: String,
@@ -287,7 +288,7 @@ pub struct MonthFigures {
 }
 
 /// When, how and where a case started and ended: what monthly figures are made of.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct CaseDates {
     pub unit: String,
     pub workflow: String,
@@ -313,7 +314,7 @@ pub struct Purge {
 }
 
 /// A purge as recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct PurgeRecord {
     pub id: i64,
     pub at: i64,

@@ -12,11 +12,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::rows::LoadedState;
+use super::decode;
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -132,34 +132,6 @@ impl PgStore {
     fn pool(&self) -> &PgPool {
         &self.inner.pool
     }
-
-    fn version_row(r: &PgRow) -> Result<VersionRow, sqlx::Error> {
-        Ok(VersionRow {
-            id: r.try_get("id")?,
-            workflow: r.try_get("workflow")?,
-            seq: r.try_get("seq")?,
-            hash: r.try_get("hash")?,
-            created_at: r.try_get("created_at")?,
-            created_by: r.try_get("created_by")?,
-        })
-    }
-
-    fn summary(r: &PgRow) -> Result<InstanceSummary, sqlx::Error> {
-        let active: String = r.try_get("active_steps")?;
-        Ok(InstanceSummary {
-            id: r.try_get("id")?,
-            unit: r.try_get("unit")?,
-            workflow: r.try_get("workflow")?,
-            version: r.try_get("version")?,
-            version_id: r.try_get("version_id")?,
-            status: r.try_get("status")?,
-            outcome: r.try_get("outcome")?,
-            active_steps: serde_json::from_str(&active).unwrap_or_default(),
-            revision: r.try_get("revision")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-        })
-    }
 }
 
 const VERSION_COLUMNS: &str = "id, workflow, seq, hash, yishi_ms(created_at) AS created_at, created_by";
@@ -200,7 +172,7 @@ impl Store for PgStore {
         .await
         .map_err(map_err)?;
         if let Some(r) = existing {
-            return Self::version_row(&r).map_err(map_err);
+            return decode::version_row(&r).map_err(map_err);
         }
         let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO definitions (workflow, seq, hash, sources, effective, created_at, created_by) \
@@ -217,7 +189,7 @@ impl Store for PgStore {
         .await
         .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Self::version_row(&r).map_err(map_err)
+        decode::version_row(&r).map_err(map_err)
     }
 
     async fn versions(&self, workflow: Option<&str>) -> StoreResult<Vec<VersionRow>> {
@@ -228,7 +200,7 @@ impl Store for PgStore {
         .fetch_all(self.pool())
         .await
         .map_err(map_err)?;
-        rows.iter().map(Self::version_row).collect::<Result<_, _>>().map_err(map_err)
+        rows.iter().map(decode::version_row).collect::<Result<_, _>>().map_err(map_err)
     }
 
     async fn version(&self, id: i64) -> StoreResult<StoredVersion> {
@@ -244,7 +216,7 @@ impl Store for PgStore {
         let sources: String = r.try_get("sources").map_err(map_err)?;
         let effective: String = r.try_get("effective").map_err(map_err)?;
         Ok(StoredVersion {
-            row: Self::version_row(&r).map_err(map_err)?,
+            row: decode::version_row(&r).map_err(map_err)?,
             sources: serde_json::from_str(&sources).map_err(|e| StoreError::Fatal(e.to_string()))?,
             effective: serde_json::from_str(&effective).unwrap_or(Value::Null),
         })
@@ -284,7 +256,7 @@ impl Store for PgStore {
             .await
             .map_err(map_err)?
             .ok_or_else(|| StoreError::NotFound(format!("instance {id}")))?;
-        instance_of(&r)
+        decode::instance_of(&r)
     }
 
     async fn history(&self, id: i64) -> StoreResult<Vec<EventRow>> {
@@ -373,7 +345,7 @@ impl Store for PgStore {
         }
         q.push(" ORDER BY i.id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
         let rows = q.build().fetch_all(self.pool()).await.map_err(map_err)?;
-        rows.iter().map(Self::summary).collect::<Result<_, _>>().map_err(map_err)
+        rows.iter().map(decode::summary).collect::<Result<_, _>>().map_err(map_err)
     }
 
     async fn commit(&self, unit: Vec<Commit>) -> StoreResult<()> {
@@ -430,7 +402,7 @@ impl Store for PgStore {
         .fetch_all(self.pool())
         .await
         .map_err(map_err)?;
-        let mut timers = rows.iter().map(timer_row).collect::<Result<Vec<_>, _>>().map_err(map_err)?;
+        let mut timers = rows.iter().map(decode::timer_row).collect::<Result<Vec<_>, _>>().map_err(map_err)?;
         timers.sort_by_key(|t| (t.due_at, t.instance_id, t.token));
         Ok(timers)
     }
@@ -459,7 +431,7 @@ impl Store for PgStore {
         .fetch_all(self.pool())
         .await
         .map_err(map_err)?;
-        rows.iter().map(timer_row).collect::<Result<_, _>>().map_err(map_err)
+        rows.iter().map(decode::timer_row).collect::<Result<_, _>>().map_err(map_err)
     }
 
     async fn add_token(&self, t: &NewToken<'_>, now: i64) -> StoreResult<i64> {
@@ -485,7 +457,7 @@ impl Store for PgStore {
             .fetch_optional(self.pool())
             .await
             .map_err(map_err)?;
-        r.as_ref().map(token_row).transpose().map_err(map_err)
+        r.as_ref().map(decode::token_row).transpose().map_err(map_err)
     }
 
     async fn tokens(&self) -> StoreResult<Vec<TokenRow>> {
@@ -493,7 +465,7 @@ impl Store for PgStore {
             .fetch_all(self.pool())
             .await
             .map_err(map_err)?;
-        rows.iter().map(token_row).collect::<Result<_, _>>().map_err(map_err)
+        rows.iter().map(decode::token_row).collect::<Result<_, _>>().map_err(map_err)
     }
 
     async fn revoke_token(&self, id: i64, now: i64) -> StoreResult<bool> {
@@ -621,7 +593,7 @@ impl Store for PgStore {
         .fetch_all(self.pool())
         .await
         .map_err(map_err)?;
-        rows.iter().map(instance_of).collect()
+        rows.iter().map(decode::instance_of).collect()
     }
 
     async fn count_closed_before(&self, cutoff: i64) -> StoreResult<BTreeMap<String, u64>> {
@@ -717,64 +689,33 @@ impl Store for PgStore {
     }
 
     async fn kept_figures(&self) -> StoreResult<Vec<MonthFigures>> {
-        let rows = sqlx::query_as::<_, (String, String, String, i64, i64, i64, i64)>(
+        sqlx::query_as::<_, MonthFigures>(
             "SELECT unit, workflow, month, started, completed, cancelled, failed FROM monthly_figures \
              ORDER BY unit, workflow, month COLLATE \"C\"",
         )
         .fetch_all(self.pool())
         .await
-        .map_err(map_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|(unit, workflow, month, started, completed, cancelled, failed)| MonthFigures {
-                unit,
-                workflow,
-                month,
-                started,
-                completed,
-                cancelled,
-                failed,
-            })
-            .collect())
+        .map_err(map_err)
     }
 
     async fn case_dates(&self) -> StoreResult<Vec<CaseDates>> {
-        let rows = sqlx::query_as::<_, (String, String, String, i64, i64)>(
-            "SELECT unit, workflow, status, yishi_ms(created_at), yishi_ms(updated_at) FROM instances",
+        sqlx::query_as::<_, CaseDates>(
+            "SELECT unit, workflow, status, yishi_ms(created_at) AS created_at, yishi_ms(updated_at) AS updated_at \
+             FROM instances",
         )
         .fetch_all(self.pool())
         .await
-        .map_err(map_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|(unit, workflow, status, created_at, updated_at)| CaseDates {
-                unit,
-                workflow,
-                status,
-                created_at,
-                updated_at,
-            })
-            .collect())
+        .map_err(map_err)
     }
 
     async fn purges(&self) -> StoreResult<Vec<PurgeRecord>> {
-        let rows = sqlx::query_as::<_, (i64, i64, i64, i64, String, String)>(
-            "SELECT id, yishi_ms(at), yishi_ms(closed_before), cases, archive, actor FROM purges ORDER BY id",
+        sqlx::query_as::<_, PurgeRecord>(
+            "SELECT id, yishi_ms(at) AS at, yishi_ms(closed_before) AS closed_before, cases, archive, actor \
+             FROM purges ORDER BY id",
         )
         .fetch_all(self.pool())
         .await
-        .map_err(map_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, at, closed_before, cases, archive, actor)| PurgeRecord {
-                id,
-                at,
-                closed_before,
-                cases,
-                archive,
-                actor,
-            })
-            .collect())
+        .map_err(map_err)
     }
 
     async fn gauges(&self, now: i64) -> StoreResult<Gauges> {
@@ -979,51 +920,4 @@ impl Store for PgStore {
         self.inner.lead.lock().await.take();
         self.inner.pool.close().await;
     }
-}
-
-fn timer_row(r: &PgRow) -> Result<TimerRow, sqlx::Error> {
-    let token: i64 = r.try_get("token")?;
-    Ok(TimerRow {
-        instance_id: r.try_get("instance_id")?,
-        token: token as u32,
-        name: r.try_get("name")?,
-        step: r.try_get("step")?,
-        due_at: r.try_get("due_at")?,
-    })
-}
-
-fn token_row(r: &PgRow) -> Result<TokenRow, sqlx::Error> {
-    let acts_as: String = r.try_get("acts_as")?;
-    Ok(TokenRow {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        role: r.try_get("role")?,
-        scope: r.try_get("scope")?,
-        acts_as: serde_json::from_str(&acts_as).unwrap_or_default(),
-        secret_hash: r.try_get("secret_hash")?,
-        created_at: r.try_get("created_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-    })
-}
-
-/// An instance row from a query selecting [`INSTANCE_COLUMNS`].
-fn instance_of(r: &PgRow) -> StoreResult<InstanceRow> {
-    let id: i64 = r.try_get("id").map_err(map_err)?;
-    let data: String = r.try_get("data").map_err(map_err)?;
-    let state: String = r.try_get("state").map_err(map_err)?;
-    let data: Map<String, Value> =
-        serde_json::from_str(&data).map_err(|e| StoreError::Fatal(format!("instance {id}: data: {e}")))?;
-    let s: LoadedState =
-        serde_json::from_str(&state).map_err(|e| StoreError::Fatal(format!("instance {id}: state: {e}")))?;
-    Ok(InstanceRow {
-        id,
-        unit: r.try_get("unit").map_err(map_err)?,
-        workflow: r.try_get("workflow").map_err(map_err)?,
-        version: r.try_get("version").map_err(map_err)?,
-        revision: r.try_get("revision").map_err(map_err)?,
-        last_seq: r.try_get("last_seq").map_err(map_err)?,
-        state: s.with_data(data),
-        created_at: r.try_get("created_at").map_err(map_err)?,
-        updated_at: r.try_get("updated_at").map_err(map_err)?,
-    })
 }
