@@ -19,7 +19,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-SCHEMA = open(os.path.join(ROOT, "engine", "migrations", "0001_initial.sql")).read()
+SCHEMA = open(os.path.join(ROOT, "engine", "engine", "migrations", "sqlite", "0001_initial.sql")).read()
 
 # The events of one reference instance, as Yishi stores them.
 EVENTS = [
