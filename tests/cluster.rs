@@ -153,22 +153,7 @@ async fn check_the_database(url: &str, timed: &[i64], counters: &[i64], acked: &
         assert_eq!(replay(history.iter().map(|e| (&e.event, e.at))), row.state, "case {id} is half-applied");
     }
     for id in counters {
-        let history = store.history(*id).await.unwrap();
-        let mut seen = BTreeSet::new();
-        for e in &history {
-            if let Event::Action { action, payload, .. } = &e.event
-                && action == "tick"
-            {
-                let n = payload["n"].as_i64().unwrap();
-                assert!(seen.insert(n), "action {n} applied twice on case {id}");
-            }
-        }
-        if let Some(want) = acked.get(id) {
-            let missing: Vec<_> = want.difference(&seen).collect();
-            assert!(missing.is_empty(), "acknowledged actions {missing:?} lost on case {id}");
-        }
-        let row = store.load(*id).await.unwrap();
-        assert_eq!(replay(history.iter().map(|e| (&e.event, e.at))), row.state, "case {id} is half-applied");
+        common::check_ticks(&store, *id, acked.get(id), "").await;
     }
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     let total: usize = acked.values().map(BTreeSet::len).sum();

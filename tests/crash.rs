@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use common::{Server, TIMED, poll};
 use serde_json::json;
-use yishi_core::runtime::{Event, replay};
 use yishi_engine::store::sqlite::SqliteStore;
 use yishi_engine::store::{Store, StoreOptions};
 
@@ -89,26 +88,7 @@ async fn nothing_acknowledged_is_lost_across_twenty_kills() {
         let store = SqliteStore::open(&StoreOptions::new(dir.join("yishi.db").display().to_string())).await.unwrap();
         assert_eq!(store.integrity_check().await.unwrap(), "ok", "cycle {cycle}");
         for id in &counters {
-            let history = store.history(*id).await.unwrap();
-            let mut seen = BTreeSet::new();
-            for e in &history {
-                if let Event::Action { action, payload, .. } = &e.event
-                    && action == "tick"
-                {
-                    let n = payload["n"].as_i64().unwrap();
-                    assert!(seen.insert(n), "cycle {cycle}: action {n} applied twice on instance {id}");
-                }
-            }
-            if let Some(want) = acked.get(id) {
-                let missing: Vec<_> = want.difference(&seen).collect();
-                assert!(missing.is_empty(), "cycle {cycle}: acknowledged actions {missing:?} lost on instance {id}");
-            }
-            let row = store.load(*id).await.unwrap();
-            assert_eq!(
-                replay(history.iter().map(|e| (&e.event, e.at))),
-                row.state,
-                "cycle {cycle}: instance {id} is half-applied"
-            );
+            common::check_ticks(&store, *id, acked.get(id), &format!("cycle {cycle}: ")).await;
         }
         store.close().await;
         server = Server::start(&dir, Some(token.clone())).await;

@@ -174,3 +174,31 @@ pub async fn http_full(
     let bytes = resp.into_body().collect().await.ok()?.to_bytes();
     Some((status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
 }
+
+/// A `tick` counter case after crashes (`tests/crash.rs`, `tests/cluster.rs`): every
+/// acknowledged tick in its history, none twice, and its state equal to the replay of its
+/// history. `when` prefixes the messages (`"cycle 3: "`).
+pub async fn check_ticks(
+    store: &impl yishi_engine::store::Store,
+    id: i64,
+    acked: Option<&std::collections::BTreeSet<i64>>,
+    when: &str,
+) {
+    use yishi_core::runtime::{Event, replay};
+    let history = store.history(id).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for e in &history {
+        if let Event::Action { action, payload, .. } = &e.event
+            && action == "tick"
+        {
+            let n = payload["n"].as_i64().unwrap();
+            assert!(seen.insert(n), "{when}action {n} applied twice on case {id}");
+        }
+    }
+    if let Some(want) = acked {
+        let missing: Vec<_> = want.difference(&seen).collect();
+        assert!(missing.is_empty(), "{when}acknowledged actions {missing:?} lost on case {id}");
+    }
+    let row = store.load(id).await.unwrap();
+    assert_eq!(replay(history.iter().map(|e| (&e.event, e.at))), row.state, "{when}case {id} is half-applied");
+}
