@@ -420,6 +420,22 @@ async fn scale(n: usize, workflows: &Path, db: &str, sync: Durability) -> Result
             return Err(format!("case {id} has {} events", history.len()));
         }
     }
+    // 5. The statistics of one street (all 100 communities) for last month.
+    let zone = yishi_core::calendar::Zone::default();
+    let last = yishi_engine::service::stats::Month::of(chrono::Utc::now().timestamp_millis() - 31 * 86_400_000, zone)
+        .ok_or("no month")?;
+    let mut stats = Vec::new();
+    let mut raised = 0;
+    for _ in 0..50 {
+        let t = Instant::now();
+        let r = engine.stats("bench", last, last, zone).await.map_err(|e| e.to_string())?;
+        stats.push(t.elapsed().as_secs_f64() * 1000.0);
+        raised = r.totals[0].counts.raised;
+    }
+    stats.sort_by(f64::total_cmp);
+    line("scale_stats_street_month_cases", raised as f64, "cases");
+    line("scale_stats_street_month_p50", percentile(&stats, 0.5), "ms");
+    line("scale_stats_street_month_p99", percentile(&stats, 0.99), "ms");
     list.sort_by(f64::total_cmp);
     read.sort_by(f64::total_cmp);
     line("scale_list_active_one_community_p50", percentile(&list, 0.5), "ms");

@@ -101,6 +101,15 @@ async fn archiving_keeps_the_figures_masks_personal_data_and_records_the_purge()
         vec![("2026-01", 6, 4, 0), ("2026-02", 0, 0, 1)]
     );
     engine.close().await;
+    // `yishi stats` reads the same month before and after the purge.
+    let stats = |dir: &Path| {
+        let (ok, out, err) = yishi(dir, &["stats", "--from", "2026-01", "--to", "2026-02", "--csv"]);
+        assert!(ok, "{err}");
+        out
+    };
+    let stats_before = stats(tmp.path());
+    assert!(stats_before.starts_with('\u{feff}') && stats_before.contains("response rate"), "{stats_before}");
+    assert!(stats_before.lines().any(|l| l.starts_with("2026-01,total,6,")), "{stats_before}");
 
     // A dry run counts and changes nothing.
     let (ok, out, err) = yishi(tmp.path(), &["archive", "--closed-before", "2026-03-01", "--dry-run"]);
@@ -134,6 +143,7 @@ async fn archiving_keeps_the_figures_masks_personal_data_and_records_the_purge()
     let clock = Arc::new(ManualClock::new(JAN + 40 * DAY));
     let engine = engine_at(&db, clock).await;
     assert_eq!(engine.monthly_figures(zone).await.unwrap(), before, "the months read the same after the purge");
+    assert_eq!(stats(tmp.path()), stats_before, "and so do the statistics");
     assert!(engine.get(ids[0]).await.is_err(), "purged");
     assert_eq!(engine.get(ids[5]).await.unwrap().id, ids[5], "the open case stays");
     let purges = engine.purges().await.unwrap();

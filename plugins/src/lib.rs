@@ -9,6 +9,7 @@ pub mod implement;
 pub mod intake;
 pub mod meeting;
 pub mod notify;
+pub mod public_notice;
 pub mod review;
 pub mod screen;
 pub mod vote;
@@ -25,6 +26,7 @@ pub fn kinds() -> Vec<Arc<dyn StepKind>> {
         Arc::new(meeting::MeetingKind),
         Arc::new(vote::VoteKind),
         Arc::new(review::ReviewKind),
+        Arc::new(public_notice::PublicNoticeKind),
         Arc::new(implement::ImplementKind),
         Arc::new(escalate::EscalateKind),
         Arc::new(evaluate::EvaluateKind),

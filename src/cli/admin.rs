@@ -280,6 +280,34 @@ pub async fn outbox(cmd: OutboxCommand, lang: Lang) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `yishi stats` asks for.
+pub struct StatsArgs {
+    pub unit: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub csv: bool,
+    pub tz: String,
+}
+
+pub async fn stats(a: StatsArgs, db: String, lang: Lang) -> CmdResult {
+    use yishi_engine::service::stats::Month;
+    let zone = yishi_core::calendar::Zone::parse(&a.tz)
+        .ok_or_else(|| Failure::new(msg!("calendar-bad-zone", zone = &a.tz)))?;
+    let now = Month::of(chrono::Utc::now().timestamp_millis(), zone).unwrap_or(Month { year: 2026, month: 1 });
+    let to = crate::server::stats::month_arg("--to", a.to.as_deref(), now).map_err(Failure::new)?;
+    let from = crate::server::stats::month_arg("--from", a.from.as_deref(), to).map_err(Failure::new)?;
+    let engine = open_engine(&db).await?;
+    let report = engine.stats(a.unit.as_deref().unwrap_or_default().trim_end_matches('/'), from, to, zone).await;
+    engine.close().await;
+    let (header, rows) = crate::server::stats::table(&report?, lang);
+    if a.csv {
+        out!("{}", crate::server::reply::csv_text(&header, &rows, true).trim_end());
+    } else {
+        table(&header, &rows, &[false, false, true, true, true, true, true, true, true, true, true, true]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn similar(id: i64, limit: usize, db: String, lang: Lang) -> CmdResult {
     let engine = open_engine(&db).await?;
     let found = engine.similar(id, limit).await;

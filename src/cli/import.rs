@@ -13,6 +13,7 @@ use yishi_core::msg;
 use super::admin::open_engine;
 use super::{CmdResult, Failure};
 use crate::output::out;
+use yishi_engine::service::Intake;
 
 /// The command line of `yishi import`.
 pub struct Import {
@@ -103,11 +104,11 @@ pub async fn import(a: Import, db: String, lang: Lang) -> CmdResult {
                     [("imported_from".to_owned(), Value::from(source.clone())), ("line".to_owned(), Value::from(line))]
                         .into_iter()
                         .collect();
-                let step = a.step.as_deref();
+                let intake = Intake { step: a.step.clone(), urgency: None, note };
                 let done = if a.dry_run {
-                    engine.check_start(&a.workflow, step, data).await.map(|()| 0)
+                    engine.check_start(&a.workflow, data, &intake).await.map(|()| 0)
                 } else {
-                    engine.start_at(&a.workflow, step, data, &actor, None, note).await.map(|v| v.id)
+                    engine.start_with(&a.workflow, data, &actor, None, intake).await.map(|v| v.id)
                 };
                 done.map_err(|e| e.message())
             }

@@ -155,6 +155,26 @@ pub enum Command {
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
         db: String,
     },
+    /// The three rates (response, resolution, satisfaction), overdue cases and average
+    /// satisfaction per unit and month.
+    Stats {
+        /// This unit and the units below it (default: every unit).
+        #[arg(long)]
+        unit: Option<String>,
+        /// First month, YYYY-MM (default: --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last month, YYYY-MM (default: this month).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print CSV (UTF-8 with a byte-order mark, for Excel) instead of a table.
+        #[arg(long)]
+        csv: bool,
+        #[arg(long, env = "YISHI_TZ", default_value = "Asia/Shanghai")]
+        tz: String,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
     /// Put a backup in place of a database no server is using.
     Restore {
         /// The backup to restore.
@@ -460,6 +480,9 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Db(DbCommand::Copy { from, to }) => block(db::copy(from, to, lang)),
         Command::Similar { id, limit, db } => block(admin::similar(id, usize::from(limit), db, lang)),
         Command::Restore { from, db } => block(admin::restore(from, db, lang)),
+        Command::Stats { unit, from, to, csv, tz, db } => {
+            block(admin::stats(admin::StatsArgs { unit, from, to, csv, tz }, db, lang))
+        }
         Command::Import { workflow, from, step, dry_run, actor, workflows, db } => {
             block(import::import(import::Import { workflow, from, step, dry_run, actor, workflows }, db, lang))
         }

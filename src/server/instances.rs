@@ -1,4 +1,4 @@
-//! Cases: list, start, read (with an entity tag), history (JSON or CSV), act, cancel, migrate.
+//! Cases: list, start, read (with an entity tag), history (JSON or CSV), act, change urgency, cancel, migrate.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use yishi_core::i18n::render_in_json;
 use yishi_core::kind::Actor;
 use yishi_core::msg;
 use yishi_core::runtime::ActionRequest;
-use yishi_engine::service::{Idempotency, InstanceView};
+use yishi_engine::service::{Idempotency, InstanceView, Intake};
 use yishi_engine::store::{InstanceRow, ListFilter};
 
 use super::AppState;
@@ -67,6 +67,7 @@ pub async fn list(
             .map_err(|_| ApiError::bad_request(msg!("api-not-a-number", name = k, value = v)).field(k.to_owned()))
     };
     let mut version = None;
+    let mut by_urgency = false;
     for (k, v) in &q {
         match k.as_str() {
             "unit" => {
@@ -86,6 +87,12 @@ pub async fn list(
                 f.status = Some(v.clone());
             }
             "step" => f.step = Some(v.clone()),
+            "urgency" => f.urgency = Some(v.clone()),
+            "sort" => match v.as_str() {
+                "newest" => by_urgency = false,
+                "urgency" => by_urgency = true,
+                _ => return Err(ApiError::bad_request(msg!("api-bad-sort", value = v)).field("sort")),
+            },
             "created_from" => f.created_from = Some(int(k, v)?),
             "created_to" => f.created_to = Some(int(k, v)?),
             "updated_from" => f.updated_from = Some(int(k, v)?),
@@ -114,6 +121,10 @@ pub async fn list(
     if f.units.is_none() && p.scope != "*" {
         f.units = Some(vec![format!("{}/", p.scope)]);
     }
+    if by_urgency {
+        // No levels anywhere: every case is equally urgent, newest first.
+        f.by_urgency = Some(st.engine.urgency_order(f.workflow.as_deref())).filter(|o| !o.is_empty());
+    }
     let items = st.engine.list(&f).await?;
     let next_cursor = (items.len() as u32 == f.limit).then(|| items.last().map(|i| i.id)).flatten();
     json(&InstancePage { items, next_cursor })
@@ -128,7 +139,16 @@ pub async fn start(
     p.require(ApiRole::Operator)?;
     p.require_unit(unit_of(&b.value.workflow))?;
     let idem = idempotency(&p, &headers, "/api/v1/instances", &b.bytes)?;
-    let view = st.engine.start(&b.value.workflow, b.value.data, &actor_of(&p), idem.as_ref()).await?;
+    let body = b.value;
+    let intake = Intake { urgency: body.urgency, ..Intake::default() };
+    let view =
+        st.engine.start_with(&body.workflow, body.data, &actor_of(&p), idem.as_ref(), intake).await.map_err(|e| {
+            let e = ApiError::from(e);
+            match e.field.clone() {
+                Some(f) if f == "urgency" => ApiError { field: Some("/urgency".into()), ..e },
+                _ => e,
+            }
+        })?;
     let location = format!("/api/v1/instances/{}", view.id);
     let revision = view.revision;
     let resp = json_status(StatusCode::CREATED, &shown(view))?;
@@ -323,6 +343,55 @@ pub async fn cancel(
     let view = st.engine.cancel(id, b.value.step.as_deref(), &b.value.reason, &actor_of(&p)).await?;
     let tag = etag(view.revision);
     Ok(with_header(json(&shown(view))?, header::ETAG, &tag))
+}
+
+pub async fn set_urgency(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    P(id): P<i64>,
+    headers: HeaderMap,
+    b: Body<UrgencyBody>,
+) -> ApiResult<Response> {
+    p.require(ApiRole::Operator)?;
+    visible(&st, &p, id).await?;
+    if b.value.reason.trim().is_empty() {
+        return Err(ApiError::invalid(msg!("api-give-reason")).field("/reason"));
+    }
+    let if_match = if_match(&headers)?;
+    let view =
+        st.engine.set_urgency(id, &b.value.level, &b.value.reason, &actor_of(&p), if_match).await.map_err(|e| {
+            let e = ApiError::from(e);
+            match e.field.clone() {
+                Some(f) if f == "urgency" || f == "level" => ApiError { field: Some("/level".into()), ..e },
+                Some(f) if !f.starts_with('/') => ApiError { field: Some(format!("/{f}")), ..e },
+                _ => e,
+            }
+        })?;
+    let tag = etag(view.revision);
+    Ok(with_header(json(&shown(view))?, header::ETAG, &tag))
+}
+
+pub async fn merge(
+    State(st): St,
+    Extension(p): Extension<Principal>,
+    P(id): P<i64>,
+    b: Body<MergeBody>,
+) -> ApiResult<Response> {
+    p.require(ApiRole::Operator)?;
+    visible(&st, &p, id).await?;
+    visible(&st, &p, b.value.from).await.map_err(|e| e.field("/from"))?;
+    if b.value.reason.trim().is_empty() {
+        return Err(ApiError::invalid(msg!("api-give-reason")).field("/reason"));
+    }
+    let (into, from) = st.engine.merge(id, b.value.from, &b.value.reason, &actor_of(&p)).await.map_err(|e| {
+        let e = ApiError::from(e);
+        match e.field.clone() {
+            Some(f) if !f.starts_with('/') => ApiError { field: Some(format!("/{f}")), ..e },
+            _ => e,
+        }
+    })?;
+    let tag = etag(into.revision);
+    Ok(with_header(json(&MergeResult { into: shown(into), from: shown(from) })?, header::ETAG, &tag))
 }
 
 pub async fn migrate(

@@ -7,8 +7,10 @@ pub mod extract;
 pub mod instances;
 pub mod lang;
 pub mod metrics;
+pub mod notice;
 pub mod openapi;
 pub mod reply;
+pub mod stats;
 pub mod system;
 pub mod types;
 pub mod workflows;
@@ -113,9 +115,13 @@ pub fn api_routes() -> Vec<Route> {
         (Method::GET, "/api/v1/instances/{id}", get(instances::get)),
         (Method::GET, "/api/v1/instances/{id}/history", get(instances::history)),
         (Method::GET, "/api/v1/instances/{id}/similar", get(instances::similar)),
+        (Method::GET, "/api/v1/instances/{id}/notice", get(notice::notice)),
         (Method::POST, "/api/v1/instances/{id}/actions", post(instances::act)),
         (Method::POST, "/api/v1/instances/{id}/cancel", post(instances::cancel)),
+        (Method::POST, "/api/v1/instances/{id}/urgency", post(instances::set_urgency)),
+        (Method::POST, "/api/v1/instances/{id}/merge", post(instances::merge)),
         (Method::POST, "/api/v1/instances/{id}/migrate", post(instances::migrate)),
+        (Method::GET, "/api/v1/stats", get(stats::stats)),
         (Method::GET, "/api/v1/whoami", get(system::whoami)),
         (Method::GET, "/api/v1/outbox/dead", get(system::dead_letters)),
         (Method::GET, "/api/v1/nodes", get(system::nodes)),

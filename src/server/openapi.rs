@@ -79,6 +79,7 @@ pub fn operations() -> Vec<Op> {
     let mut all = system_operations();
     all.extend(workflow_operations());
     all.extend(instance_operations());
+    all.extend(instance_changes());
     all
 }
 
@@ -136,6 +137,42 @@ fn system_operations() -> Vec<Op> {
             .errors(&[503]),
         op(GET, "/metrics", "metrics", "Prometheus text metrics").answer(Text(&["text/plain"])),
         op(GET, "/api/v1/openapi.json", "openapi", "this document").answer(Json(200, s::<Value>)),
+        op(
+            GET,
+            "/api/v1/stats",
+            "stats",
+            "the three rates (响应率、解决率、满意率), overdue cases and average satisfaction per unit and month, \
+             from what each case counts for (its `counted` events) and the figures kept for purged cases; \
+             `format` json (the default) or csv",
+        )
+        .role(ApiRole::Viewer)
+        .params(&[
+            ("unit", "query", false, "this unit and the units below it (default: the token's scope)", TEXT),
+            (
+                "from",
+                "query",
+                false,
+                "first month, YYYY-MM (default: `to`)",
+                r#"{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}"#,
+            ),
+            (
+                "to",
+                "query",
+                false,
+                "last month, YYYY-MM (default: this month in the server's zone)",
+                r#"{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}"#,
+            ),
+            ("format", "query", false, "json or csv", r#"{"type": "string", "enum": ["json", "csv"]}"#),
+            (
+                "bom",
+                "query",
+                false,
+                "csv: begin with a byte-order mark, for Excel (default true)",
+                r#"{"type": "boolean"}"#,
+            ),
+        ])
+        .answer(JsonOr(s::<yishi_engine::service::stats::StatsReport>, &["text/csv"]))
+        .errors(&[400, 404]),
         op(GET, "/api/v1/whoami", "whoami", "the token's holder, role and scope")
             .role(ApiRole::Viewer)
             .answer(Json(200, s::<Principal>)),
@@ -263,7 +300,7 @@ fn workflow_operations() -> Vec<Op> {
     ]
 }
 
-/// Cases: list, start, read, history, act, cancel, migrate.
+/// Cases: list, start, read, history, similar.
 fn instance_operations() -> Vec<Op> {
     use Answer::*;
     vec![
@@ -283,6 +320,14 @@ fn instance_operations() -> Vec<Op> {
                     r#"{"type": "string", "enum": ["active", "completed", "cancelled", "failed"]}"#,
                 ),
                 ("step", "query", false, "an active step", TEXT),
+                ("urgency", "query", false, "an urgency level", TEXT),
+                (
+                    "sort",
+                    "query",
+                    false,
+                    "`newest` (default) or `urgency`: most urgent first (in the order the workflows declare their levels), newest first within a level",
+                    r#"{"type": "string", "enum": ["newest", "urgency"]}"#,
+                ),
                 ("created_from", "query", false, "Unix ms", INT),
                 ("created_to", "query", false, "Unix ms", INT),
                 ("updated_from", "query", false, "Unix ms", INT),
@@ -337,6 +382,12 @@ fn instance_operations() -> Vec<Op> {
             ])
         .answer(JsonOr(s::<api::History>, &["text/csv"]))
         .errors(&[400, 404]),
+        op(GET, "/api/v1/instances/{id}/notice", "notice",
+            "the printable public notice (公示) of a case: an A4 page with the decision, the vote, the period and the objections, from its `public_notice` step")
+        .role(ApiRole::Viewer)
+        .params(&[ID, ("step", "query", false, "the notice step, when the case has several", TEXT)])
+        .answer(Text(&["text/html"]))
+        .errors(&[400, 404]),
         op(GET, "/api/v1/instances/{id}/similar", "similar",
             "open cases of the same unit that may report the same matter (character-bigram overlap of title and text, plus the same location or category); a suggestion, never a merge")
         .role(ApiRole::Viewer)
@@ -346,6 +397,13 @@ fn instance_operations() -> Vec<Op> {
             ])
         .answer(Json(200, s::<api::Similar>))
         .errors(&[400, 404]),
+    ]
+}
+
+/// Changes to one case: act, change urgency, cancel, migrate.
+fn instance_changes() -> Vec<Op> {
+    use Answer::*;
+    vec![
         op(POST, "/api/v1/instances/{id}/actions", "act",
             "submit an action (`If-Match: \"<revision>\"` for optimistic concurrency)")
         .role(ApiRole::Operator)
@@ -369,6 +427,29 @@ fn instance_operations() -> Vec<Op> {
         .params(&[ID])
         .body(s::<api::CancelBody>)
         .answer(Json(200, s::<yishi_engine::service::InstanceView>))
+        .errors(WRITE_ERRORS),
+        op(POST, "/api/v1/instances/{id}/urgency", "setUrgency",
+            "change how urgent a case is (紧急程度), at a step its workflow allows (triage), with the reason; deadlines that depend on the level are counted again")
+        .role(ApiRole::Operator)
+        .params(&[
+                ID,
+                (
+                    "If-Match",
+                    "header",
+                    false,
+                    "the revision the client last saw",
+                    r#"{"type": "string", "pattern": "^\"?[0-9]{1,18}\"?$"}"#,
+                ),
+            ])
+        .body(s::<api::UrgencyBody>)
+        .answer(Json(200, s::<yishi_engine::service::InstanceView>))
+        .errors(WRITE_ERRORS),
+        op(POST, "/api/v1/instances/{id}/merge", "merge",
+            "merge a duplicate into this case (合并): the duplicate closes with outcome `merged` and `data.merged_into`; this case gains its people in `data.merged` and `data.merged_people`; both change together or neither")
+        .role(ApiRole::Operator)
+        .params(&[ID])
+        .body(s::<api::MergeBody>)
+        .answer(Json(200, s::<api::MergeResult>))
         .errors(WRITE_ERRORS),
         op(POST, "/api/v1/instances/{id}/migrate", "migrate",
             "move a case to another version (or a dry run)")

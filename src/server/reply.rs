@@ -37,6 +37,19 @@ pub fn etag(revision: i64) -> String {
 
 /// A CSV file: `rows` under `header`, UTF-8 with a byte-order mark unless `bom` is false.
 pub fn csv(filename: &str, header: &[String], rows: &[Vec<String>], bom: bool) -> Response {
+    let out = csv_text(header, rows, bom);
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    let mut resp = out.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+/// CSV text: `rows` under `header`, lines ending in CRLF, with a byte-order mark when `bom`.
+pub fn csv_text(header: &[String], rows: &[Vec<String>], bom: bool) -> String {
     let mut out = String::new();
     if bom {
         out.push('\u{feff}');
@@ -46,14 +59,7 @@ pub fn csv(filename: &str, header: &[String], rows: &[Vec<String>], bom: bool) -
     for r in rows {
         out.push_str(&line(r));
     }
-    let disposition = format!("attachment; filename=\"{filename}\"");
-    let mut resp = out.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    resp
+    out
 }
 
 fn csv_field(s: &str) -> String {

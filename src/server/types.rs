@@ -176,6 +176,43 @@ pub struct StartBody {
     /// The case's data at the start (what the first step and scripts see as `data`).
     #[serde(default)]
     pub data: Map<String, Value>,
+    /// How urgent the matter is: one of the workflow's urgency levels (its default when
+    /// absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<String>,
+}
+
+/// A change of a case's urgency (at triage).
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UrgencyBody {
+    /// The new level, one of the workflow's urgency levels.
+    pub level: String,
+    /// Why (recorded in the history).
+    #[schemars(regex(pattern = r"\S"))]
+    pub reason: String,
+}
+
+/// A duplicate to merge into this case.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeBody {
+    /// The id of the duplicate: it closes with outcome `merged`.
+    #[serde(deserialize_with = "super::extract::int")]
+    #[schemars(range(min = 1))]
+    pub from: i64,
+    /// Why (recorded in both histories).
+    #[schemars(regex(pattern = r"\S"))]
+    pub reason: String,
+}
+
+/// Both cases after a merge.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct MergeResult {
+    /// The case the duplicate joined.
+    pub into: InstanceView,
+    /// The duplicate, closed with outcome `merged`.
+    pub from: InstanceView,
 }
 
 /// An action on a case.

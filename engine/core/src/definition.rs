@@ -48,6 +48,60 @@ pub struct Definition {
     pub extends: Vec<String>,
     /// Data keys holding residents' personal data (masked in archives and exports).
     pub personal: Vec<String>,
+    /// The urgency levels cases of this workflow carry, when it declares them.
+    pub urgency: Option<UrgencyDef>,
+    /// How its cases are merged into others, when it allows it.
+    pub merge: Option<MergeDef>,
+    /// What its cases count for in the statistics.
+    pub statistics: StatisticsDef,
+}
+
+/// Checked statistics settings (see [`crate::model::StatisticsDecl`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatisticsDef {
+    /// Empty: entering any step after the first counts as responded.
+    pub responded: Vec<String>,
+    pub follow_up: Vec<String>,
+    pub rating: String,
+    pub resolved_at_least: f64,
+    pub satisfied_at_least: f64,
+}
+
+impl Default for StatisticsDef {
+    fn default() -> Self {
+        StatisticsDef {
+            responded: Vec::new(),
+            follow_up: Vec::new(),
+            rating: "score".into(),
+            resolved_at_least: 3.0,
+            satisfied_at_least: 4.0,
+        }
+    }
+}
+
+/// Checked merge settings (see [`crate::model::MergeDecl`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MergeDef {
+    pub at: Vec<String>,
+    pub roles: Vec<String>,
+    pub people: Vec<String>,
+}
+
+/// Checked urgency levels (see [`crate::model::UrgencyDecl`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UrgencyDef {
+    /// Most urgent first.
+    pub levels: IndexMap<String, Text>,
+    pub default: String,
+    pub change_at: Vec<String>,
+    pub change_roles: Vec<String>,
+}
+
+impl UrgencyDef {
+    /// Where `level` sorts: 0 for the most urgent.
+    pub fn rank(&self, level: &str) -> Option<u32> {
+        self.levels.get_index_of(level).map(|i| i as u32)
+    }
 }
 
 /// One compiled step.
@@ -73,6 +127,8 @@ pub struct StepDef {
 #[derive(Debug, Clone)]
 pub struct DeadlineDef {
     pub after: Option<Duration>,
+    /// Durations for cases at these urgency levels, instead of `after`.
+    pub by_urgency: IndexMap<String, Duration>,
     pub compute: Option<Script>,
     pub outcome: String,
     pub remind_before: Vec<Duration>,

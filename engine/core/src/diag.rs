@@ -54,6 +54,8 @@ pub enum Code {
     NobodyMayAct,
     /// Working days counted from today run into a year the calendar has no holidays for.
     CalendarUncovered,
+    /// An urgency level the workflow does not declare.
+    UnknownLevel,
     /// A Rhai syntax error.
     ScriptSyntax,
     /// A script that is well formed but misused (wrong return kind, missing function).
@@ -75,7 +77,7 @@ pub enum Code {
 impl Code {
     /// The stable code, such as `Y0103`.
     /// Every code, for reading one back from its text.
-    pub const ALL: [Code; 27] = [
+    pub const ALL: [Code; 28] = [
         Code::Unreadable,
         Code::TomlSyntax,
         Code::UnknownKey,
@@ -92,6 +94,7 @@ impl Code {
         Code::UnmappedOutcome,
         Code::NobodyMayAct,
         Code::CalendarUncovered,
+        Code::UnknownLevel,
         Code::Unreachable,
         Code::NoWayOut,
         Code::DeadJoin,
@@ -123,6 +126,7 @@ impl Code {
             Code::UnmappedOutcome => "Y0112",
             Code::NobodyMayAct => "Y0113",
             Code::CalendarUncovered => "Y0114",
+            Code::UnknownLevel => "Y0115",
             Code::Unreachable => "Y0201",
             Code::NoWayOut => "Y0202",
             Code::DeadJoin => "Y0203",
@@ -363,6 +367,10 @@ impl Diagnostics {
 
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.items.iter().filter(|d| d.is_error()).count()
     }
 
     pub fn len(&self) -> usize {

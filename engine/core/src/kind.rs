@@ -419,6 +419,8 @@ pub struct StepCx<'a> {
     pub instance_id: i64,
     /// The unit (community) the case belongs to.
     pub unit: &'a str,
+    /// The case's urgency level, when its workflow declares levels (scripts see `urgency`).
+    pub urgency: Option<&'a str>,
     /// In `on_timer`: when the timer was due. A timer can fire late (after a restart);
     /// follow-up times should count from this, not from `now`.
     pub due_at: Option<i64>,
@@ -465,7 +467,8 @@ impl StepCx<'_> {
         }
         crate::script::to_dynamic(&Value::Object(m))
     }
-    /// The standard variables a script sees: `data`, `params`, `now`, `visits`, `item`.
+    /// The standard variables a script sees: `data`, `params`, `now`, `visits`, `item`,
+    /// `urgency`.
     pub fn script_vars(&self) -> Vec<(&'static str, rhai::Dynamic)> {
         vec![
             ("data", self.data_dynamic()),
@@ -481,6 +484,7 @@ impl StepCx<'_> {
                 ),
             ),
             ("item", self.item.map_or(rhai::Dynamic::UNIT, crate::script::to_dynamic)),
+            ("urgency", self.urgency.map_or(rhai::Dynamic::UNIT, |u| rhai::Dynamic::from(u.to_owned()))),
         ]
     }
     /// Evaluates `script` with the standard variables.
@@ -495,8 +499,9 @@ impl StepCx<'_> {
 }
 
 /// The variables every workflow script may use: `data` (the case's data), `params`, `now`
-/// (Unix ms), `visits` (a map: step id -> times entered) and `item` (in a for-each branch).
-pub const SCRIPT_VARS: &[&str] = &["data", "params", "now", "visits", "item"];
+/// (Unix ms), `visits` (a map: step id -> times entered), `item` (in a for-each branch) and
+/// `urgency` (the case's urgency level, or `()` when the workflow declares none).
+pub const SCRIPT_VARS: &[&str] = &["data", "params", "now", "visits", "item", "urgency"];
 
 /// The settings of one step: the step table's keys beyond the common ones, with spans.
 pub struct Settings<'a> {

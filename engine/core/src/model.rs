@@ -99,6 +99,90 @@ pub struct WorkflowHeader {
     /// to what the workflows it extends name.
     #[serde(default)]
     pub personal: Vec<String>,
+    /// How urgent a case is (紧急 / 较急 / 一般): the levels, the level a case gets when its
+    /// intake names none, and where and by whom it may be changed. Replaces what the workflows
+    /// it extends declare.
+    #[serde(default)]
+    #[schemars(with = "Option<UrgencyDecl>")]
+    pub urgency: Option<Spanned<UrgencyDecl>>,
+    /// Merging duplicates (合并): where a case may be merged into another and whom it brings.
+    /// Replaces what the workflows it extends declare.
+    #[serde(default)]
+    #[schemars(with = "Option<MergeDecl>")]
+    pub merge: Option<Spanned<MergeDecl>>,
+    /// What counts for the statistics (响应率、解决率、满意率). Replaces what the workflows it
+    /// extends declare.
+    #[serde(default)]
+    #[schemars(with = "Option<StatisticsDecl>")]
+    pub statistics: Option<Spanned<StatisticsDecl>>,
+}
+
+/// What a case of the workflow counts for (`[statistics]`): when it has been responded to,
+/// and which of the residents' own answers in a follow-up (回访) say it was resolved and that
+/// they are satisfied.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatisticsDecl {
+    /// Entering one of these steps counts as responded (default: entering any step after the
+    /// first).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub responded: Vec<Spanned<String>>,
+    /// Follow-up steps (回访): a rating given there is a resident's answer.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub follow_up: Vec<Spanned<String>>,
+    /// The payload field of an answer that holds the rating (default `score`).
+    #[serde(default)]
+    pub rating: Option<String>,
+    /// An answer rating at least this says the matter was resolved: a number or a param
+    /// (default 3, of 5).
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub resolved_at_least: Option<Spanned<crate::kind::NumberOrParam>>,
+    /// An answer rating at least this is satisfied: a number or a param (default 4, of 5).
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub satisfied_at_least: Option<Spanned<crate::kind::NumberOrParam>>,
+}
+
+/// How cases of a workflow are merged into others (`[merge]`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeDecl {
+    /// Steps at which a case may be merged into another (triage); default: the first step.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub at: Vec<Spanned<String>>,
+    /// Roles that may merge; default: the roles that may act at those steps.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub roles: Vec<Spanned<String>>,
+    /// Data paths naming the people a merged case brings to the one it joins (a name or a
+    /// list of names): `["proposer", "raise.co_signers"]`.
+    #[serde(default)]
+    pub people: Vec<String>,
+}
+
+/// The urgency levels of a workflow (`[urgency]`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UrgencyDecl {
+    /// The levels, most urgent first, with their titles:
+    /// `urgent = { zh-CN = "紧急", en = "urgent" }`. Lists sort by this order.
+    pub levels: IndexMap<String, Text>,
+    /// The level of a case whose intake names none (default: the last, least urgent).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub default: Option<Spanned<String>>,
+    /// Steps at which a case's level may be changed (triage); default: the first step.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub change_at: Vec<Spanned<String>>,
+    /// Roles that may change it; default: the roles that may act at those steps.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub change_roles: Vec<Spanned<String>>,
 }
 
 /// The whole workflow file, for the JSON Schema: the header plus the steps.
@@ -237,6 +321,11 @@ pub struct DeadlineDecl {
     /// The outcome when the deadline passes (default `expired`).
     #[serde(default)]
     pub outcome: Option<String>,
+    /// Durations per urgency level, instead of `after` for a case at that level:
+    /// `by_urgency = { urgent = "24h", pressing = "3d" }` (a duration or a duration param).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "IndexMap<String, String>")]
+    pub by_urgency: IndexMap<Spanned<String>, Spanned<String>>,
     /// Reminders before the deadline, e.g. `["1d"]`.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]

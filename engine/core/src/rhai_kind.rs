@@ -159,6 +159,7 @@ impl ScriptedStep {
         );
         m.insert("item".into(), cx.item.map_or(Dynamic::UNIT, to_dynamic));
         m.insert("step".into(), Dynamic::from(cx.step_id.to_owned()));
+        m.insert("urgency".into(), cx.urgency.map_or(Dynamic::UNIT, |u| Dynamic::from(u.to_owned())));
         Dynamic::from_map(m)
     }
 

@@ -102,6 +102,12 @@ pub struct InstanceState {
     #[serde(default)]
     pub scopes: Vec<Scope>,
     pub data: Map<String, Value>,
+    /// How urgent the case is: one of its workflow's urgency levels, when it declares them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<String>,
+    /// What the case counts for in the statistics, from its `counted` events.
+    #[serde(default, skip_serializing_if = "Figures::is_empty")]
+    pub figures: Figures,
     #[serde(default)]
     pub visits: BTreeMap<String, u32>,
     pub next_token: u32,
@@ -118,6 +124,8 @@ impl Default for InstanceState {
             tokens: Vec::new(),
             scopes: Vec::new(),
             data: Map::new(),
+            urgency: None,
+            figures: Figures::default(),
             visits: BTreeMap::new(),
             next_token: 1,
             next_scope: 1,
@@ -136,6 +144,52 @@ impl InstanceState {
     }
 }
 
+/// What a case counts for in the statistics (the three rates): the fold of its `counted`
+/// events.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Figures {
+    /// It got a response (entered a step its workflow counts as responding).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub responded: bool,
+    /// A deadline of it passed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub overdue: bool,
+    /// Residents' answers in a follow-up (回访).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub answers: u32,
+    /// Of those, answers saying it was resolved, and satisfied.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resolved_answers: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub satisfied_answers: u32,
+    /// Their ratings added up.
+    #[serde(default, skip_serializing_if = "is_zero_f")]
+    pub score_sum: f64,
+    /// Resolved and satisfied in the residents' view: more than half of the answers say so.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resolved: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub satisfied: bool,
+}
+
+impl Figures {
+    pub fn is_empty(&self) -> bool {
+        *self == Figures::default()
+    }
+}
+
+/// One thing a case counts for (see [`Figures`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "figure", rename_all = "snake_case")]
+pub enum Figure {
+    /// It entered a step its workflow counts as responding.
+    Responded { step: String },
+    /// A resident answered in a follow-up step: the rating and what it says.
+    Answered { step: String, score: f64, resolved: bool, satisfied: bool },
+    /// A deadline passed.
+    Overdue { step: String },
+}
+
 /// One entry of a case's history. Cause events (`action`, `timer_fired`, `refused`) change
 /// nothing by themselves; effect events change the state as [`apply`] says.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -146,6 +200,9 @@ pub enum Event {
         /// Content hash of the definition version the case started on.
         hash: String,
         data: Map<String, Value>,
+        /// The urgency level the case started with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        urgency: Option<String>,
     },
     Action {
         action: String,
@@ -232,6 +289,33 @@ pub enum Event {
     Failed {
         error: Message,
     },
+    /// Someone changed how urgent the case is (at triage), and why.
+    UrgencyChanged {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        to: String,
+        actor: Actor,
+        reason: String,
+    },
+    /// The case was merged into another as a duplicate (合并): it closes with outcome `merged`.
+    MergedInto {
+        into: i64,
+        actor: Actor,
+        reason: String,
+    },
+    /// A duplicate was merged into this case, bringing these people (its proposer, co-signers).
+    Merged {
+        from: i64,
+        actor: Actor,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        people: Vec<String>,
+    },
+    /// What the case counts for in the statistics, as its workflow's `[statistics]` says.
+    Counted {
+        #[serde(flatten)]
+        figure: Figure,
+    },
     Migrated {
         from: String,
         to: String,
@@ -262,6 +346,10 @@ impl Event {
             Event::Completed { .. } => "completed",
             Event::Cancelled { .. } => "cancelled",
             Event::Failed { .. } => "failed",
+            Event::UrgencyChanged { .. } => "urgency_changed",
+            Event::MergedInto { .. } => "merged_into",
+            Event::Merged { .. } => "merged",
+            Event::Counted { .. } => "counted",
             Event::Migrated { .. } => "migrated",
         }
     }
@@ -270,14 +358,37 @@ impl Event {
 /// Applies one event to a state. The only place where state changes.
 pub fn apply(s: &mut InstanceState, e: &Event) {
     match e {
-        Event::Started { data, .. } => {
-            *s = InstanceState { data: data.clone(), ..InstanceState::default() };
+        Event::Started { data, urgency, .. } => {
+            *s = InstanceState { data: data.clone(), urgency: urgency.clone(), ..InstanceState::default() };
+        }
+        Event::UrgencyChanged { to, .. } => s.urgency = Some(to.clone()),
+        Event::Counted { figure } => {
+            let f = &mut s.figures;
+            match figure {
+                Figure::Responded { .. } => f.responded = true,
+                Figure::Overdue { .. } => f.overdue = true,
+                Figure::Answered { score, resolved, satisfied, .. } => {
+                    f.answers += 1;
+                    f.score_sum += score;
+                    f.resolved_answers += u32::from(*resolved);
+                    f.satisfied_answers += u32::from(*satisfied);
+                    f.resolved = f.resolved_answers * 2 > f.answers;
+                    f.satisfied = f.satisfied_answers * 2 > f.answers;
+                }
+            }
         }
         Event::Action { .. }
         | Event::Refused { .. }
         | Event::TimerFired { .. }
         | Event::Notified { .. }
+        | Event::Merged { .. }
         | Event::Noted { .. } => {}
+        Event::MergedInto { .. } => {
+            s.status = Status::Completed;
+            s.outcome = Some(MERGED.to_owned());
+            s.tokens.clear();
+            s.scopes.clear();
+        }
         Event::Entered { token, step, scopes, item } => {
             s.tokens.push(Token {
                 id: *token,
@@ -494,7 +605,45 @@ impl<'a> Run<'a> {
         {
             t.entered_at = self.now;
         }
+        let counted = self.counted(&e);
         self.events.push(e);
+        if let Some(figure) = counted {
+            let c = Event::Counted { figure };
+            apply(&mut self.state, &c);
+            self.events.push(c);
+        }
+    }
+
+    /// What event `e` counts for in the statistics, as the workflow's `[statistics]` says.
+    fn counted(&self, e: &Event) -> Option<Figure> {
+        let st = &self.def.statistics;
+        match e {
+            Event::Entered { step, .. } if !self.state.figures.responded => {
+                let responds = if st.responded.is_empty() {
+                    *step != self.def.steps[self.def.start].id
+                } else {
+                    st.responded.contains(step)
+                };
+                responds.then(|| Figure::Responded { step: step.clone() })
+            }
+            Event::Action { step, payload, .. } if st.follow_up.contains(step) => {
+                let score = payload.get(&st.rating).and_then(Value::as_f64)?;
+                Some(Figure::Answered {
+                    step: step.clone(),
+                    score,
+                    resolved: score >= st.resolved_at_least,
+                    satisfied: score >= st.satisfied_at_least,
+                })
+            }
+            // A deadline a kind handles itself closes a period (a vote, an evaluation); any other
+            // passing means nobody acted in time.
+            Event::TimerFired { timer, step, .. } if timer == DEADLINE_TIMER && !self.state.figures.overdue => self
+                .def
+                .step(step)
+                .is_some_and(|s| !s.behaviour.handles_deadline())
+                .then(|| Figure::Overdue { step: step.clone() }),
+            _ => None,
+        }
     }
 
     fn finish(self) -> Transition {
@@ -716,6 +865,7 @@ impl<'a> Run<'a> {
             uncovered_years: Default::default(),
             instance_id: self.instance_id,
             unit: &self.def.unit,
+            urgency: self.state.urgency.as_deref(),
             due_at: None,
         }
     }
@@ -796,9 +946,11 @@ impl<'a> Run<'a> {
         let Some(d) = &step.deadline else {
             return Ok(());
         };
-        let duration = match (&d.after, &d.compute) {
-            (Some(a), _) => *a,
-            (None, Some(script)) => {
+        let by_level = self.state.urgency.as_ref().and_then(|l| d.by_urgency.get(l));
+        let duration = match (by_level, &d.after, &d.compute) {
+            (Some(l), _, _) => *l,
+            (None, Some(a), _) => *a,
+            (None, None, Some(script)) => {
                 let cx = self.cx(step, token, item);
                 let v = cx.eval(script).map_err(|e| script_err(&step.id, e))?;
                 let text = v
@@ -810,7 +962,7 @@ impl<'a> Run<'a> {
                     message: msg!("run-deadline-script", error = e.message()),
                 })?
             }
-            (None, None) => return Ok(()),
+            (None, None, None) => return Ok(()),
         };
         let (due, uncovered) = self.def.calendar.add_checked(self.now, duration);
         if let Some(year) = uncovered {
@@ -874,21 +1026,27 @@ fn step_err(step: &str, e: StepError) -> RunError {
 
 /// Starts a case: records `started` and runs until every branch waits.
 pub fn start(def: &Definition, data: Map<String, Value>, now: i64, instance_id: i64) -> Result<Transition, RunError> {
-    start_at(def, data, now, instance_id, def.start)
+    start_at(def, data, now, instance_id, def.start, None)
 }
 
 /// Starts a case at step `step` (an index into `def.steps`) instead of the first: for cases
 /// brought in from another system part way through. The step is entered as if the case had
-/// arrived there.
+/// arrived there. `urgency` is the level the intake named (the workflow's default when `None`).
 pub fn start_at(
     def: &Definition,
     data: Map<String, Value>,
     now: i64,
     instance_id: i64,
     step: usize,
+    urgency: Option<&str>,
 ) -> Result<Transition, RunError> {
+    let urgency = match (&def.urgency, urgency) {
+        (None, None) => None,
+        (Some(u), None) => Some(u.default.clone()),
+        (u, Some(level)) => Some(known_level(def, u.as_ref(), level)?),
+    };
     let mut run = Run::new(def, InstanceState::default(), now, instance_id);
-    run.emit(Event::Started { workflow: def.key.clone(), hash: def.hash.clone(), data });
+    run.emit(Event::Started { workflow: def.key.clone(), hash: def.hash.clone(), data, urgency });
     run.queue.push_back((def.steps[step].id.clone(), Vec::new(), None));
     run.drain()?;
     Ok(run.finish())
@@ -1019,6 +1177,204 @@ pub fn act(
     }
     run.drain()?;
     Ok(run.finish())
+}
+
+/// `level`, when the workflow declares it.
+fn known_level(def: &Definition, u: Option<&crate::definition::UrgencyDef>, level: &str) -> Result<String, RunError> {
+    match u {
+        Some(u) if u.levels.contains_key(level) => Ok(level.to_owned()),
+        Some(u) => Err(RunError::Refused {
+            message: msg!(
+                "run-urgency-unknown",
+                level = level,
+                levels = u.levels.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            field: Some("urgency".into()),
+        }),
+        None => Err(RunError::Refused {
+            message: msg!("run-urgency-undeclared", workflow = &def.key),
+            field: Some("urgency".into()),
+        }),
+    }
+}
+
+/// Refuses `actor` unless they hold one of `roles` (`*`: anyone), with message `key` (arguments
+/// `roles`, `actor`, `holds`).
+fn may(actor: &Actor, roles: &[String], key: &'static str) -> Result<(), RunError> {
+    if roles.iter().any(|r| r == "*" || actor.roles.contains(r)) {
+        return Ok(());
+    }
+    let holds = if actor.roles.is_empty() { msg!("run-no-role") } else { Message::verbatim(actor.roles.join(", ")) };
+    Err(RunError::Forbidden {
+        message: Message::new(key).arg("roles", roles.join(", ")).arg("actor", actor.id.as_str()).arg("holds", holds),
+    })
+}
+
+/// Changes how urgent a case is: allowed while a branch waits at one of the steps the workflow
+/// names for it (triage), to someone holding one of the roles it names. Recorded with who and
+/// why; the deadlines of the waiting steps are counted again for the new level (from when each
+/// step was entered).
+pub fn set_urgency(
+    def: &Definition,
+    state: &InstanceState,
+    level: &str,
+    reason: &str,
+    actor: &Actor,
+    instance_id: i64,
+) -> Result<Transition, RunError> {
+    if state.status != Status::Active {
+        return Err(RunError::Closed(state.status));
+    }
+    let level = known_level(def, def.urgency.as_ref(), level)?;
+    let u = def.urgency.as_ref().expect("known_level checked it");
+    if !state.tokens.iter().any(|t| u.change_at.contains(&t.step)) {
+        return Err(RunError::Refused {
+            message: msg!(
+                "run-urgency-not-here",
+                steps = u.change_at.join(", "),
+                active = state.active_steps().join(", ")
+            ),
+            field: None,
+        });
+    }
+    may(actor, &u.change_roles, "run-urgency-forbidden")?;
+    if reason.trim().is_empty() {
+        return Err(RunError::Refused { message: msg!("run-urgency-reason"), field: Some("reason".into()) });
+    }
+    if state.urgency.as_deref() == Some(level.as_str()) {
+        return Err(RunError::Refused {
+            message: msg!("run-urgency-same", level = &level),
+            field: Some("level".into()),
+        });
+    }
+    let mut s = state.clone();
+    let e = Event::UrgencyChanged {
+        from: state.urgency.clone(),
+        to: level,
+        actor: actor.clone(),
+        reason: reason.to_owned(),
+    };
+    apply(&mut s, &e);
+    // Deadlines that depend on the level are counted again, from when their step was entered.
+    let mut timers = Vec::new();
+    for t in &s.tokens {
+        let Some(step) = def.step(&t.step) else { continue };
+        let Some(d) = &step.deadline else { continue };
+        if d.by_urgency.is_empty() && d.compute.is_none() || !matches!(step.behaviour.control(), Control::Task) {
+            continue;
+        }
+        timers.push(TimerChange::Clear { token: t.id, name: DEADLINE_TIMER.into() });
+        timers.extend(
+            (0..d.remind_before.len()).map(|i| TimerChange::Clear { token: t.id, name: format!("remind:{i}") }),
+        );
+        let mut run = Run::new(def, s.clone(), t.entered_at, instance_id);
+        run.arm_deadline(t.id, step, t.item.as_ref())?;
+        timers.extend(run.timers);
+    }
+    Ok(Transition { state: s, events: vec![e], timers, notices: Vec::new(), numbers: Vec::new(), spawns: Vec::new() })
+}
+
+/// The outcome of a case merged into another.
+pub const MERGED: &str = "merged";
+
+/// One side of a merge: a case's definition, state and id.
+pub struct MergeSide<'a> {
+    pub def: &'a Definition,
+    pub state: &'a InstanceState,
+    pub id: i64,
+}
+
+/// Merges case `from` into case `into` (duplicates, 合并): `from` closes with outcome `merged`
+/// and `data.merged_into`; `into` records a `merged` event and gains, in `data.merged` and
+/// `data.merged_people`, the people `from` brings (the data paths its workflow's `[merge]
+/// people` names). Allowed while `from` waits at a step its workflow's `[merge] at` names, to
+/// someone holding one of its `[merge] roles`. Both sides are committed together.
+pub fn merge(
+    into: &MergeSide<'_>,
+    from: &MergeSide<'_>,
+    actor: &Actor,
+    reason: &str,
+) -> Result<(Transition, Transition), RunError> {
+    if from.state.status != Status::Active {
+        return Err(RunError::Closed(from.state.status));
+    }
+    if into.state.status != Status::Active {
+        return Err(RunError::Refused {
+            message: msg!("run-merge-into-closed", case = into.id, status = into.state.status.word()),
+            field: None,
+        });
+    }
+    let Some(m) = &from.def.merge else {
+        return Err(RunError::Refused { message: msg!("run-merge-undeclared", workflow = &from.def.key), field: None });
+    };
+    if !from.state.tokens.iter().any(|t| m.at.contains(&t.step)) {
+        return Err(RunError::Refused {
+            message: msg!(
+                "run-merge-past",
+                case = from.id,
+                steps = m.at.join(", "),
+                active = from.state.active_steps().join(", ")
+            ),
+            field: None,
+        });
+    }
+    may(actor, &m.roles, "run-merge-forbidden")?;
+    if reason.trim().is_empty() {
+        return Err(RunError::Refused { message: msg!("run-merge-reason"), field: Some("reason".into()) });
+    }
+    let mut people: Vec<String> = Vec::new();
+    for path in &m.people {
+        let mut parts = path.split('.');
+        let mut v = parts.next().and_then(|first| from.state.data.get(first));
+        for part in parts {
+            v = v.and_then(|x| x.get(part));
+        }
+        let names: Vec<String> = match v {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
+        for n in names {
+            if !people.contains(&n) {
+                people.push(n);
+            }
+        }
+    }
+    // The case it joins.
+    let mut merged = match into.state.data.get("merged") {
+        Some(Value::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    };
+    merged.push(serde_json::json!({ "case": from.id, "people": people }));
+    let mut all: Vec<Value> = match into.state.data.get("merged_people") {
+        Some(Value::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    };
+    for p in &people {
+        if !all.iter().any(|x| x.as_str() == Some(p)) {
+            all.push(Value::String(p.clone()));
+        }
+    }
+    let mut changes = Map::new();
+    changes.insert("merged".into(), Value::Array(merged));
+    changes.insert("merged_people".into(), Value::Array(all));
+    let into_events = vec![
+        Event::Merged { from: from.id, actor: actor.clone(), reason: reason.to_owned(), people },
+        Event::DataChanged { changes },
+    ];
+    // The duplicate.
+    let from_events = vec![
+        Event::DataChanged { changes: Map::from_iter([("merged_into".to_owned(), Value::from(into.id))]) },
+        Event::MergedInto { into: into.id, actor: actor.clone(), reason: reason.to_owned() },
+    ];
+    let side = |state: &InstanceState, events: Vec<Event>, timers: Vec<TimerChange>| {
+        let mut s = state.clone();
+        for e in &events {
+            apply(&mut s, e);
+        }
+        Transition { state: s, events, timers, notices: Vec::new(), numbers: Vec::new(), spawns: Vec::new() }
+    };
+    Ok((side(into.state, into_events, Vec::new()), side(from.state, from_events, vec![TimerChange::ClearAll])))
 }
 
 /// The key a for-each item's results are kept under: a string as it is, a number as its
@@ -1195,4 +1551,12 @@ fn active_places(state: &InstanceState) -> Vec<Message> {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_zero_f(n: &f64) -> bool {
+    *n == 0.0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }

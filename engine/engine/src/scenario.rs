@@ -39,11 +39,28 @@ pub struct ScenarioFile {
     #[serde(default)]
     #[schemars(with = "Map<String, Value>")]
     pub data: Map<String, Value>,
+    /// The case's urgency level at intake (the workflow's default when absent).
+    pub urgency: Option<String>,
+    /// More cases, started right after the first: case 2, 3 ... (steps name them with `case`).
+    #[serde(default)]
+    pub cases: Vec<OtherCase>,
     #[serde(default)]
     #[schemars(with = "Vec<ScenarioStep>")]
     pub steps: Vec<Spanned<ScenarioStep>>,
     /// What must hold at the end.
     pub expect: Option<Expect>,
+}
+
+/// A further case of a scenario.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtherCase {
+    /// Its workflow (default: the scenario's): `id` in this unit, or `unit/id`.
+    pub workflow: Option<String>,
+    #[serde(default)]
+    #[schemars(with = "Map<String, Value>")]
+    pub data: Map<String, Value>,
+    pub urgency: Option<String>,
 }
 
 /// One step of a scenario: an action (possibly repeated for many people), or time passing.
@@ -75,6 +92,15 @@ pub struct ScenarioStep {
     pub item: Option<Value>,
     /// Cancel the case (or, with `step`, one active step of it), giving this reason.
     pub cancel: Option<String>,
+    /// The case this step acts on and checks: 1 (the default) is the scenario's first case,
+    /// 2 and on its `cases`.
+    pub case: Option<usize>,
+    /// Merge that case (a number as in `case`) into this step's case, as `as`, giving `reason`.
+    pub merge: Option<usize>,
+    /// Change the case's urgency to this level (as `as`, giving `reason`).
+    pub urgency: Option<String>,
+    /// Why the urgency changes.
+    pub reason: Option<String>,
     /// The action must be refused: `refused`, `forbidden`, `closed`, `conflict`,
     /// `script_failed`, or a piece of the message.
     pub expect_error: Option<String>,
@@ -110,6 +136,8 @@ pub struct Expect {
     pub outcome: Option<String>,
     /// The active steps, in order.
     pub active: Option<Vec<String>>,
+    /// The case's urgency level.
+    pub urgency: Option<String>,
     /// Values in the data document by dotted path: `"reps_vote.outcome" = "passed"`.
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Value>")]
@@ -241,14 +269,35 @@ async fn play(
     }
     engine.install(sub, "scenario").await.map_err(internal)?;
     let admin = Actor { id: "scenario".into(), roles: Vec::new() };
+    let intake = crate::service::Intake { urgency: sf.urgency.clone(), ..Default::default() };
     let case = engine
-        .start(key, sf.data.clone(), &admin, None)
+        .start_with(key, sf.data.clone(), &admin, None, intake)
         .await
         .map_err(|e| msg!("scenario-start-failed", error = e.message()))?;
-    let id = case.id;
+    let mut ids = vec![case.id];
+    for other in &sf.cases {
+        let key = match &other.workflow {
+            None => key.to_owned(),
+            Some(w) if w.contains('/') => w.clone(),
+            Some(w) => format!("{}/{w}", def.unit),
+        };
+        let intake = crate::service::Intake { urgency: other.urgency.clone(), ..Default::default() };
+        let c = engine
+            .start_with(&key, other.data.clone(), &admin, None, intake)
+            .await
+            .map_err(|e| msg!("scenario-start-failed", error = e.message()))?;
+        ids.push(c.id);
+    }
+    let case_id = |n: Option<usize>, i: usize| {
+        let n = n.unwrap_or(1);
+        ids.get(n.wrapping_sub(1)).copied().ok_or_else(|| {
+            msg!("scenario-step", step = i + 1, what = msg!("scenario-no-case", case = n, cases = ids.len()))
+        })
+    };
     for (i, step) in sf.steps.iter().enumerate() {
-        let origin = Origin::new(path, Some(step.span()));
         let s = step.get_ref();
+        let id = case_id(s.case, i)?;
+        let origin = Origin::new(path, Some(step.span()));
         let fail = |diags: &mut Diagnostics, what: Message| {
             diags.push(
                 Code::ScenarioFailed,
@@ -265,6 +314,16 @@ async fn play(
                 fail(diags, msg!("scenario-cancel-failed", error = e.message()));
             }
         }
+        if let Some(other) = s.merge {
+            let from = case_id(Some(other), i)?;
+            let res = engine.merge(id, from, s.reason.as_deref().unwrap_or_default(), &step_actor(s)).await;
+            judge(res.map(|_| ()), "merge", s, diags, &fail);
+        }
+        if let Some(level) = &s.urgency {
+            let res =
+                engine.set_urgency(id, level, s.reason.as_deref().unwrap_or_default(), &step_actor(s), None).await;
+            judge(res.map(|_| ()), "urgency", s, diags, &fail);
+        }
         if let Some(action) = &s.act {
             act(s, i, action, id, &engine, diags, &fail).await?;
         }
@@ -275,16 +334,18 @@ async fn play(
             }
         }
     }
-    let v = engine.view(id).await.map_err(internal)?;
+    let v = engine.view(ids[0]).await.map_err(internal)?;
     if let Some(exp) = &sf.expect {
         for what in check_expect(exp, &v, &engine).await {
             diags.push(Code::ScenarioFailed, &Origin::file(path), None, msg!("scenario-at-end", what = what), None);
         }
     }
-    let row = engine.get(id).await.map_err(internal)?;
-    let history = engine.history(id).await.map_err(internal)?;
-    if replay(history.iter().map(|e| (&e.event, e.at))) != row.state {
-        diags.push(Code::ScenarioFailed, &Origin::file(path), None, msg!("scenario-replay"), None);
+    for id in ids {
+        let row = engine.get(id).await.map_err(internal)?;
+        let history = engine.history(id).await.map_err(internal)?;
+        if replay(history.iter().map(|e| (&e.event, e.at))) != row.state {
+            diags.push(Code::ScenarioFailed, &Origin::file(path), None, msg!("scenario-replay"), None);
+        }
     }
     Ok(())
 }
@@ -405,6 +466,26 @@ async fn act(
     Ok(())
 }
 
+/// Who a step acts as.
+fn step_actor(s: &ScenarioStep) -> Actor {
+    let decl = s.actor.clone().unwrap_or(ActorDecl { id: None, roles: Vec::new() });
+    Actor { id: decl.id.unwrap_or_else(|| "someone".into()), roles: decl.roles }
+}
+
+/// Checks the result of a change other than an action against the step's `expect_error`.
+fn judge(res: Result<(), EngineError>, what: &str, s: &ScenarioStep, diags: &mut Diagnostics, fail: &Fail<'_>) {
+    match (&res, &s.expect_error) {
+        (Ok(()), None) => {}
+        (Err(e), None) => fail(diags, msg!("scenario-refused", action = what, error = e.message())),
+        (Ok(()), Some(want)) => fail(diags, msg!("scenario-applied", action = what, want = want)),
+        (Err(e), Some(want)) => {
+            if !error_matches(e, want) {
+                fail(diags, msg!("scenario-refused-otherwise", action = what, want = want, error = e.message()));
+            }
+        }
+    }
+}
+
 /// A failure of the scenario's own machinery (not of the workflow), for the report.
 fn internal(e: impl std::fmt::Display) -> Message {
     msg!("scenario-error", detail = e.to_string())
@@ -441,6 +522,11 @@ async fn check_expect(exp: &Expect, v: &InstanceView, engine: &Engine) -> Vec<Me
         && a != &v.active_steps
     {
         out.push(msg!("scenario-active", got = format!("{:?}", v.active_steps), expected = format!("{a:?}")));
+    }
+    if let Some(u) = &exp.urgency
+        && v.urgency.as_ref() != Some(u)
+    {
+        out.push(msg!("scenario-urgency", got = v.urgency.as_deref().unwrap_or("-"), expected = u));
     }
     for (path, want) in &exp.data {
         let got = lookup(&v.data, path);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use yishi_core::runtime::{Event, InstanceState, Status, TimerChange, Token};
 use yishi_engine::store::{
-    AnyStore, Commit, ListFilter, NewToken, NewVersion, Store, StoreError, TimerRow, VersionRow,
+    AnyStore, Commit, Counts, ListFilter, NewToken, NewVersion, Store, StoreError, TimerRow, VersionRow,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -44,7 +44,10 @@ fn create(id: i64, unit: &str, version: i64, step: &str) -> Commit {
         version,
         base_revision: 0,
         state: Some(state(step, json!({"n": id}))),
-        events: vec![(Event::Started { workflow: format!("{unit}/w"), hash: "h".into(), data: Default::default() }, 5)],
+        events: vec![(
+            Event::Started { workflow: format!("{unit}/w"), hash: "h".into(), data: Default::default(), urgency: None },
+            5,
+        )],
         first_seq: 1,
         timers: Vec::new(),
         consumes: None,
@@ -355,6 +358,16 @@ async fn purges_remove_closed_cases_whole_and_keep_their_figures(store: AnyStore
         month: "2026-01".into(),
         started: 1,
         completed: 1,
+        counts: Counts {
+            raised: 1,
+            responded: 1,
+            rated: 1,
+            resolved: 1,
+            overdue: 1,
+            answers: 2,
+            score_sum: 6.5,
+            satisfied: 0,
+        },
         ..MonthFigures::default()
     }];
     let batch = |ids: Vec<i64>, record| Purge {

@@ -34,6 +34,12 @@ pub(super) struct Layered<'a> {
     pub labels: IndexMap<String, Text>,
     /// Data keys holding personal data, from every layer.
     pub personal: std::collections::BTreeSet<String>,
+    /// The nearest layer's urgency levels, and its file.
+    pub urgency: Option<(Spanned<crate::model::UrgencyDecl>, usize)>,
+    /// The nearest layer's merge settings, and its file.
+    pub merge: Option<(Spanned<crate::model::MergeDecl>, usize)>,
+    /// The nearest layer's statistics settings, and its file.
+    pub statistics: Option<(Spanned<crate::model::StatisticsDecl>, usize)>,
     pub steps: Vec<RawStep<'a>>,
 }
 
@@ -94,6 +100,9 @@ pub(super) fn layer<'a>(chain: &[usize], parsed: &[ParsedFile<'a>], diags: &mut 
         stages: IndexMap::new(),
         labels: IndexMap::new(),
         personal: Default::default(),
+        urgency: None,
+        merge: None,
+        statistics: None,
         steps: Vec::new(),
     };
     for &fi in chain.iter().rev() {
@@ -111,6 +120,15 @@ pub(super) fn layer<'a>(chain: &[usize], parsed: &[ParsedFile<'a>], diags: &mut 
         l.stages.extend(h.stages.iter().map(|(k, v)| (k.clone(), v.clone())));
         l.labels.extend(h.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         l.personal.extend(h.personal.iter().cloned());
+        if let Some(u) = &h.urgency {
+            l.urgency = Some((u.clone(), fi));
+        }
+        if let Some(m) = &h.merge {
+            l.merge = Some((m.clone(), fi));
+        }
+        if let Some(s) = &h.statistics {
+            l.statistics = Some((s.clone(), fi));
+        }
         layer_steps(&mut l, fi, parsed, diags);
     }
     l

@@ -336,11 +336,217 @@ fn compile(
             }
         },
     };
+    let urgency = urgency(&layered, parsed, &compiled, &index, start, diags);
+    let merge = merge(&layered, parsed, &compiled, &index, start, diags);
+    let statistics = statistics(&layered, parsed, &index, &param_values, diags);
     graph::check(&compiled, start, &layered.steps, parsed, diags);
     if diags.has_errors() {
         return None;
     }
-    Some(assemble(key, chain, parsed, layered, param_values, compiled, index, start, cal, used_files, shared))
+    let urgency = urgency.map(|u| u.expect("checked above"));
+    let extras = Extras { urgency, merge, statistics };
+    Some(assemble(key, chain, parsed, layered, param_values, compiled, index, start, cal, used_files, shared, extras))
+}
+
+/// The workflow's urgency levels, checked: level ids, the default, the steps where a level may
+/// change and the roles that may change it. `None` when the workflow declares none; `Some(None)`
+/// when the declaration has errors (reported).
+fn urgency(
+    layered: &layers::Layered<'_>,
+    parsed: &[ParsedFile<'_>],
+    steps: &[StepDef],
+    index: &HashMap<String, usize>,
+    start: usize,
+    diags: &mut Diagnostics,
+) -> Option<Option<crate::definition::UrgencyDef>> {
+    let (decl, fi) = layered.urgency.as_ref()?;
+    let p = &parsed[*fi];
+    let u = decl.get_ref();
+    let errors_before = diags.error_count();
+    if u.levels.is_empty() {
+        let message = msg!("check-urgency-no-levels");
+        diags.push(Code::MissingKey, &Origin::new(p.path, Some(decl.span())), Some(p.text), message, None);
+        return Some(None);
+    }
+    for level in u.levels.keys() {
+        if !crate::model::valid_id(level) {
+            let message = msg!("check-urgency-level-id", level = level);
+            diags.push(Code::WrongType, &Origin::new(p.path, Some(decl.span())), Some(p.text), message, None);
+        }
+    }
+    let levels = || u.levels.keys().map(String::as_str);
+    let default = match &u.default {
+        Some(d) if !u.levels.contains_key(d.get_ref()) => {
+            let message = msg!(
+                "check-urgency-unknown-level",
+                level = d.get_ref(),
+                levels = levels().collect::<Vec<_>>().join(", ")
+            );
+            let hint = did_you_mean(d.get_ref(), levels());
+            diags.push(Code::UnknownLevel, &Origin::new(p.path, Some(d.span())), Some(p.text), message, hint);
+            String::new()
+        }
+        Some(d) => d.get_ref().clone(),
+        None => u.levels.keys().last().cloned().unwrap_or_default(),
+    };
+    let change_at = named_steps(&u.change_at, "change_at", p, steps, index, start, diags);
+    let change_roles =
+        named_roles(&u.change_roles, "change_roles", p, layered, &steps_named(&change_at, steps, index), diags);
+    // Deadlines per level name levels the workflow has.
+    for raw in &layered.steps {
+        let rp = &parsed[raw.file];
+        for level in raw.common.deadline.iter().flat_map(|d| d.get_ref().by_urgency.keys()) {
+            if !u.levels.contains_key(level.get_ref()) {
+                let message = msg!(
+                    "check-urgency-unknown-level",
+                    level = level.get_ref(),
+                    levels = levels().collect::<Vec<_>>().join(", ")
+                );
+                let hint = did_you_mean(level.get_ref(), levels());
+                diags.push(Code::UnknownLevel, &Origin::new(rp.path, Some(level.span())), Some(rp.text), message, hint);
+            }
+        }
+    }
+    if diags.error_count() > errors_before {
+        return Some(None);
+    }
+    Some(Some(crate::definition::UrgencyDef { levels: u.levels.clone(), default, change_at, change_roles }))
+}
+
+/// Steps named in a header table (`change_at`, `[merge] at`), checked; the first step when none.
+fn named_steps(
+    names: &[Spanned<String>],
+    key: &str,
+    p: &ParsedFile<'_>,
+    steps: &[StepDef],
+    index: &HashMap<String, usize>,
+    start: usize,
+    diags: &mut Diagnostics,
+) -> Vec<String> {
+    let mut out = known_steps(names, key, p, index, diags);
+    if names.is_empty() {
+        out.push(steps[start].id.clone());
+    }
+    out
+}
+
+/// The steps of `names` that exist; each other one reported.
+fn known_steps(
+    names: &[Spanned<String>],
+    key: &str,
+    p: &ParsedFile<'_>,
+    index: &HashMap<String, usize>,
+    diags: &mut Diagnostics,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in names {
+        if index.contains_key(s.get_ref()) {
+            out.push(s.get_ref().clone());
+        } else {
+            diags.push(
+                Code::UnknownStep,
+                &Origin::new(p.path, Some(s.span())),
+                Some(p.text),
+                msg!("check-header-unknown-step", key = key, step = s.get_ref()),
+                did_you_mean(s.get_ref(), index.keys().map(String::as_str)),
+            );
+        }
+    }
+    out
+}
+
+/// Roles named in a header table (`change_roles`, `[merge] roles`), checked; whoever may act
+/// at `at` when none.
+fn named_roles(
+    names: &[Spanned<String>],
+    key: &str,
+    p: &ParsedFile<'_>,
+    layered: &layers::Layered<'_>,
+    at: &[&StepDef],
+    diags: &mut Diagnostics,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in names {
+        if r.get_ref() == "*" || layered.roles.contains_key(r.get_ref()) {
+            out.push(r.get_ref().clone());
+        } else {
+            diags.push(
+                Code::UnknownRole,
+                &Origin::new(p.path, Some(r.span())),
+                Some(p.text),
+                msg!("check-header-unknown-role", key = key, role = r.get_ref()),
+                did_you_mean(r.get_ref(), layered.roles.keys().map(String::as_str)),
+            );
+        }
+    }
+    if names.is_empty() {
+        for r in at.iter().flat_map(|s| s.roles.iter()) {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The compiled steps named `ids`.
+fn steps_named<'s>(ids: &[String], steps: &'s [StepDef], index: &HashMap<String, usize>) -> Vec<&'s StepDef> {
+    ids.iter().filter_map(|id| index.get(id).map(|&i| &steps[i])).collect()
+}
+
+/// The workflow's merge settings, checked (as [`urgency`]).
+fn merge(
+    layered: &layers::Layered<'_>,
+    parsed: &[ParsedFile<'_>],
+    steps: &[StepDef],
+    index: &HashMap<String, usize>,
+    start: usize,
+    diags: &mut Diagnostics,
+) -> Option<crate::definition::MergeDef> {
+    let (decl, fi) = layered.merge.as_ref()?;
+    let p = &parsed[*fi];
+    let m = decl.get_ref();
+    let at = named_steps(&m.at, "at", p, steps, index, start, diags);
+    let roles = named_roles(&m.roles, "roles", p, layered, &steps_named(&at, steps, index), diags);
+    Some(crate::definition::MergeDef { at, roles, people: m.people.clone() })
+}
+
+/// The workflow's statistics settings, checked: steps exist, thresholds are numbers or number
+/// params. The defaults when it declares none.
+fn statistics(
+    layered: &layers::Layered<'_>,
+    parsed: &[ParsedFile<'_>],
+    index: &HashMap<String, usize>,
+    params: &IndexMap<String, ParamValue>,
+    diags: &mut Diagnostics,
+) -> crate::definition::StatisticsDef {
+    let mut out = crate::definition::StatisticsDef::default();
+    let Some((decl, fi)) = layered.statistics.as_ref() else { return out };
+    let p = &parsed[*fi];
+    let d = decl.get_ref();
+    out.responded = known_steps(&d.responded, "responded", p, index, diags);
+    out.follow_up = known_steps(&d.follow_up, "follow_up", p, index, diags);
+    if let Some(r) = &d.rating {
+        out.rating = r.clone();
+    }
+    let mut number = |v: &Option<Spanned<crate::kind::NumberOrParam>>, default: f64| match v.as_ref() {
+        None => default,
+        Some(v) => match v.get_ref() {
+            crate::kind::NumberOrParam::Number(n) => *n,
+            crate::kind::NumberOrParam::Param(name) => match params.get(name).and_then(|pv| pv.value.as_f64()) {
+                Some(n) => n,
+                None => {
+                    let hint = did_you_mean(name, params.keys().map(String::as_str));
+                    let message = msg!("check-not-number-or-param", name = name);
+                    diags.push(Code::BadParam, &Origin::new(p.path, Some(v.span())), Some(p.text), message, hint);
+                    default
+                }
+            },
+        },
+    };
+    out.resolved_at_least = number(&d.resolved_at_least, 3.0);
+    out.satisfied_at_least = number(&d.satisfied_at_least, 4.0);
+    out
 }
 
 /// Texts in several languages name only languages the catalog speaks.
@@ -471,7 +677,9 @@ fn assemble(
     calendar: Calendar,
     used_files: BTreeSet<String>,
     shared: &Shared<'_>,
+    extras: Extras,
 ) -> Definition {
+    let Extras { urgency, merge, statistics } = extras;
     let own = &parsed[chain[0]];
     let (unit, id) = key.rsplit_once('/').unwrap_or(("", key));
     let extends: Vec<String> =
@@ -495,6 +703,15 @@ fn assemble(
     // Only when named, so that versions made before `personal` existed keep their hashes.
     if !layered.personal.is_empty() {
         effective["personal"] = serde_json::json!(layered.personal);
+    }
+    if let Some(u) = &urgency {
+        effective["urgency"] = serde_json::json!(u);
+    }
+    if let Some(m) = &merge {
+        effective["merge"] = serde_json::json!(m);
+    }
+    if layered.statistics.is_some() {
+        effective["statistics"] = serde_json::json!(statistics);
     }
     let sources: BTreeMap<String, String> =
         used_files.iter().filter_map(|f| shared.files.get(f).map(|t| (f.clone(), t.to_owned()))).collect();
@@ -533,7 +750,17 @@ fn assemble(
         sources,
         extends,
         personal: layered.personal.iter().cloned().collect(),
+        urgency,
+        merge,
+        statistics,
     }
+}
+
+/// What a workflow's header tables beyond steps and params compile to.
+struct Extras {
+    urgency: Option<crate::definition::UrgencyDef>,
+    merge: Option<crate::definition::MergeDef>,
+    statistics: crate::definition::StatisticsDef,
 }
 
 fn effective_step(raw: &RawStep<'_>) -> Value {

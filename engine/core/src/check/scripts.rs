@@ -56,8 +56,11 @@ fn deadline(
             .ok()
     };
     let after = dd.after.as_ref().and_then(|a| duration(a, diags));
+    let by_urgency =
+        dd.by_urgency.iter().filter_map(|(k, v)| Some((k.get_ref().clone(), duration(v, diags)?))).collect();
     let compute = dd.compute.as_ref().and_then(|s| script(sandbox, p, s, diags));
-    if dd.after.is_some() == dd.compute.is_some() {
+    let neither = dd.after.is_none() && dd.compute.is_none() && dd.by_urgency.is_empty();
+    if (dd.after.is_some() && dd.compute.is_some()) || neither {
         diags.push(
             Code::BadDuration,
             &at(d.span()),
@@ -68,7 +71,13 @@ fn deadline(
         return None;
     }
     let remind_before = dd.remind_before.iter().filter_map(|r| duration(r, diags)).collect();
-    Some(DeadlineDef { after, compute, outcome: dd.outcome.clone().unwrap_or_else(|| "expired".into()), remind_before })
+    Some(DeadlineDef {
+        after,
+        by_urgency,
+        compute,
+        outcome: dd.outcome.clone().unwrap_or_else(|| "expired".into()),
+        remind_before,
+    })
 }
 
 /// Compiles a script written in the step's file (its errors are mapped into the file).

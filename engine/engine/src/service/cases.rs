@@ -59,6 +59,17 @@ pub struct Idempotency {
     pub fingerprint: String,
 }
 
+/// How a case comes in, beyond its data: where it starts, how urgent it is, and a note for
+/// the recorded start (where an imported case came from).
+#[derive(Clone, Debug, Default)]
+pub struct Intake {
+    /// The step to start at (the first step when `None`).
+    pub step: Option<String>,
+    /// The urgency level (the workflow's default when `None`).
+    pub urgency: Option<String>,
+    pub note: Map<String, Value>,
+}
+
 /// Refusals recorded for one (case, person) in one hour.
 #[derive(Debug, Default)]
 pub(crate) struct RefusalWindow {
@@ -77,7 +88,7 @@ impl Engine {
         actor: &Actor,
         idem: Option<&Idempotency>,
     ) -> Result<InstanceView, EngineError> {
-        self.start_at(workflow, None, data, actor, idem, Map::new()).await
+        self.start_with(workflow, data, actor, idem, Intake::default()).await
     }
 
     /// The workflow a case would start on, and the index of the step it would start at.
@@ -115,31 +126,31 @@ impl Engine {
     pub async fn check_start(
         &self,
         workflow: &str,
-        step: Option<&str>,
         data: Map<String, Value>,
+        intake: &Intake,
     ) -> Result<(), EngineError> {
-        let (_, def, at) = self.startable(workflow, step)?;
-        runtime::start_at(&def, data, self.now(), 0, at).map(|_| ()).map_err(run_error)
+        let (_, def, at) = self.startable(workflow, intake.step.as_deref())?;
+        runtime::start_at(&def, data, self.now(), 0, at, intake.urgency.as_deref()).map(|_| ()).map_err(run_error)
     }
 
-    /// Starts a case at `step` (the first step when `None`); `note` goes in the recorded start
-    /// action's payload (where an imported case came from).
-    pub async fn start_at(
+    /// Starts a case as `intake` says (its first step, its urgency); the intake's note goes in
+    /// the recorded start action's payload.
+    pub async fn start_with(
         &self,
         workflow: &str,
-        step: Option<&str>,
         data: Map<String, Value>,
         actor: &Actor,
         idem: Option<&Idempotency>,
-        note: Map<String, Value>,
+        intake: Intake,
     ) -> Result<InstanceView, EngineError> {
         if let Some(view) = self.replay(idem).await? {
             return Ok(view);
         }
-        let (row, def, at) = self.startable(workflow, step)?;
+        let (row, def, at) = self.startable(workflow, intake.step.as_deref())?;
         let now = self.now();
         let id = self.store.next_instance_id().await?;
-        let mut t = runtime::start_at(&def, data, now, id, at).map_err(run_error)?;
+        let mut t = runtime::start_at(&def, data, now, id, at, intake.urgency.as_deref()).map_err(run_error)?;
+        let note = intake.note;
         let began = std::time::Instant::now();
         self.fill_numbers(&mut t).await?;
         if let Some(Event::Started { .. }) = t.events.first() {
@@ -450,6 +461,98 @@ impl Engine {
         self.apply_transition(&mut guard, row, t, now, None, None).await
     }
 
+    /// Changes how urgent case `id` is (at triage), recording who and why.
+    pub async fn set_urgency(
+        &self,
+        id: i64,
+        level: &str,
+        reason: &str,
+        actor: &Actor,
+        expected_revision: Option<i64>,
+    ) -> Result<InstanceView, EngineError> {
+        let slot = self.slot(id);
+        let mut guard = slot.lock().await;
+        let row = self.loaded(id, &mut guard).await?.clone();
+        if let Some(rev) = expected_revision
+            && rev != row.revision
+        {
+            return Err(EngineError::Conflict(msg!(
+                "engine-stale-revision",
+                id = id,
+                revision = row.revision,
+                expected = rev
+            )));
+        }
+        let def = self.definition(row.version).await?;
+        let now = self.now();
+        let t = runtime::set_urgency(&def, &row.state, level, reason, actor, id).map_err(run_error)?;
+        self.apply_transition(&mut guard, row, t, now, None, None).await
+    }
+
+    /// Merges case `from` into case `into` (duplicates, 合并): both change in one commit unit,
+    /// their slots locked in id order. Returns the views of `into` and `from`, in that order.
+    pub async fn merge(
+        &self,
+        into: i64,
+        from: i64,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<(InstanceView, InstanceView), EngineError> {
+        if into == from {
+            return Err(EngineError::Refused { message: msg!("engine-merge-self"), field: Some("from".into()) });
+        }
+        let (first, second) = (self.slot(into.min(from)), self.slot(into.max(from)));
+        let mut g1 = first.lock().await;
+        let mut g2 = second.lock().await;
+        let (g_into, g_from) = if into < from { (&mut g1, &mut g2) } else { (&mut g2, &mut g1) };
+        let a = self.loaded(into, g_into).await?.clone();
+        let b = self.loaded(from, g_from).await?.clone();
+        if a.unit != b.unit {
+            return Err(EngineError::Refused {
+                message: msg!("engine-merge-units", from = from, from_unit = &b.unit, into = into, into_unit = &a.unit),
+                field: Some("from".into()),
+            });
+        }
+        let (def_a, def_b) = (self.definition(a.version).await?, self.definition(b.version).await?);
+        let now = self.now();
+        let (ta, tb) = runtime::merge(
+            &runtime::MergeSide { def: &def_a, state: &a.state, id: into },
+            &runtime::MergeSide { def: &def_b, state: &b.state, id: from },
+            actor,
+            reason,
+        )
+        .map_err(run_error)?;
+        let next = |row: &InstanceRow, t: &Transition| {
+            let mut n = row.clone();
+            n.state = t.state.clone();
+            n.revision += 1;
+            n.last_seq += t.events.len() as i64;
+            n.updated_at = now;
+            n
+        };
+        let (next_a, next_b) = (next(&a, &ta), next(&b, &tb));
+        let unit = vec![
+            self.commit_of(&a, a.revision, a.last_seq + 1, ta, now),
+            self.commit_of(&b, b.revision, b.last_seq + 1, tb, now),
+        ];
+        g_into.unsettled = true;
+        g_from.unsettled = true;
+        let result = self.store.commit(unit).await;
+        g_into.unsettled = false;
+        g_from.unsettled = false;
+        if let Err(e) = result {
+            g_into.row = None;
+            g_from.row = None;
+            return Err(e.into());
+        }
+        let (va, vb) = (self.version(a.version).await?.0, self.version(b.version).await?.0);
+        let views = (InstanceView::of(&next_a, &va), InstanceView::of(&next_b, &vb));
+        g_into.row = Some(next_a);
+        g_from.row = Some(next_b);
+        self.timer_wake.notify_one();
+        Ok(views)
+    }
+
     /// Commits transition `t` of `row` (with the timer it consumes, when a timer fired) and
     /// keeps the result as the slot's cached copy.
     pub(super) async fn apply_transition(
@@ -598,6 +701,26 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// Urgency levels most urgent first, for sorting a listing: of `workflow` when given, else
+    /// of every active workflow (a level named by several sorts by its most urgent place).
+    pub fn urgency_order(&self, workflow: Option<&str>) -> Vec<String> {
+        let active = self.active();
+        let mut ranked: Vec<(u32, String)> = Vec::new();
+        for (key, (_, def)) in &active.current {
+            if workflow.is_some_and(|w| w != key) {
+                continue;
+            }
+            for (i, level) in def.urgency.iter().flat_map(|u| u.levels.keys()).enumerate() {
+                match ranked.iter_mut().find(|(_, l)| l == level) {
+                    Some(r) => r.0 = r.0.min(i as u32),
+                    None => ranked.push((i as u32, level.clone())),
+                }
+            }
+        }
+        ranked.sort();
+        ranked.into_iter().map(|(_, l)| l).collect()
     }
 
     /// The whole history of an instance.

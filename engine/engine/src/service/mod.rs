@@ -23,6 +23,7 @@ pub mod duplicates;
 pub mod metrics;
 pub mod outbox;
 pub mod retention;
+pub mod stats;
 mod timers;
 
 use std::collections::HashMap;
@@ -39,7 +40,7 @@ use yishi_core::msg;
 use yishi_core::runtime::{RunError, Status};
 use yishi_core::script::Sandbox;
 
-pub use self::cases::{AcceptedAction, IDEMPOTENCY_TTL_MS, Idempotency, MAX_REFUSALS_PER_HOUR, MigrationPlan};
+pub use self::cases::{AcceptedAction, IDEMPOTENCY_TTL_MS, Idempotency, Intake, MAX_REFUSALS_PER_HOUR, MigrationPlan};
 pub use self::catalog::{Active, ReloadStatus};
 pub use self::outbox::{MAX_DELIVERY_ATTEMPTS, WebhookSender};
 use crate::store::{AnyStore, Commit, InstanceRow, Store, StoreError, VersionRow};
@@ -141,6 +142,10 @@ pub struct InstanceView {
     pub status: Status,
     pub outcome: Option<String>,
     pub active_steps: Vec<String>,
+    /// How urgent the case is (one of its workflow's `urgency` levels), when the workflow
+    /// declares levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<String>,
     pub data: Map<String, Value>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -161,6 +166,7 @@ impl InstanceView {
             status: row.state.status,
             outcome: row.state.outcome.clone(),
             active_steps: row.state.active_steps().into_iter().map(str::to_owned).collect(),
+            urgency: row.state.urgency.clone(),
             data: row.state.data.clone(),
             created_at: row.created_at,
             updated_at: row.updated_at,

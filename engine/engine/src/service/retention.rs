@@ -83,7 +83,11 @@ pub fn figures_of<'a>(cases: impl IntoIterator<Item = &'a CaseDates>, zone: Zone
         })
     }
     for c in cases {
-        slot(&mut by, c, month(c.created_at, zone)).started += 1;
+        let started = slot(&mut by, c, month(c.created_at, zone));
+        started.started += 1;
+        if !c.merged {
+            started.counts.add_case(&c.figures.clone().unwrap_or_default());
+        }
         let ended = slot(&mut by, c, month(c.updated_at, zone));
         match c.status.as_str() {
             "completed" => ended.completed += 1,
@@ -102,6 +106,8 @@ fn dates_of(row: &InstanceRow) -> CaseDates {
         status: status_word(row),
         created_at: row.created_at,
         updated_at: row.updated_at,
+        figures: Some(row.state.figures.clone()),
+        merged: row.state.outcome.as_deref() == Some(yishi_core::runtime::MERGED),
     }
 }
 
@@ -183,6 +189,12 @@ impl Engine {
                         record: report.record,
                     })
                     .await?;
+                // This process's copies of the removed cases go with them.
+                let mut slots = self.slots.lock().expect("slots lock");
+                for r in &rows {
+                    slots.remove(&r.id);
+                }
+                drop(slots);
                 report.record = Some(record);
                 report.purged += rows.len() as u64;
             }
@@ -207,6 +219,7 @@ impl Engine {
             e.completed += f.completed;
             e.cancelled += f.cancelled;
             e.failed += f.failed;
+            e.counts.add(&f.counts);
         }
         Ok(by.into_values().collect())
     }
@@ -248,6 +261,8 @@ mod tests {
             status: status.into(),
             created_at: created,
             updated_at: updated,
+            figures: None,
+            merged: false,
         };
         let f = figures_of(&[c("completed", jan_31_utc_evening, mar), c("active", mar, mar)], zone);
         let months: Vec<(&str, i64, i64)> = f.iter().map(|f| (f.month.as_str(), f.started, f.completed)).collect();

@@ -7,6 +7,8 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Col {
     Int,
+    /// A floating-point number.
+    Real,
     Text,
     /// Unix milliseconds (`timestamptz` on PostgreSQL).
     Time,
@@ -122,6 +124,14 @@ pub static TABLES: &[TableSpec] = &[
             ("completed", Int),
             ("cancelled", Int),
             ("failed", Int),
+            ("raised", Int),
+            ("responded", Int),
+            ("rated", Int),
+            ("resolved", Int),
+            ("satisfied", Int),
+            ("overdue", Int),
+            ("answers", Int),
+            ("score_sum", Real),
         ],
         key: 3,
     },

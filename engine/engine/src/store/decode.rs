@@ -89,6 +89,7 @@ where
         status: r.try_get("status")?,
         outcome: r.try_get("outcome")?,
         active_steps: serde_json::from_str(&active).unwrap_or_default(),
+        urgency: r.try_get("urgency")?,
         revision: r.try_get("revision")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,

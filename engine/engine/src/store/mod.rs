@@ -126,6 +126,8 @@ pub struct InstanceSummary {
     pub status: String,
     pub outcome: Option<String>,
     pub active_steps: Vec<String>,
+    /// How urgent the case is, when its workflow declares urgency levels.
+    pub urgency: Option<String>,
     pub revision: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -156,7 +158,13 @@ pub struct ListFilter {
     pub updated_to: Option<i64>,
     /// A top-level field of the data document and the value it must equal.
     pub data: Option<(String, Value)>,
-    /// Return instances with an id below this (cursor pagination, newest first).
+    /// An urgency level.
+    pub urgency: Option<String>,
+    /// Most urgent first: urgency levels in this order (cases at a level not listed, or at
+    /// none, after them), newest first within a level. `None`: newest first.
+    pub by_urgency: Option<Vec<String>>,
+    /// Return instances after this one in the order asked for (cursor pagination): with an id
+    /// below it, and when sorting by urgency, at its level or a less urgent one.
     pub before: Option<i64>,
     pub limit: u32,
 }
@@ -274,8 +282,9 @@ pub struct Gauges {
     pub outbox_dead: i64,
 }
 
-/// Cases per unit, workflow and month: started in the month, and ended in it by how they ended.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
+/// Cases per unit, workflow and month: started in the month, and ended in it by how they ended;
+/// and what the cases started in the month count for in the statistics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct MonthFigures {
     pub unit: String,
     pub workflow: String,
@@ -285,16 +294,77 @@ pub struct MonthFigures {
     pub completed: i64,
     pub cancelled: i64,
     pub failed: i64,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub counts: Counts,
+}
+
+/// What cases count for in the statistics (the three rates), added up. Merged duplicates
+/// (outcome `merged`) are not counted: they are the matter of the case they joined.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
+pub struct Counts {
+    /// Cases raised (merged duplicates left out).
+    pub raised: i64,
+    /// Cases that got a response.
+    pub responded: i64,
+    /// Cases residents answered in a follow-up (回访).
+    pub rated: i64,
+    /// Of those, resolved and satisfied in the residents' view.
+    pub resolved: i64,
+    pub satisfied: i64,
+    /// Cases with a deadline passed.
+    pub overdue: i64,
+    /// Follow-up answers, and their ratings added up.
+    pub answers: i64,
+    pub score_sum: f64,
+}
+
+impl Counts {
+    /// Adds the figures of one case.
+    pub fn add_case(&mut self, f: &yishi_core::runtime::Figures) {
+        self.raised += 1;
+        self.responded += i64::from(f.responded);
+        self.rated += i64::from(f.answers > 0);
+        self.resolved += i64::from(f.resolved);
+        self.satisfied += i64::from(f.satisfied);
+        self.overdue += i64::from(f.overdue);
+        self.answers += i64::from(f.answers);
+        self.score_sum += f.score_sum;
+    }
+    pub fn add(&mut self, o: &Counts) {
+        self.raised += o.raised;
+        self.responded += o.responded;
+        self.rated += o.rated;
+        self.resolved += o.resolved;
+        self.satisfied += o.satisfied;
+        self.overdue += o.overdue;
+        self.answers += o.answers;
+        self.score_sum += o.score_sum;
+    }
+}
+
+/// What the cases of one unit and workflow raised in a period count for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RaisedCounts {
+    pub unit: String,
+    pub workflow: String,
+    #[sqlx(flatten)]
+    pub counts: Counts,
 }
 
 /// When, how and where a case started and ended: what monthly figures are made of.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct CaseDates {
     pub unit: String,
     pub workflow: String,
     pub status: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// What it counts for in the statistics.
+    #[sqlx(json(nullable))]
+    pub figures: Option<yishi_core::runtime::Figures>,
+    /// Merged into another case (not counted in the statistics).
+    pub merged: bool,
 }
 
 /// One batch of a purge: closed cases removed with everything recorded about them, their
@@ -521,6 +591,14 @@ pub trait Store: Send + Sync + 'static {
     fn purge(&self, p: &Purge) -> impl Future<Output = StoreResult<i64>> + Send;
     /// Figures kept for purged cases.
     fn kept_figures(&self) -> impl Future<Output = StoreResult<Vec<MonthFigures>>> + Send;
+    /// What the cases created in `[from, to)` in `units` (as [`ListFilter::units`]; empty: every
+    /// unit) count for, per unit and workflow; merged duplicates left out.
+    fn raised_counts(
+        &self,
+        units: &[String],
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = StoreResult<Vec<RaisedCounts>>> + Send;
     /// Every case's unit, workflow, status and dates (for figures of cases still stored).
     fn case_dates(&self) -> impl Future<Output = StoreResult<Vec<CaseDates>>> + Send;
     /// Purges done, oldest first.
@@ -592,7 +670,9 @@ impl AnyStore {
 }
 
 /// What `yishi bench scale` generates: `instances` cases of `bench/counter` with ten events
-/// each, the first `deadlines` of them `bench/timed` cases whose deadline is overdue.
+/// each, the first `deadlines` of them `bench/timed` cases whose deadline is overdue; in 100
+/// communities of the street `bench`, created a minute apart going back from `now` (a million
+/// span about 23 months); the completed ones count for the statistics (each answered once).
 #[derive(Clone, Copy, Debug)]
 pub struct ScaleFixture {
     pub instances: i64,
@@ -792,6 +872,9 @@ impl Store for AnyStore {
     }
     async fn kept_figures(&self) -> StoreResult<Vec<MonthFigures>> {
         each!(self, s => s.kept_figures().await)
+    }
+    async fn raised_counts(&self, units: &[String], from: i64, to: i64) -> StoreResult<Vec<RaisedCounts>> {
+        each!(self, s => s.raised_counts(units, from, to).await)
     }
     async fn case_dates(&self) -> StoreResult<Vec<CaseDates>> {
         each!(self, s => s.case_dates().await)

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Map;
 use serde_json::Value;
 use yishi_core::i18n::Message;
-use yishi_core::runtime::{InstanceState, Scope, Status, TimerChange, Token};
+use yishi_core::runtime::{Figures, InstanceState, Scope, Status, TimerChange, Token};
 
 use super::Commit;
 
@@ -19,6 +19,10 @@ pub(crate) struct StoredState<'a> {
     status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     outcome: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    urgency: &'a Option<String>,
+    #[serde(skip_serializing_if = "Figures::is_empty")]
+    figures: &'a Figures,
     tokens: &'a [Token],
     #[serde(skip_serializing_if = "<[Scope]>::is_empty")]
     scopes: &'a [Scope],
@@ -34,6 +38,10 @@ pub(crate) struct LoadedState {
     status: Status,
     #[serde(default)]
     outcome: Option<String>,
+    #[serde(default)]
+    urgency: Option<String>,
+    #[serde(default)]
+    figures: Figures,
     tokens: Vec<Token>,
     #[serde(default)]
     scopes: Vec<Scope>,
@@ -54,6 +62,8 @@ impl LoadedState {
             tokens: self.tokens,
             scopes: self.scopes,
             data,
+            urgency: self.urgency,
+            figures: self.figures,
             visits: self.visits,
             next_token: self.next_token,
             next_scope: self.next_scope,
@@ -66,6 +76,8 @@ pub(crate) fn stored_state(s: &InstanceState) -> StoredState<'_> {
     StoredState {
         status: s.status,
         outcome: &s.outcome,
+        urgency: &s.urgency,
+        figures: &s.figures,
         tokens: &s.tokens,
         scopes: &s.scopes,
         visits: &s.visits,

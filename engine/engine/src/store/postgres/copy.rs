@@ -55,6 +55,7 @@ impl PgStore {
             .enumerate()
             .map(|(i, (_, kind))| match kind {
                 Col::Int => format!("(value->>{i})::bigint"),
+                Col::Real => format!("(value->>{i})::double precision"),
                 Col::Text => format!("value->>{i}"),
                 Col::Time => format!("yishi_ts((value->>{i})::bigint)"),
                 Col::Doc => format!("value->{i}"),

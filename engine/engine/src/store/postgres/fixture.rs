@@ -19,8 +19,8 @@ impl PgStore {
                     ('{{\"n\":' || x || ',\"building\":' || (x % 40) || '}}')::json,
                     CASE WHEN x <= {deadlines} THEN '{{\"status\":\"active\",\"tokens\":[{{\"id\":1,\"step\":\"wait\",\"entered_at\":0}}],\"visits\":{{\"wait\":1}},\"next_token\":2,\"next_scope\":1}}'
                          WHEN (x / 100) % 2 = 0 THEN '{{\"status\":\"active\",\"tokens\":[{{\"id\":1,\"step\":\"count\",\"entered_at\":0}}],\"visits\":{{\"count\":1}},\"next_token\":2,\"next_scope\":1}}'
-                         ELSE '{{\"status\":\"completed\",\"outcome\":\"done\",\"tokens\":[],\"visits\":{{\"count\":1}},\"next_token\":2,\"next_scope\":1}}' END::json,
-                    1, 10, yishi_ts({now} - x), yishi_ts({now} - x)
+                         ELSE '{{\"status\":\"completed\",\"outcome\":\"done\",\"figures\":{{\"responded\":true,\"answers\":1,\"resolved_answers\":' || (x % 3 > 0)::int || ',\"satisfied_answers\":' || (x % 4 > 0)::int || ',\"score_sum\":' || (x % 5 + 1) || ',\"resolved\":' || CASE WHEN x % 3 > 0 THEN 'true' ELSE 'false' END || ',\"satisfied\":' || CASE WHEN x % 4 > 0 THEN 'true' ELSE 'false' END || '}},\"tokens\":[],\"visits\":{{\"count\":1}},\"next_token\":2,\"next_scope\":1}}' END::json,
+                    1, 10, yishi_ts({now} - x * 60000), yishi_ts({now} - x)
              FROM generate_series(1, {instances}) AS x;
              INSERT INTO events (instance_id, seq, at, version, type, body)
              SELECT x / 10 + 1, x % 10 + 1, yishi_ts({now}), {counter}, 'action',

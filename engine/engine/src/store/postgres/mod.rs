@@ -286,26 +286,13 @@ impl Store for PgStore {
     async fn list(&self, f: &ListFilter) -> StoreResult<Vec<InstanceSummary>> {
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
             "SELECT i.id, i.unit, i.workflow, d.seq AS version, d.hash AS version_id, i.status, i.outcome, \
-             i.active_steps::text AS active_steps, i.revision, yishi_ms(i.created_at) AS created_at, \
+             i.active_steps::text AS active_steps, i.state ->> 'urgency' AS urgency, i.revision, \
+             yishi_ms(i.created_at) AS created_at, \
              yishi_ms(i.updated_at) AS updated_at \
              FROM instances AS i JOIN definitions AS d ON d.id = i.version WHERE true",
         );
         if let Some(units) = &f.units {
-            q.push(" AND (false");
-            for u in units {
-                if let Some(prefix) = u.strip_suffix('/') {
-                    // `unit` sorts by bytes (COLLATE "C"): 'p/' <= unit < 'p0' is everything below p.
-                    q.push(" OR i.unit = ").push_bind(prefix.to_owned());
-                    q.push(" OR (i.unit >= ")
-                        .push_bind(format!("{prefix}/"))
-                        .push(" AND i.unit < ")
-                        .push_bind(format!("{prefix}0"))
-                        .push(")");
-                } else {
-                    q.push(" OR i.unit = ").push_bind(u.clone());
-                }
-            }
-            q.push(")");
+            push_units(&mut q, "i.unit", units);
         }
         if let Some(w) = &f.workflow {
             q.push(" AND i.workflow = ").push_bind(w.clone());
@@ -340,10 +327,41 @@ impl Store for PgStore {
                 other => q.push(" = ").push_bind(other.to_string()).push("::jsonb"),
             };
         }
-        if let Some(b) = f.before {
-            q.push(" AND i.id < ").push_bind(b);
+        if let Some(u) = &f.urgency {
+            q.push(" AND i.state ->> 'urgency' = ").push_bind(u.clone());
         }
-        q.push(" ORDER BY i.id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        let rank = |q: &mut QueryBuilder<Postgres>, table: &str, levels: &[String]| {
+            if levels.is_empty() {
+                // Not a bare integer, which ORDER BY would read as a column's position.
+                q.push(" CAST(0 AS INTEGER)");
+                return;
+            }
+            q.push(format!(" (CASE {table}.state ->> 'urgency'"));
+            for (i, l) in levels.iter().enumerate() {
+                q.push(" WHEN ").push_bind(l.clone()).push(format!(" THEN {i}"));
+            }
+            q.push(format!(" ELSE {} END)", levels.len()));
+        };
+        match (&f.by_urgency, f.before) {
+            (None, Some(b)) => {
+                q.push(" AND i.id < ").push_bind(b);
+            }
+            (Some(levels), Some(b)) => {
+                // After the cursor's case: less urgent, or as urgent and older.
+                q.push(" AND (");
+                rank(&mut q, "i", levels);
+                q.push(", -i.id) > (SELECT");
+                rank(&mut q, "c", levels);
+                q.push(", -c.id FROM instances AS c WHERE c.id = ").push_bind(b).push(")");
+            }
+            (_, None) => {}
+        }
+        q.push(" ORDER BY");
+        if let Some(levels) = &f.by_urgency {
+            rank(&mut q, "i", levels);
+            q.push(",");
+        }
+        q.push(" i.id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
         let rows = q.build().fetch_all(self.pool()).await.map_err(map_err)?;
         rows.iter().map(decode::summary).collect::<Result<_, _>>().map_err(map_err)
     }
@@ -641,12 +659,21 @@ impl Store for PgStore {
         }
         for f in &p.figures {
             sqlx::query(
-                "INSERT INTO monthly_figures (unit, workflow, month, started, completed, cancelled, failed) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (unit, workflow, month) DO UPDATE SET \
+                "INSERT INTO monthly_figures (unit, workflow, month, started, completed, cancelled, failed, \
+                 raised, responded, rated, resolved, satisfied, overdue, answers, score_sum) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (unit, workflow, month) DO UPDATE SET \
                  started = monthly_figures.started + excluded.started, \
                  completed = monthly_figures.completed + excluded.completed, \
                  cancelled = monthly_figures.cancelled + excluded.cancelled, \
-                 failed = monthly_figures.failed + excluded.failed",
+                 failed = monthly_figures.failed + excluded.failed, \
+                 raised = monthly_figures.raised + excluded.raised, \
+                 responded = monthly_figures.responded + excluded.responded, \
+                 rated = monthly_figures.rated + excluded.rated, \
+                 resolved = monthly_figures.resolved + excluded.resolved, \
+                 satisfied = monthly_figures.satisfied + excluded.satisfied, \
+                 overdue = monthly_figures.overdue + excluded.overdue, \
+                 answers = monthly_figures.answers + excluded.answers, \
+                 score_sum = monthly_figures.score_sum + excluded.score_sum",
             )
             .bind(&f.unit)
             .bind(&f.workflow)
@@ -655,6 +682,14 @@ impl Store for PgStore {
             .bind(f.completed)
             .bind(f.cancelled)
             .bind(f.failed)
+            .bind(f.counts.raised)
+            .bind(f.counts.responded)
+            .bind(f.counts.rated)
+            .bind(f.counts.resolved)
+            .bind(f.counts.satisfied)
+            .bind(f.counts.overdue)
+            .bind(f.counts.answers)
+            .bind(f.counts.score_sum)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -690,7 +725,8 @@ impl Store for PgStore {
 
     async fn kept_figures(&self) -> StoreResult<Vec<MonthFigures>> {
         sqlx::query_as::<_, MonthFigures>(
-            "SELECT unit, workflow, month, started, completed, cancelled, failed FROM monthly_figures \
+            "SELECT unit, workflow, month, started, completed, cancelled, failed, raised, responded, rated, resolved, \
+             satisfied, overdue, answers, score_sum FROM monthly_figures \
              ORDER BY unit, workflow, month COLLATE \"C\"",
         )
         .fetch_all(self.pool())
@@ -698,10 +734,15 @@ impl Store for PgStore {
         .map_err(map_err)
     }
 
+    async fn raised_counts(&self, units: &[String], from: i64, to: i64) -> StoreResult<Vec<RaisedCounts>> {
+        let mut q = raised_counts_query("", units, from, to);
+        q.build_query_as::<RaisedCounts>().fetch_all(self.pool()).await.map_err(map_err)
+    }
+
     async fn case_dates(&self) -> StoreResult<Vec<CaseDates>> {
         sqlx::query_as::<_, CaseDates>(
-            "SELECT unit, workflow, status, yishi_ms(created_at) AS created_at, yishi_ms(updated_at) AS updated_at \
-             FROM instances",
+            "SELECT unit, workflow, status, yishi_ms(created_at) AS created_at, yishi_ms(updated_at) AS updated_at, \
+             state -> 'figures' AS figures, outcome IS NOT DISTINCT FROM 'merged' AS merged FROM instances",
         )
         .fetch_all(self.pool())
         .await
@@ -919,5 +960,65 @@ impl Store for PgStore {
         // Ends the session that holds the lead, if this node led.
         self.inner.lead.lock().await.take();
         self.inner.pool.close().await;
+    }
+}
+
+/// `AND` the condition that `col` is one of `units`: a unit exactly, or when it ends in `/`,
+/// that unit and every unit below it ('p/' <= unit < 'p0', as `unit` sorts by bytes (COLLATE "C")).
+/// Each term can be read from an index on `col`.
+fn push_units(q: &mut QueryBuilder<Postgres>, col: &str, units: &[String]) {
+    q.push(" AND (");
+    if units.is_empty() {
+        q.push("false");
+    }
+    for (i, u) in units.iter().enumerate() {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        match u.strip_suffix('/') {
+            Some(prefix) => {
+                q.push(format!("{col} = ")).push_bind(prefix.to_owned());
+                q.push(format!(" OR ({col} >= ")).push_bind(format!("{prefix}/"));
+                q.push(format!(" AND {col} < ")).push_bind(format!("{prefix}0")).push(")");
+            }
+            None => {
+                q.push(format!("{col} = ")).push_bind(u.to_owned());
+            }
+        }
+    }
+    q.push(")");
+}
+
+/// The statistics query of [`Store::raised_counts`], after `prefix` (`EXPLAIN `).
+fn raised_counts_query(prefix: &str, units: &[String], from: i64, to: i64) -> QueryBuilder<Postgres> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "{prefix}SELECT unit, workflow, COUNT(*) AS raised, \
+         COUNT(*) FILTER (WHERE (state -> 'figures' ->> 'responded')::boolean) AS responded, \
+         COUNT(*) FILTER (WHERE (state -> 'figures' ->> 'answers')::bigint > 0) AS rated, \
+         COUNT(*) FILTER (WHERE (state -> 'figures' ->> 'resolved')::boolean) AS resolved, \
+         COUNT(*) FILTER (WHERE (state -> 'figures' ->> 'satisfied')::boolean) AS satisfied, \
+         COUNT(*) FILTER (WHERE (state -> 'figures' ->> 'overdue')::boolean) AS overdue, \
+         COALESCE(SUM((state -> 'figures' ->> 'answers')::bigint), 0)::bigint AS answers, \
+         COALESCE(SUM((state -> 'figures' ->> 'score_sum')::double precision), 0) AS score_sum \
+         FROM instances WHERE true"
+    ));
+    if !units.is_empty() {
+        push_units(&mut q, "unit", units);
+    }
+    q.push(" AND created_at >= yishi_ts(").push_bind(from).push(") AND created_at < yishi_ts(").push_bind(to);
+    q.push(") AND outcome IS DISTINCT FROM 'merged' GROUP BY unit, workflow ORDER BY unit, workflow");
+    q
+}
+
+impl PgStore {
+    /// How PostgreSQL runs the statistics query (`EXPLAIN`), with sequential scans ruled out
+    /// so that a small test table shows whether the index can serve it: for the test that it
+    /// reads its index.
+    pub async fn plan_of_raised_counts(&self, units: &[String], from: i64, to: i64) -> StoreResult<String> {
+        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await.map_err(map_err)?;
+        let mut q = raised_counts_query("EXPLAIN ", units, from, to);
+        let rows: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await.map_err(map_err)?;
+        Ok(rows.join("\n"))
     }
 }

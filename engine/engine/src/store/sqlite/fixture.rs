@@ -20,8 +20,8 @@ impl SqliteStore {
                     '{{\"n\":' || x || ',\"building\":' || (x % 40) || '}}',
                     CASE WHEN x <= {deadlines} THEN '{{\"status\":\"active\",\"tokens\":[{{\"id\":1,\"step\":\"wait\",\"entered_at\":0}}],\"visits\":{{\"wait\":1}},\"next_token\":2,\"next_scope\":1}}'
                          WHEN (x / 100) % 2 = 0 THEN '{{\"status\":\"active\",\"tokens\":[{{\"id\":1,\"step\":\"count\",\"entered_at\":0}}],\"visits\":{{\"count\":1}},\"next_token\":2,\"next_scope\":1}}'
-                         ELSE '{{\"status\":\"completed\",\"outcome\":\"done\",\"tokens\":[],\"visits\":{{\"count\":1}},\"next_token\":2,\"next_scope\":1}}' END,
-                    1, 10, {now} - x, {now} - x
+                         ELSE '{{\"status\":\"completed\",\"outcome\":\"done\",\"figures\":{{\"responded\":true,\"answers\":1,\"resolved_answers\":' || (x % 3 > 0) || ',\"satisfied_answers\":' || (x % 4 > 0) || ',\"score_sum\":' || (x % 5 + 1) || ',\"resolved\":' || CASE WHEN x % 3 > 0 THEN 'true' ELSE 'false' END || ',\"satisfied\":' || CASE WHEN x % 4 > 0 THEN 'true' ELSE 'false' END || '}},\"tokens\":[],\"visits\":{{\"count\":1}},\"next_token\":2,\"next_scope\":1}}' END,
+                    1, 10, {now} - x * 60000, {now} - x
              FROM c;
              WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < {instances} * 10 - 1)
              INSERT INTO events (instance_id, seq, at, version, type, body)

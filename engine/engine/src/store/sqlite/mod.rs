@@ -337,24 +337,11 @@ impl Store for SqliteStore {
     async fn list(&self, f: &ListFilter) -> StoreResult<Vec<InstanceSummary>> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT instances.id, unit, instances.workflow, d.seq AS version, d.hash AS version_id, status, outcome, \
-             active_steps, revision, instances.created_at, updated_at \
+             active_steps, json_extract(instances.state, '$.urgency') AS urgency, revision, instances.created_at, updated_at \
              FROM instances JOIN definitions AS d ON d.id = instances.version WHERE 1 = 1",
         );
         if let Some(units) = &f.units {
-            q.push(" AND (0");
-            for u in units {
-                if let Some(prefix) = u.strip_suffix('/') {
-                    q.push(" OR unit = ").push_bind(prefix.to_owned());
-                    q.push(" OR (unit >= ")
-                        .push_bind(format!("{prefix}/"))
-                        .push(" AND unit < ")
-                        .push_bind(format!("{prefix}0"))
-                        .push(")");
-                } else {
-                    q.push(" OR unit = ").push_bind(u.clone());
-                }
-            }
-            q.push(")");
+            push_units(&mut q, "unit", units);
         }
         if let Some(w) = &f.workflow {
             q.push(" AND instances.workflow = ").push_bind(w.clone());
@@ -391,10 +378,41 @@ impl Store for SqliteStore {
                 other => q.push(" = json(").push_bind(other.to_string()).push(")"),
             };
         }
-        if let Some(b) = f.before {
-            q.push(" AND instances.id < ").push_bind(b);
+        if let Some(u) = &f.urgency {
+            q.push(" AND json_extract(instances.state, '$.urgency') = ").push_bind(u.clone());
         }
-        q.push(" ORDER BY instances.id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        let rank = |q: &mut QueryBuilder<Sqlite>, table: &str, levels: &[String]| {
+            if levels.is_empty() {
+                // Not a bare integer, which ORDER BY would read as a column's position.
+                q.push(" CAST(0 AS INTEGER)");
+                return;
+            }
+            q.push(format!(" (CASE json_extract({table}.state, '$.urgency')"));
+            for (i, l) in levels.iter().enumerate() {
+                q.push(" WHEN ").push_bind(l.clone()).push(format!(" THEN {i}"));
+            }
+            q.push(format!(" ELSE {} END)", levels.len()));
+        };
+        match (&f.by_urgency, f.before) {
+            (None, Some(b)) => {
+                q.push(" AND instances.id < ").push_bind(b);
+            }
+            (Some(levels), Some(b)) => {
+                // After the cursor's case: less urgent, or as urgent and older.
+                q.push(" AND (");
+                rank(&mut q, "instances", levels);
+                q.push(", -instances.id) > (SELECT");
+                rank(&mut q, "c", levels);
+                q.push(", -c.id FROM instances AS c WHERE c.id = ").push_bind(b).push(")");
+            }
+            (_, None) => {}
+        }
+        q.push(" ORDER BY");
+        if let Some(levels) = &f.by_urgency {
+            rank(&mut q, "instances", levels);
+            q.push(",");
+        }
+        q.push(" instances.id DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
         let rows = q.build().fetch_all(self.pool()).await.map_err(map_err)?;
         rows.iter().map(decode::summary).collect::<Result<_, _>>().map_err(map_err)
     }
@@ -632,10 +650,15 @@ impl Store for SqliteStore {
         }
         for f in &p.figures {
             sqlx::query(
-                "INSERT INTO monthly_figures (unit, workflow, month, started, completed, cancelled, failed) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (unit, workflow, month) DO UPDATE SET \
+                "INSERT INTO monthly_figures (unit, workflow, month, started, completed, cancelled, failed, \
+                 raised, responded, rated, resolved, satisfied, overdue, answers, score_sum) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (unit, workflow, month) DO UPDATE SET \
                  started = started + excluded.started, completed = completed + excluded.completed, \
-                 cancelled = cancelled + excluded.cancelled, failed = failed + excluded.failed",
+                 cancelled = cancelled + excluded.cancelled, failed = failed + excluded.failed, \
+                 raised = raised + excluded.raised, responded = responded + excluded.responded, rated = rated + excluded.rated, \
+                 resolved = resolved + excluded.resolved, satisfied = satisfied + excluded.satisfied, \
+                 overdue = overdue + excluded.overdue, answers = answers + excluded.answers, \
+                 score_sum = score_sum + excluded.score_sum",
             )
             .bind(&f.unit)
             .bind(&f.workflow)
@@ -644,6 +667,14 @@ impl Store for SqliteStore {
             .bind(f.completed)
             .bind(f.cancelled)
             .bind(f.failed)
+            .bind(f.counts.raised)
+            .bind(f.counts.responded)
+            .bind(f.counts.rated)
+            .bind(f.counts.resolved)
+            .bind(f.counts.satisfied)
+            .bind(f.counts.overdue)
+            .bind(f.counts.answers)
+            .bind(f.counts.score_sum)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -678,18 +709,27 @@ impl Store for SqliteStore {
 
     async fn kept_figures(&self) -> StoreResult<Vec<MonthFigures>> {
         sqlx::query_as::<_, MonthFigures>(
-            "SELECT unit, workflow, month, started, completed, cancelled, failed FROM monthly_figures ORDER BY 1, 2, 3",
+            "SELECT unit, workflow, month, started, completed, cancelled, failed, raised, responded, rated, resolved, \
+             satisfied, overdue, answers, score_sum FROM monthly_figures ORDER BY 1, 2, 3",
         )
         .fetch_all(self.pool())
         .await
         .map_err(map_err)
     }
 
+    async fn raised_counts(&self, units: &[String], from: i64, to: i64) -> StoreResult<Vec<RaisedCounts>> {
+        let mut q = raised_counts_query("", units, from, to);
+        q.build_query_as::<RaisedCounts>().fetch_all(self.pool()).await.map_err(map_err)
+    }
+
     async fn case_dates(&self) -> StoreResult<Vec<CaseDates>> {
-        sqlx::query_as::<_, CaseDates>("SELECT unit, workflow, status, created_at, updated_at FROM instances")
-            .fetch_all(self.pool())
-            .await
-            .map_err(map_err)
+        sqlx::query_as::<_, CaseDates>(
+            "SELECT unit, workflow, status, created_at, updated_at, json_extract(state, '$.figures') AS figures, \
+             outcome IS 'merged' AS merged FROM instances",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(map_err)
     }
 
     async fn purges(&self) -> StoreResult<Vec<PurgeRecord>> {
@@ -925,5 +965,64 @@ impl Store for SqliteStore {
         let _ = self.barrier().await;
         self.inner.writer.close().await;
         self.inner.pool.close().await;
+    }
+}
+
+/// `AND` the condition that `col` is one of `units`: a unit exactly, or when it ends in `/`,
+/// that unit and every unit below it ('p/' <= unit < 'p0').
+/// Each term can be read from an index on `col`.
+fn push_units(q: &mut QueryBuilder<Sqlite>, col: &str, units: &[String]) {
+    q.push(" AND (");
+    if units.is_empty() {
+        q.push("false");
+    }
+    for (i, u) in units.iter().enumerate() {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        match u.strip_suffix('/') {
+            Some(prefix) => {
+                q.push(format!("{col} = ")).push_bind(prefix.to_owned());
+                q.push(format!(" OR ({col} >= ")).push_bind(format!("{prefix}/"));
+                q.push(format!(" AND {col} < ")).push_bind(format!("{prefix}0")).push(")");
+            }
+            None => {
+                q.push(format!("{col} = ")).push_bind(u.to_owned());
+            }
+        }
+    }
+    q.push(")");
+}
+
+/// The statistics query of [`Store::raised_counts`], after `prefix` (`EXPLAIN QUERY PLAN `). It
+/// names its index: SQLite refuses it rather than read every case.
+fn raised_counts_query(prefix: &str, units: &[String], from: i64, to: i64) -> QueryBuilder<Sqlite> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "{prefix}SELECT unit, workflow, COUNT(*) AS raised, \
+         COALESCE(SUM(json_extract(state, '$.figures.responded')), 0) AS responded, \
+         COALESCE(SUM(json_extract(state, '$.figures.answers') > 0), 0) AS rated, \
+         COALESCE(SUM(json_extract(state, '$.figures.resolved')), 0) AS resolved, \
+         COALESCE(SUM(json_extract(state, '$.figures.satisfied')), 0) AS satisfied, \
+         COALESCE(SUM(json_extract(state, '$.figures.overdue')), 0) AS overdue, \
+         COALESCE(SUM(json_extract(state, '$.figures.answers')), 0) AS answers, \
+         TOTAL(json_extract(state, '$.figures.score_sum')) AS score_sum \
+         FROM instances INDEXED BY instances_by_unit_created WHERE true"
+    ));
+    if !units.is_empty() {
+        push_units(&mut q, "unit", units);
+    }
+    q.push(" AND created_at >= ").push_bind(from).push(" AND created_at < ").push_bind(to);
+    // SQLite parses a row's state once for all the `json_extract`s of it.
+    q.push(" AND outcome IS NOT 'merged' GROUP BY unit, workflow ORDER BY unit, workflow");
+    q
+}
+
+impl SqliteStore {
+    /// How SQLite runs the statistics query (`EXPLAIN QUERY PLAN`), one line per step: for
+    /// operators and the test that it reads its index.
+    pub async fn plan_of_raised_counts(&self, units: &[String], from: i64, to: i64) -> StoreResult<String> {
+        let mut q = raised_counts_query("EXPLAIN QUERY PLAN ", units, from, to);
+        let rows = q.build().fetch_all(self.pool()).await.map_err(map_err)?;
+        Ok(rows.iter().filter_map(|r| r.try_get::<String, _>("detail").ok()).collect::<Vec<_>>().join("\n"))
     }
 }
