@@ -110,6 +110,7 @@ pub async fn run(
         }
         Case::Concurrent => {
             let engine = engine(&workflows, &db, sync).await?;
+            let cpu_before = thread_cpu();
             let started = Instant::now();
             let mut set = tokio::task::JoinSet::new();
             let per = n.div_ceil(clients.max(1));
@@ -138,6 +139,16 @@ pub async fn run(
             line("concurrent_commits_per_transaction", commits / batches, "commits");
             line("concurrent_commit_mean", micros / batches, "us");
             line("concurrent_commit_busy_share", micros / 1e6 / secs, "share");
+            // CPU time during the run, by thread (Linux schedstat): the SQLite writer thread
+            // (sqlx's worker) against the whole process, as cores kept busy.
+            let cpu = thread_cpu_since(&cpu_before);
+            if !cpu.is_empty() {
+                let all: f64 = cpu.values().sum();
+                let writer: f64 = cpu.iter().filter(|(k, _)| k.1.starts_with("sqlx-sqlite")).map(|(_, v)| v).sum();
+                line("concurrent_process_cpu", all / secs, "cores");
+                line("concurrent_writer_thread_cpu", writer / secs, "cores");
+                line("concurrent_writer_share_of_cpu", if all > 0.0 { writer / all } else { 0.0 }, "share");
+            }
             line("concurrent_latency_p50", percentile(&lat, 0.5), "us");
             line("concurrent_latency_p99", percentile(&lat, 0.99), "us");
             Ok(())
@@ -337,6 +348,37 @@ async fn full_case(n: usize, clients: usize, workflows: &Path, db: &str, sync: D
     line("case_action_latency_p50", percentile(&lat, 0.5), "us");
     line("case_action_latency_p99", percentile(&lat, 0.99), "us");
     Ok(())
+}
+
+/// CPU seconds each thread of this process has run, by (thread id, name), from
+/// `/proc/self/task/*/schedstat` (empty where the kernel does not keep it).
+fn thread_cpu() -> std::collections::BTreeMap<(u64, String), f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for t in tasks.flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else { continue };
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_owned();
+        let ns = std::fs::read_to_string(t.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<f64>().ok()));
+        if let Some(ns) = ns {
+            out.insert((tid, name), ns / 1e9);
+        }
+    }
+    out
+}
+
+/// CPU seconds per thread since `before` (threads started since count from zero).
+fn thread_cpu_since(
+    before: &std::collections::BTreeMap<(u64, String), f64>,
+) -> std::collections::BTreeMap<(u64, String), f64> {
+    thread_cpu()
+        .into_iter()
+        .map(|(k, v)| {
+            let b = before.get(&k).copied().unwrap_or(0.0);
+            (k, v - b)
+        })
+        .collect()
 }
 
 fn peak_rss_mb() -> f64 {

@@ -102,6 +102,9 @@ async fn objections_are_recorded_one_upheld_sends_it_back_and_the_notice_prints(
         assert!(html.contains(want), "{want} in {html}");
     }
     assert!(html.contains("&#60;script&#62;") && !html.contains("<script>"), "objections are escaped: {html}");
+    // Kept for a look in a browser (`chromium --headless --print-to-pdf`).
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("notice-example.html");
+    std::fs::write(&out, &html).unwrap();
     let (_, _, en) = page(&api, &staff, id, "en").await;
     assert!(en.contains("Public notice") && en.contains("a lift for building 3"), "{en}");
 
