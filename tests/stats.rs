@@ -204,3 +204,100 @@ async fn the_statistics_query_reads_its_index_on_both_backends() {
     pg.close().await;
     db.drop_now().await;
 }
+
+/// The departments a community whistles (吹哨报到) get rates of their own: called, answered,
+/// answered in time, and how the community rated their responses.
+#[tokio::test]
+async fn departments_whistled_get_their_own_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("u");
+    std::fs::create_dir_all(&unit).unwrap();
+    std::fs::write(unit.join("unit.toml"), "name = \"u\"\n").unwrap();
+    std::fs::write(
+        unit.join("dispute.toml"),
+        r#"
+id = "dispute"
+[roles]
+staff = "staff"
+judicial_office = "司法所"
+police_station = "派出所"
+legal_adviser = "法律顾问"
+[[steps]]
+id = "whistle"
+kind = "escalate"
+departments = ["judicial_office", "police_station", "legal_adviser"]
+report_within = "1d"
+need = 2
+actors = { report = ["judicial_office", "police_station", "legal_adviser"], rate = ["staff"] }
+on = { reported = "done" }
+[[steps]]
+id = "done"
+kind = "end"
+"#,
+    )
+    .unwrap();
+    let api = Api::on(dir.path()).await;
+    api.clock.set(OCT_5);
+    let token = api.token("operator", "*", &["staff", "judicial_office", "police_station", "legal_adviser"]).await;
+    let call = async |method: &str, uri: &str, body: Option<Value>| {
+        let (s, v) = api.call(method, uri, Some(&token), body).await;
+        assert!(s.is_success(), "{method} {uri}: {s} {v}");
+        v
+    };
+    let act = async |id: i64, action: &str, dept: &str, score: Option<i64>| {
+        let mut payload = json!({ "department": dept });
+        if action == "report" {
+            payload["response"] = json!("已到场");
+        }
+        if let Some(s) = score {
+            payload["score"] = json!(s);
+        }
+        let body =
+            json!({ "action": action, "payload": payload, "on_behalf_of": { "id": dept, "roles": [dept, "staff"] } });
+        call("POST", &format!("/api/v1/instances/{id}/actions"), Some(body)).await
+    };
+    let a = call("POST", "/api/v1/instances", Some(json!({ "workflow": "u/dispute" }))).await["id"].as_i64().unwrap();
+    let b = call("POST", "/api/v1/instances", Some(json!({ "workflow": "u/dispute" }))).await["id"].as_i64().unwrap();
+    // A: the police answer at once (rated 5); the judicial office two days late (rated 2);
+    // the legal adviser never.
+    act(a, "report", "police_station", None).await;
+    act(a, "rate", "police_station", Some(5)).await;
+    // B: the police (rated 4) and the legal adviser (rated 3) answer at once.
+    for (dept, score) in [("police_station", 4), ("legal_adviser", 3)] {
+        act(b, "report", dept, None).await;
+        act(b, "rate", dept, Some(score)).await;
+    }
+    api.clock.advance(2 * DAY);
+    api.engine.fire_due().await.unwrap();
+    act(a, "report", "judicial_office", None).await;
+    let v = act(a, "rate", "judicial_office", Some(2)).await;
+    assert_eq!(v["status"], "completed", "{v}");
+
+    let r = call("GET", "/api/v1/stats?from=2026-10&to=2026-10", None).await;
+    let row = |p: &Value| {
+        let n = |k: &str| p[k].as_i64().unwrap();
+        (
+            p["party"].as_str().unwrap().to_owned(),
+            n("called"),
+            n("responded"),
+            n("in_time"),
+            n("rated"),
+            n("satisfied"),
+            p["average_rating"].as_f64().unwrap(),
+        )
+    };
+    let got: Vec<_> = r["parties"].as_array().unwrap().iter().map(row).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("judicial_office".to_owned(), 2, 1, 0, 1, 0, 2.0),
+            ("legal_adviser".to_owned(), 2, 1, 1, 1, 0, 3.0),
+            ("police_station".to_owned(), 2, 2, 2, 2, 2, 4.5),
+        ],
+        "{r}"
+    );
+    let police = &r["parties"][2];
+    assert_eq!((police["response_rate"].as_f64(), police["in_time_rate"].as_f64()), (Some(1.0), Some(1.0)));
+    assert_eq!(r["parties"][0]["in_time_rate"].as_f64(), Some(0.0));
+    assert!(r["parties"].as_array().unwrap().iter().all(|p| p["month"] == "2026-10"));
+}

@@ -172,6 +172,7 @@ impl Step for EscalateStep {
         for n in &names {
             w.departments.insert(n.clone(), Dept { due_at: due, ..Dept::default() });
             cx.set_timer(&format!("due:{n}"), due);
+            cx.count_party(n, PartyMark::Called);
         }
         cx.notify(Notice {
             topic: "whistle".into(),
@@ -204,6 +205,9 @@ impl Step for EscalateStep {
                         department = &dept
                     )));
                 }
+                if d.reported_at.is_none() {
+                    cx.count_party(&dept, PartyMark::Responded { in_time: cx.now <= d.due_at });
+                }
                 d.reported_at = Some(cx.now);
                 d.response = action.payload.get("response").and_then(Value::as_str).map(str::to_owned);
                 cx.clear_timer(&format!("due:{dept}"));
@@ -219,6 +223,9 @@ impl Step for EscalateStep {
                 let score = action.payload.get("score").and_then(Value::as_i64).unwrap_or(0);
                 if !(1..=5).contains(&score) {
                     return Err(StepError::refused_field("score", msg!("escalate-score")));
+                }
+                if d.rating.is_none() {
+                    cx.count_party(&dept, PartyMark::Rated { score: score as f64 });
                 }
                 d.rating = Some(score);
                 d.comment = action.payload.get("comment").and_then(Value::as_str).map(str::to_owned);

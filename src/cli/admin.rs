@@ -299,11 +299,17 @@ pub async fn stats(a: StatsArgs, db: String, lang: Lang) -> CmdResult {
     let engine = open_engine(&db).await?;
     let report = engine.stats(a.unit.as_deref().unwrap_or_default().trim_end_matches('/'), from, to, zone).await;
     engine.close().await;
-    let (header, rows) = crate::server::stats::table(&report?, lang);
+    let report = report?;
+    let (header, rows) = crate::server::stats::table(&report, lang);
     if a.csv {
         out!("{}", crate::server::reply::csv_text(&header, &rows, true).trim_end());
     } else {
         table(&header, &rows, &[false, false, true, true, true, true, true, true, true, true, true, true]);
+        if !report.parties.is_empty() {
+            let (header, rows) = crate::server::stats::parties_table(&report, lang);
+            out!("");
+            table(&header, &rows, &[false, false, true, true, true, true, true, true, true]);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

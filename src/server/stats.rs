@@ -65,6 +65,44 @@ pub async fn stats(
     }
 }
 
+/// The parties called on (departments whistled) as a table: a row per month and party.
+pub fn parties_table(report: &StatsReport, lang: Lang) -> (Vec<String>, Vec<Vec<String>>) {
+    let header = [
+        "stats-month",
+        "stats-party",
+        "stats-called",
+        "stats-responded",
+        "stats-response-rate",
+        "stats-in-time-rate",
+        "stats-rated",
+        "stats-satisfaction-rate",
+        "stats-average",
+    ]
+    .iter()
+    .map(|k| Message::new(k).render(lang))
+    .collect();
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+    let rows = report
+        .parties
+        .iter()
+        .map(|p| {
+            let c = &p.counts;
+            vec![
+                p.month.clone(),
+                c.party.clone(),
+                c.called.to_string(),
+                c.responded.to_string(),
+                rate(p.response_rate),
+                rate(p.in_time_rate),
+                c.rated.to_string(),
+                rate(p.satisfaction_rate),
+                p.average_rating.map_or_else(|| "-".to_owned(), |a| format!("{a:.2}")),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
 /// The report as a table: a row per month and unit, then a total per month.
 pub fn table(report: &StatsReport, lang: Lang) -> (Vec<String>, Vec<Vec<String>>) {
     let header = [

@@ -378,6 +378,17 @@ pub struct Spawn {
     pub data: Map<String, Value>,
 }
 
+/// What a step reports about a party it called on, for the statistics per party.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PartyMark {
+    /// Called on (whistled).
+    Called,
+    /// Answered the call; `in_time`: before its due time.
+    Responded { in_time: bool },
+    /// Its response was rated.
+    Rated { score: f64 },
+}
+
 /// A timer change requested by a step.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TimerOp {
@@ -412,6 +423,9 @@ pub struct StepCx<'a> {
     pub notices: Vec<Notice>,
     pub numbers: Vec<NumberRequest>,
     pub spawns: Vec<Spawn>,
+    /// What the step reports about the parties it called on (departments whistled), for the
+    /// statistics: the runtime records each as a `counted` event.
+    pub party_marks: Vec<(String, PartyMark)>,
     /// Years a working-day count ([`StepCx::after`]) ran into without the calendar knowing
     /// their holidays; the runtime notes them on the case's history.
     pub uncovered_years: std::cell::RefCell<Vec<i32>>,
@@ -443,6 +457,10 @@ impl StepCx<'_> {
     }
     pub fn notify(&mut self, notice: Notice) {
         self.notices.push(notice);
+    }
+    /// Counts `party` (a department the step called on) for the statistics.
+    pub fn count_party(&mut self, party: &str, mark: PartyMark) {
+        self.party_marks.push((party.to_owned(), mark));
     }
     /// The instant `d` after now, by this workflow's calendar.
     pub fn after(&self, d: Duration) -> i64 {

@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 use crate::definition::{Definition, StepDef};
 use crate::duration::Duration;
 use crate::kind::{
-    ActionInput, Actor, Control, DEADLINE_TIMER, Flow, JoinWait, Notice, NumberRequest, Spawn, SplitMode, StepCx,
-    StepError, TimerOp,
+    ActionInput, Actor, Control, DEADLINE_TIMER, Flow, JoinWait, Notice, NumberRequest, PartyMark, Spawn, SplitMode,
+    StepCx, StepError, TimerOp,
 };
 use crate::script::ScriptError;
 
@@ -170,6 +170,24 @@ pub struct Figures {
     pub resolved: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub satisfied: bool,
+    /// The parties the case called on (departments whistled), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parties: BTreeMap<String, PartyFigures>,
+}
+
+/// What one party called on in a case counts for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PartyFigures {
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub responded: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub in_time: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub answers: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub satisfied_answers: u32,
+    #[serde(default, skip_serializing_if = "is_zero_f")]
+    pub score_sum: f64,
 }
 
 impl Figures {
@@ -188,6 +206,12 @@ pub enum Figure {
     Answered { step: String, score: f64, resolved: bool, satisfied: bool },
     /// A deadline passed.
     Overdue { step: String },
+    /// The step called on a party (a department whistled).
+    Called { step: String, party: String },
+    /// The party answered; `in_time`: before its due time.
+    PartyResponded { step: String, party: String, in_time: bool },
+    /// The party's response was rated, and whether the rating counts as satisfied.
+    PartyRated { step: String, party: String, score: f64, satisfied: bool },
 }
 
 /// One entry of a case's history. Cause events (`action`, `timer_fired`, `refused`) change
@@ -367,6 +391,20 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
             match figure {
                 Figure::Responded { .. } => f.responded = true,
                 Figure::Overdue { .. } => f.overdue = true,
+                Figure::Called { party, .. } => {
+                    f.parties.entry(party.clone()).or_default();
+                }
+                Figure::PartyResponded { party, in_time, .. } => {
+                    let p = f.parties.entry(party.clone()).or_default();
+                    p.responded = true;
+                    p.in_time = *in_time;
+                }
+                Figure::PartyRated { party, score, satisfied, .. } => {
+                    let p = f.parties.entry(party.clone()).or_default();
+                    p.answers += 1;
+                    p.score_sum += score;
+                    p.satisfied_answers += u32::from(*satisfied);
+                }
                 Figure::Answered { score, resolved, satisfied, .. } => {
                     f.answers += 1;
                     f.score_sum += score;
@@ -862,6 +900,7 @@ impl<'a> Run<'a> {
             notices: Vec::new(),
             numbers: Vec::new(),
             spawns: Vec::new(),
+            party_marks: Vec::new(),
             uncovered_years: Default::default(),
             instance_id: self.instance_id,
             unit: &self.def.unit,
@@ -918,6 +957,20 @@ impl<'a> Run<'a> {
         }
         self.numbers.extend(fx.numbers);
         self.spawns.extend(fx.spawns);
+        for (party, mark) in fx.party_marks {
+            let step = step.id.clone();
+            let figure = match mark {
+                PartyMark::Called => Figure::Called { step, party },
+                PartyMark::Responded { in_time } => Figure::PartyResponded { step, party, in_time },
+                PartyMark::Rated { score } => {
+                    let satisfied = score >= self.def.statistics.satisfied_at_least;
+                    Figure::PartyRated { step, party, score, satisfied }
+                }
+            };
+            let c = Event::Counted { figure };
+            apply(&mut self.state, &c);
+            self.events.push(c);
+        }
     }
 
     /// Records that a working-day count at `step` ran into `year`, whose holidays the
@@ -996,6 +1049,7 @@ struct Effects {
     numbers: Vec<NumberRequest>,
     spawns: Vec<Spawn>,
     uncovered_years: Vec<i32>,
+    party_marks: Vec<(String, PartyMark)>,
 }
 
 impl Effects {
@@ -1008,6 +1062,7 @@ impl Effects {
             numbers: cx.numbers,
             spawns: cx.spawns,
             uncovered_years: cx.uncovered_years.into_inner(),
+            party_marks: cx.party_marks,
         }
     }
 }

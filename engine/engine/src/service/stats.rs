@@ -78,6 +78,22 @@ impl MonthStats {
     }
 }
 
+/// What one party called on (a department whistled) counts for in one month.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct PartyStats {
+    pub month: String,
+    #[serde(flatten)]
+    pub counts: crate::store::PartyCounts,
+    /// Responded / called.
+    pub response_rate: Option<f64>,
+    /// Responded before the due time / called.
+    pub in_time_rate: Option<f64>,
+    /// Satisfied / rated.
+    pub satisfaction_rate: Option<f64>,
+    /// The average rating of its responses.
+    pub average_rating: Option<f64>,
+}
+
 /// Statistics of a scope over a run of months.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct StatsReport {
@@ -90,6 +106,9 @@ pub struct StatsReport {
     pub items: Vec<MonthStats>,
     /// Per month, every unit of the scope together (every month of the period, also empty ones).
     pub totals: Vec<MonthStats>,
+    /// Per month and party called on by the scope's cases (departments whistled), parties in
+    /// order; from the cases still stored.
+    pub parties: Vec<PartyStats>,
 }
 
 /// The most months one report covers.
@@ -119,10 +138,22 @@ impl Engine {
         let kept = self.store.kept_figures().await?;
         let mut items = Vec::new();
         let mut totals = Vec::new();
+        let mut parties = Vec::new();
         for m in months {
             let bad = || EngineError::BadRequest(msg!("engine-stats-month", month = m.to_string()));
             let (start, end) = (m.start(zone).ok_or_else(bad)?, m.next().start(zone).ok_or_else(bad)?);
             let live = self.store.raised_counts(&units, start, end).await?;
+            let share = |n: i64, of: i64| (of > 0).then(|| n as f64 / of as f64);
+            for p in self.store.party_counts(&units, start, end).await? {
+                parties.push(PartyStats {
+                    month: m.to_string(),
+                    response_rate: share(p.responded, p.called),
+                    in_time_rate: share(p.in_time, p.called),
+                    satisfaction_rate: share(p.satisfied, p.rated),
+                    average_rating: (p.answers > 0).then(|| p.score_sum / p.answers as f64),
+                    counts: p,
+                });
+            }
             let mut by: BTreeMap<String, MonthStats> = BTreeMap::new();
             let month = m.to_string();
             let rows = live.iter().map(|r| (&r.unit, &r.counts));
@@ -142,6 +173,6 @@ impl Engine {
             totals.push(total.finish());
             items.extend(by.into_values().map(MonthStats::finish));
         }
-        Ok(StatsReport { scope: scope.to_owned(), from: from.to_string(), to: to.to_string(), items, totals })
+        Ok(StatsReport { scope: scope.to_owned(), from: from.to_string(), to: to.to_string(), items, totals, parties })
     }
 }

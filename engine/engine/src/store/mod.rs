@@ -343,6 +343,22 @@ impl Counts {
     }
 }
 
+/// What the parties called on (departments whistled) by the cases raised in a period count for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
+pub struct PartyCounts {
+    pub party: String,
+    /// Cases that called on it.
+    pub called: i64,
+    /// Of those, cases it answered, and answered before its due time.
+    pub responded: i64,
+    pub in_time: i64,
+    /// Cases whose call rated its response, and those where the rating counts as satisfied.
+    pub rated: i64,
+    pub satisfied: i64,
+    pub answers: i64,
+    pub score_sum: f64,
+}
+
 /// What the cases of one unit and workflow raised in a period count for.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, sqlx::FromRow)]
 pub struct RaisedCounts {
@@ -599,6 +615,13 @@ pub trait Store: Send + Sync + 'static {
         from: i64,
         to: i64,
     ) -> impl Future<Output = StoreResult<Vec<RaisedCounts>>> + Send;
+    /// What the parties called on by those cases count for, per party.
+    fn party_counts(
+        &self,
+        units: &[String],
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = StoreResult<Vec<PartyCounts>>> + Send;
     /// Every case's unit, workflow, status and dates (for figures of cases still stored).
     fn case_dates(&self) -> impl Future<Output = StoreResult<Vec<CaseDates>>> + Send;
     /// Purges done, oldest first.
@@ -875,6 +898,9 @@ impl Store for AnyStore {
     }
     async fn raised_counts(&self, units: &[String], from: i64, to: i64) -> StoreResult<Vec<RaisedCounts>> {
         each!(self, s => s.raised_counts(units, from, to).await)
+    }
+    async fn party_counts(&self, units: &[String], from: i64, to: i64) -> StoreResult<Vec<PartyCounts>> {
+        each!(self, s => s.party_counts(units, from, to).await)
     }
     async fn case_dates(&self) -> StoreResult<Vec<CaseDates>> {
         each!(self, s => s.case_dates().await)

@@ -739,6 +739,25 @@ impl Store for PgStore {
         q.build_query_as::<RaisedCounts>().fetch_all(self.pool()).await.map_err(map_err)
     }
 
+    async fn party_counts(&self, units: &[String], from: i64, to: i64) -> StoreResult<Vec<PartyCounts>> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "SELECT p.key AS party, COUNT(*) AS called, \
+             COUNT(*) FILTER (WHERE (p.value ->> 'responded')::boolean) AS responded, \
+             COUNT(*) FILTER (WHERE (p.value ->> 'in_time')::boolean) AS in_time, \
+             COUNT(*) FILTER (WHERE (p.value ->> 'answers')::bigint > 0) AS rated, \
+             COUNT(*) FILTER (WHERE (p.value ->> 'satisfied_answers')::bigint * 2 > (p.value ->> 'answers')::bigint) AS satisfied, \
+             COALESCE(SUM((p.value ->> 'answers')::bigint), 0)::bigint AS answers, \
+             COALESCE(SUM((p.value ->> 'score_sum')::double precision), 0) AS score_sum \
+             FROM instances AS i, json_each(i.state -> 'figures' -> 'parties') AS p WHERE true",
+        );
+        if !units.is_empty() {
+            push_units(&mut q, "i.unit", units);
+        }
+        q.push(" AND i.created_at >= yishi_ts(").push_bind(from).push(") AND i.created_at < yishi_ts(").push_bind(to);
+        q.push(") AND i.outcome IS DISTINCT FROM 'merged' GROUP BY p.key ORDER BY p.key");
+        q.build_query_as::<PartyCounts>().fetch_all(self.pool()).await.map_err(map_err)
+    }
+
     async fn case_dates(&self) -> StoreResult<Vec<CaseDates>> {
         sqlx::query_as::<_, CaseDates>(
             "SELECT unit, workflow, status, yishi_ms(created_at) AS created_at, yishi_ms(updated_at) AS updated_at, \

@@ -722,6 +722,26 @@ impl Store for SqliteStore {
         q.build_query_as::<RaisedCounts>().fetch_all(self.pool()).await.map_err(map_err)
     }
 
+    async fn party_counts(&self, units: &[String], from: i64, to: i64) -> StoreResult<Vec<PartyCounts>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT p.key AS party, COUNT(*) AS called, \
+             COALESCE(SUM(p.value ->> 'responded'), 0) AS responded, \
+             COALESCE(SUM(p.value ->> 'in_time'), 0) AS in_time, \
+             COALESCE(SUM((p.value ->> 'answers') > 0), 0) AS rated, \
+             COALESCE(SUM((p.value ->> 'satisfied_answers') * 2 > (p.value ->> 'answers')), 0) AS satisfied, \
+             COALESCE(SUM(p.value ->> 'answers'), 0) AS answers, \
+             TOTAL(p.value ->> 'score_sum') AS score_sum \
+             FROM instances INDEXED BY instances_by_unit_created, \
+             json_each(instances.state, '$.figures.parties') AS p WHERE true",
+        );
+        if !units.is_empty() {
+            push_units(&mut q, "unit", units);
+        }
+        q.push(" AND created_at >= ").push_bind(from).push(" AND created_at < ").push_bind(to);
+        q.push(" AND outcome IS NOT 'merged' GROUP BY p.key ORDER BY p.key");
+        q.build_query_as::<PartyCounts>().fetch_all(self.pool()).await.map_err(map_err)
+    }
+
     async fn case_dates(&self) -> StoreResult<Vec<CaseDates>> {
         sqlx::query_as::<_, CaseDates>(
             "SELECT unit, workflow, status, created_at, updated_at, json_extract(state, '$.figures') AS figures, \
