@@ -31,6 +31,14 @@ pub type Param = (&'static str, &'static str, bool, &'static str, &'static str);
 
 const INT: &str = r#"{"type": "integer", "format": "int64"}"#;
 const TEXT: &str = r#"{"type": "string"}"#;
+/// `If-Match`: the revision a change expects.
+const IF_MATCH: Param = (
+    "If-Match",
+    "header",
+    false,
+    "the revision the client last saw",
+    r#"{"type": "string", "pattern": "^\"?[0-9]{1,18}\"?$"}"#,
+);
 
 /// One documented operation.
 pub struct Op {
@@ -411,13 +419,7 @@ fn instance_changes() -> Vec<Op> {
         .params(&[
                 ID,
                 IDEMPOTENCY,
-                (
-                    "If-Match",
-                    "header",
-                    false,
-                    "the revision the client last saw",
-                    r#"{"type": "string", "pattern": "^\"?[0-9]{1,18}\"?$"}"#,
-                ),
+                IF_MATCH,
             ])
         .body(s::<api::ActBody>)
         .answer(Json(200, s::<yishi_engine::service::InstanceView>))
@@ -434,13 +436,7 @@ fn instance_changes() -> Vec<Op> {
         .role(ApiRole::Operator)
         .params(&[
                 ID,
-                (
-                    "If-Match",
-                    "header",
-                    false,
-                    "the revision the client last saw",
-                    r#"{"type": "string", "pattern": "^\"?[0-9]{1,18}\"?$"}"#,
-                ),
+                IF_MATCH,
             ])
         .body(s::<api::UrgencyBody>)
         .answer(Json(200, s::<yishi_engine::service::InstanceView>))

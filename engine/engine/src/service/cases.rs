@@ -301,12 +301,7 @@ impl Engine {
                     optimistic = false;
                     continue;
                 }
-                return Err(EngineError::Conflict(msg!(
-                    "engine-stale-revision",
-                    id = id,
-                    revision = row.revision,
-                    expected = rev
-                )));
+                return Err(stale(id, row.revision, rev));
             }
             let def = self.definition(row.version).await?;
             let now = self.now();
@@ -476,12 +471,7 @@ impl Engine {
         if let Some(rev) = expected_revision
             && rev != row.revision
         {
-            return Err(EngineError::Conflict(msg!(
-                "engine-stale-revision",
-                id = id,
-                revision = row.revision,
-                expected = rev
-            )));
+            return Err(stale(id, row.revision, rev));
         }
         let def = self.definition(row.version).await?;
         let now = self.now();
@@ -815,4 +805,9 @@ fn moved_kind<'d>(def: &'d yishi_core::definition::Definition, t: &Transition) -
             _ => None,
         })
         .map_or("end", |s| s.kind.as_str())
+}
+
+/// Case `id` is at `revision`, not at the `expected` one the client saw.
+fn stale(id: i64, revision: i64, expected: i64) -> EngineError {
+    EngineError::Conflict(msg!("engine-stale-revision", id = id, revision = revision, expected = expected))
 }
