@@ -125,6 +125,16 @@ pub async fn serve_http(
     }
 }
 
+/// Topics that waited while no sitting took them (or that a crash left unplaced) go on the
+/// next sitting's agenda.
+async fn place_waiting(engine: &Engine) {
+    match engine.place_all_waiting().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(cases = n, "waiting cases put on a sitting's agenda"),
+        Err(e) => tracing::warn!(error = %e, "could not place the cases waiting for a sitting"),
+    }
+}
+
 pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
     let settings = crate::config::Settings::resolve(args)?;
     if settings.args.print_config {
@@ -175,6 +185,7 @@ pub async fn serve(args: ServeArgs, lang: Lang) -> Result<(), Message> {
         "workflows loaded from {}",
         args.workflows.display()
     );
+    place_waiting(&engine).await;
     for (workflow, step, name) in webhooks.unknown_robot_secrets(&engine) {
         tracing::warn!(workflow, step, "{}", msg!("webhook-no-robot-secret", name = &name).render(lang));
     }

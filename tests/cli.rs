@@ -58,8 +58,8 @@ fn check_speaks_json_for_tools() {
 #[test]
 fn the_language_follows_the_flag_then_yishi_lang_then_the_locale() {
     let msg = |out: &str| out.lines().last().unwrap_or_default().to_owned();
-    let en = "14 workflow(s) ok, 0 with errors; 0 error(s), 0 warning(s)";
-    let zh = "14 个流程正常，0 个有错误；共 0 个错误、0 个警告";
+    let en = "16 workflow(s) ok, 0 with errors; 0 error(s), 0 warning(s)";
+    let zh = "16 个流程正常，0 个有错误；共 0 个错误、0 个警告";
     assert_eq!(msg(&yishi_env(&["check"], &[("LANG", "zh_CN.UTF-8")]).1), zh);
     assert_eq!(msg(&yishi_env(&["check"], &[("LANG", "zh_CN.UTF-8"), ("LC_ALL", "en_US.UTF-8")]).1), en);
     assert_eq!(msg(&yishi_env(&["check"], &[("LC_ALL", "en_US.UTF-8"), ("YISHI_LANG", "zh-CN")]).1), zh);

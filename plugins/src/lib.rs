@@ -1,4 +1,4 @@
-//! Governance step kinds: intake (提), screen, meeting (议), vote (决), review, implement (办),
+//! Governance step kinds: intake (提), screen, meeting (议), sittings (例会), vote (决), review, implement (办),
 //! escalate (吹哨报到), evaluate (评) and notify. Each validates its own settings at check time
 //! and keeps to the engine's plugin invariants (see ARCHITECTURE.md).
 
@@ -12,6 +12,7 @@ pub mod notify;
 pub mod public_notice;
 pub mod review;
 pub mod screen;
+pub mod sitting;
 pub mod vote;
 
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub fn kinds() -> Vec<Arc<dyn StepKind>> {
         Arc::new(intake::IntakeKind),
         Arc::new(screen::ScreenKind),
         Arc::new(meeting::MeetingKind),
+        Arc::new(sitting::SittingKind),
+        Arc::new(sitting::AwaitSittingKind),
         Arc::new(vote::VoteKind),
         Arc::new(review::ReviewKind),
         Arc::new(public_notice::PublicNoticeKind),

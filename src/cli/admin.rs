@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use yishi_core::clock::SystemClock;
 use yishi_core::i18n::Lang;
 use yishi_core::msg;
@@ -310,6 +312,125 @@ pub async fn stats(a: StatsArgs, db: String, lang: Lang) -> CmdResult {
             out!("");
             table(&header, &rows, &[false, false, true, true, true, true, true, true, true]);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sittings of `unit` (and below), latest first.
+pub async fn sittings(unit: Option<String>, status: Option<String>, db: String, lang: Lang) -> CmdResult {
+    let engine = open_engine(&db).await?;
+    // The workflows the database runs, as the last server activated them.
+    engine.follow().await?;
+    let found = engine.gatherings(unit.map(|u| vec![format!("{u}/")]), status.as_deref()).await;
+    engine.close().await;
+    let found = found?;
+    if found.is_empty() {
+        out!("{}", msg!("cli-sittings-none").render(lang));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let header: Vec<String> =
+        ["cli-col-id", "cli-col-unit", "cli-col-date", "cli-col-place", "cli-col-expected", "cli-col-state"]
+            .iter()
+            .map(|k| yishi_core::i18n::Message::new(k).render(lang))
+            .collect();
+    let rows: Vec<Vec<String>> = found
+        .iter()
+        .map(|g| {
+            vec![
+                g.id.to_string(),
+                g.unit.clone(),
+                g.at.map(local).unwrap_or_default(),
+                g.data.get("place").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                g.data.get("expected").and_then(Value::as_array).map_or(0, Vec::len).to_string(),
+                sitting_status(&g.status, lang),
+            ]
+        })
+        .collect();
+    table(&header, &rows, &[true, false, false, false, true, false]);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sitting_status(status: &str, lang: Lang) -> String {
+    let key = match status {
+        "scheduled" => "sitting-status-scheduled",
+        "open" => "sitting-status-open",
+        "held" => "sitting-status-held",
+        "inquorate" => "sitting-status-inquorate",
+        "cancelled" => "sitting-status-cancelled",
+        "active" => "sitting-status-active",
+        _ => "sitting-status-completed",
+    };
+    yishi_core::i18n::Message::new(key).render(lang)
+}
+
+/// One sitting with its agenda.
+pub async fn sitting(id: i64, db: String, lang: Lang) -> CmdResult {
+    let engine = open_engine(&db).await?;
+    engine.follow().await?;
+    let found = engine.gathering(id).await;
+    engine.close().await;
+    let g = found?;
+    let record = g.data.get("sitting").cloned().unwrap_or(Value::Null);
+    let text = |k: &str| g.data.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    out!(
+        "{}",
+        msg!(
+            "cli-sitting-head",
+            id = g.id,
+            unit = &g.unit,
+            date = g.at.map(local).unwrap_or_default(),
+            place = text("place"),
+            status = sitting_status(&g.status, lang)
+        )
+        .render(lang)
+    );
+    if let Some(q) = record.get("quorum") {
+        let n = |k: &str| q.get(k).and_then(Value::as_i64).unwrap_or_default();
+        out!(
+            "{}",
+            msg!("cli-sitting-quorum", present = n("present"), expected = n("expected"), needed = n("needed"))
+                .render(lang)
+        );
+    }
+    if g.agenda.is_empty() {
+        out!("{}", msg!("cli-sitting-no-agenda").render(lang));
+    } else {
+        let header: Vec<String> =
+            ["cli-col-case", "cli-col-title", "cli-col-state", "cli-col-decision", "cli-col-tally"]
+                .iter()
+                .map(|k| yishi_core::i18n::Message::new(k).render(lang))
+                .collect();
+        let rows: Vec<Vec<String>> = g
+            .agenda
+            .iter()
+            .map(|i| {
+                let n = |k: &str| i.record.get(k).and_then(Value::as_i64);
+                let tally = match (n("for"), n("against"), n("abstain")) {
+                    (None, None, None) => String::new(),
+                    (f, a, b) => format!("{}/{}/{}", f.unwrap_or(0), a.unwrap_or(0), b.unwrap_or(0)),
+                };
+                let state = match (i.status.as_str(), i.now_on) {
+                    ("rolled_over", Some(next)) => msg!("cli-sitting-rolled-to", next = next).render(lang),
+                    (s, _) => yishi_core::i18n::Message::new(match s {
+                        "pending" => "sitting-item-pending",
+                        "decided" => "sitting-item-decided",
+                        _ => "sitting-item-rolled-over",
+                    })
+                    .render(lang),
+                };
+                vec![
+                    i.case.to_string(),
+                    i.papers.get("title").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    state,
+                    i.outcome.clone().unwrap_or_default(),
+                    tally,
+                ]
+            })
+            .collect();
+        table(&header, &rows, &[true, false, false, false, true]);
+    }
+    if let Some(m) = record.get("minutes").and_then(Value::as_str) {
+        out!("{}", msg!("cli-sitting-minutes", minutes = m).render(lang));
     }
     Ok(ExitCode::SUCCESS)
 }

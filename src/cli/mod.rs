@@ -144,6 +144,25 @@ pub enum Command {
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
         db: String,
     },
+    /// The sittings (例会) of the units, latest first: date, place, expected attendees, status.
+    Sittings {
+        /// This unit and the units below it (default: every unit).
+        #[arg(long)]
+        unit: Option<String>,
+        /// Only sittings with this status: scheduled, open, held, inquorate, cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// One sitting with its agenda: each topic's status, decision and tally, the quorum check
+    /// and the minutes.
+    Sitting {
+        /// The sitting.
+        id: i64,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
     /// Open cases of the same unit that may report the same matter as case ID, most alike
     /// first (a suggestion; nothing is merged).
     Similar {
@@ -478,6 +497,8 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Backup { to, db } => block(admin::backup(to, db, lang)),
         Command::Outbox(cmd) => block(admin::outbox(cmd, lang)),
         Command::Db(DbCommand::Copy { from, to }) => block(db::copy(from, to, lang)),
+        Command::Sittings { unit, status, db } => block(admin::sittings(unit, status, db, lang)),
+        Command::Sitting { id, db } => block(admin::sitting(id, db, lang)),
         Command::Similar { id, limit, db } => block(admin::similar(id, usize::from(limit), db, lang)),
         Command::Restore { from, db } => block(admin::restore(from, db, lang)),
         Command::Stats { unit, from, to, csv, tz, db } => {

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod notice;
 pub mod openapi;
 pub mod reply;
+pub mod sittings;
 pub mod stats;
 pub mod system;
 pub mod types;
@@ -121,6 +122,14 @@ pub fn api_routes() -> Vec<Route> {
         (Method::POST, "/api/v1/instances/{id}/urgency", post(instances::set_urgency)),
         (Method::POST, "/api/v1/instances/{id}/merge", post(instances::merge)),
         (Method::POST, "/api/v1/instances/{id}/migrate", post(instances::migrate)),
+        (Method::GET, "/api/v1/sittings", get(sittings::list)),
+        (Method::POST, "/api/v1/sittings", post(sittings::schedule)),
+        (Method::GET, "/api/v1/sittings/{id}", get(sittings::get)),
+        (Method::POST, "/api/v1/sittings/{id}/agenda", post(sittings::agenda)),
+        (Method::POST, "/api/v1/sittings/{id}/open", post(sittings::open)),
+        (Method::POST, "/api/v1/sittings/{id}/items/{case}", post(sittings::decide)),
+        (Method::POST, "/api/v1/sittings/{id}/close", post(sittings::close)),
+        (Method::POST, "/api/v1/sittings/{id}/cancel", post(sittings::cancel)),
         (Method::GET, "/api/v1/stats", get(stats::stats)),
         (Method::GET, "/api/v1/whoami", get(system::whoami)),
         (Method::GET, "/api/v1/outbox/dead", get(system::dead_letters)),

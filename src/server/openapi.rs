@@ -88,7 +88,75 @@ pub fn operations() -> Vec<Op> {
     all.extend(workflow_operations());
     all.extend(instance_operations());
     all.extend(instance_changes());
+    all.extend(sitting_operations());
     all
+}
+
+const CASE: Param = ("case", "path", true, "the case (topic) on the agenda", r#"{"type": "integer", "minimum": 1}"#);
+
+/// Sittings (例会): cases of a unit's sitting workflow, with their agendas.
+fn sitting_operations() -> Vec<Op> {
+    use Answer::*;
+    let sitting = s::<yishi_engine::service::gatherings::GatheringView>;
+    vec![
+        op(GET, "/api/v1/sittings", "listSittings",
+            "the sittings (例会) of the units in scope, latest date first: date, place, expected attendees, status (`scheduled`, `open`, `held`, `inquorate`, `cancelled`)")
+        .role(ApiRole::Viewer)
+        .params(&[
+                ("unit", "query", false, "one unit", TEXT),
+                ("within", "query", false, "a unit and everything under it", TEXT),
+                ("status", "query", false, "`scheduled`, `open`, `held`, `inquorate` or `cancelled`", TEXT),
+            ])
+        .answer(Json(200, s::<api::SittingList>))
+        .errors(&[400, 403]),
+        op(POST, "/api/v1/sittings", "scheduleSitting",
+            "schedule a sitting of a unit: topics waiting for one whose registration cut-off has not passed go on its agenda")
+        .role(ApiRole::Operator)
+        .body(s::<api::ScheduleBody>)
+        .answer(Json(201, sitting))
+        .errors(WRITE_ERRORS),
+        op(GET, "/api/v1/sittings/{id}", "getSitting",
+            "a sitting with its agenda: each topic's papers and status (`pending`, `decided` with the outcome and tally, `rolled_over` with where it went), the quorum check and the minutes")
+        .role(ApiRole::Viewer)
+        .params(&[ID])
+        .answer(Json(200, sitting))
+        .errors(&[400, 404]),
+        op(POST, "/api/v1/sittings/{id}/agenda", "putOnAgenda",
+            "put a waiting topic on this sitting's agenda (staff's choice: also after the cut-off, or moving it from another sitting)")
+        .role(ApiRole::Operator)
+        .params(&[ID])
+        .body(s::<api::AgendaBody>)
+        .answer(Json(200, sitting))
+        .errors(WRITE_ERRORS),
+        op(POST, "/api/v1/sittings/{id}/open", "openSitting",
+            "open the sitting with who is present: the quorum is checked once; without it the sitting does not take place and every topic rolls over")
+        .role(ApiRole::Operator)
+        .params(&[ID, IF_MATCH])
+        .body(s::<api::OpenBody>)
+        .answer(Json(200, sitting))
+        .errors(WRITE_ERRORS),
+        op(POST, "/api/v1/sittings/{id}/items/{case}", "decideItem",
+            "record the sitting's decision on one topic: the topic's case goes on along the outcome, with the sitting, the tally and the note recorded on it, in the same commit")
+        .role(ApiRole::Operator)
+        .params(&[ID, CASE, IF_MATCH])
+        .body(s::<api::DecideBody>)
+        .answer(Json(200, sitting))
+        .errors(WRITE_ERRORS),
+        op(POST, "/api/v1/sittings/{id}/close", "closeSitting",
+            "close the sitting with its minutes: topics not reached roll over to the next sitting (recorded on each), in the same commit")
+        .role(ApiRole::Operator)
+        .params(&[ID, IF_MATCH])
+        .body(s::<api::CloseBody>)
+        .answer(Json(200, sitting))
+        .errors(WRITE_ERRORS),
+        op(POST, "/api/v1/sittings/{id}/cancel", "cancelSitting",
+            "call off a sitting that has not opened: its topics go to the next sitting")
+        .role(ApiRole::Operator)
+        .params(&[ID, IF_MATCH])
+        .body(s::<api::CallOffBody>)
+        .answer(Json(200, sitting))
+        .errors(WRITE_ERRORS),
+    ]
 }
 
 const GET: Method = Method::GET;

@@ -314,3 +314,85 @@ impl DeadLetterChoice {
 pub struct Affected {
     pub count: u64,
 }
+
+/// A sitting to schedule (例会).
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    /// The unit (community) holding it.
+    pub unit: String,
+    /// The sitting workflow's id in that unit (default `sitting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// When: RFC 3339 (`2026-10-10T19:00:00+08:00`), or `2026-10-10 19:00` in the deployment's
+    /// time zone. Must be in the future.
+    pub date: String,
+    /// Where it meets.
+    #[schemars(regex(pattern = r"\S"))]
+    pub place: String,
+    /// Who is expected (the representatives): the quorum is a share of them.
+    #[schemars(length(min = 1))]
+    pub expected: Vec<String>,
+    /// A title, e.g. `十月例会`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// A case to put on a sitting's agenda, as staff choose.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgendaBody {
+    /// The case (its id); it must be waiting for a sitting of this kind.
+    #[serde(deserialize_with = "super::extract::int")]
+    #[schemars(range(min = 1))]
+    pub case: i64,
+}
+
+/// Opening a sitting: who is present (the quorum is checked once).
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBody {
+    pub present: Vec<String>,
+}
+
+/// The decision on one agenda item.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideBody {
+    /// One of the outcomes the topic's waiting step names (e.g. `agreed`, `sent_back`).
+    pub outcome: String,
+    /// A show of hands, recorded with the decision.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub for_: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub against: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub abstain: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Closing a sitting with its minutes; topics not reached roll over.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseBody {
+    #[schemars(regex(pattern = r"\S"))]
+    pub minutes: String,
+}
+
+/// The sittings of a unit.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct SittingList {
+    pub items: Vec<yishi_engine::service::gatherings::GatheringView>,
+}
+
+/// Calling a sitting off (before it opens); its topics go to the next sitting.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallOffBody {
+    #[schemars(regex(pattern = r"\S"))]
+    pub reason: String,
+}

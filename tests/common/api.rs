@@ -48,9 +48,20 @@ impl Api {
 
     /// The API over `dir`, and whether its workflows loaded without errors.
     pub async fn loading(dir: &Path) -> (Self, bool) {
+        Api::loading_on(dir, AnyStore::Sqlite(SqliteStore::memory().await.unwrap())).await
+    }
+
+    /// The API over the shipped workflows on `store` (a PostgreSQL database, say).
+    pub async fn on_store(store: AnyStore) -> Self {
+        let (api, ok) = Api::loading_on(&Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"), store).await;
+        assert!(ok, "the shipped workflows load cleanly");
+        api
+    }
+
+    async fn loading_on(dir: &Path, store: AnyStore) -> (Self, bool) {
         let now = chrono::Utc::now().timestamp_millis();
         let clock = Arc::new(ManualClock::new(now));
-        let engine = super::engine_on(AnyStore::Sqlite(SqliteStore::memory().await.unwrap()), clock.clone()).await;
+        let engine = super::engine_on(store, clock.clone()).await;
         let reloader = Arc::new(Reloader::new(dir.to_path_buf(), engine.clone()));
         let ok = reloader.reload("test").await.unwrap().ok;
         let api = Api {

@@ -132,6 +132,8 @@ pub struct DeadlineDef {
     pub compute: Option<Script>,
     pub outcome: String,
     pub remind_before: Vec<Duration>,
+    /// Counted from the date of the case's gathering instead of the step's entry.
+    pub from_gathering: bool,
 }
 
 impl StepDef {

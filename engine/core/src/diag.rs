@@ -56,6 +56,8 @@ pub enum Code {
     CalendarUncovered,
     /// An urgency level the workflow does not declare.
     UnknownLevel,
+    /// A step waits for gatherings (sittings) of a workflow its unit does not have.
+    NoGatheringWorkflow,
     /// A Rhai syntax error.
     ScriptSyntax,
     /// A script that is well formed but misused (wrong return kind, missing function).
@@ -77,7 +79,7 @@ pub enum Code {
 impl Code {
     /// The stable code, such as `Y0103`.
     /// Every code, for reading one back from its text.
-    pub const ALL: [Code; 28] = [
+    pub const ALL: [Code; 29] = [
         Code::Unreadable,
         Code::TomlSyntax,
         Code::UnknownKey,
@@ -95,6 +97,7 @@ impl Code {
         Code::NobodyMayAct,
         Code::CalendarUncovered,
         Code::UnknownLevel,
+        Code::NoGatheringWorkflow,
         Code::Unreachable,
         Code::NoWayOut,
         Code::DeadJoin,
@@ -127,6 +130,7 @@ impl Code {
             Code::NobodyMayAct => "Y0113",
             Code::CalendarUncovered => "Y0114",
             Code::UnknownLevel => "Y0115",
+            Code::NoGatheringWorkflow => "Y0116",
             Code::Unreachable => "Y0201",
             Code::NoWayOut => "Y0202",
             Code::DeadJoin => "Y0203",

@@ -64,6 +64,25 @@ pub trait Step: Send + Sync + fmt::Debug {
     fn handles_deadline(&self) -> bool {
         false
     }
+    /// When cases wait at this step for a gathering (a sitting) to take them up together: which
+    /// gatherings, and the outcomes a gathering may conclude them with. The engine puts a case
+    /// entering the step on the agenda of the next gathering that takes items (see
+    /// [`Hosts`]) and concludes it when that gathering decides its item.
+    fn awaits(&self) -> Option<&Awaits> {
+        None
+    }
+    /// When this step hosts a gathering: the case is the gathering (a sitting), other cases wait
+    /// for it at [`Step::awaits`] steps, and its actions may conclude them
+    /// ([`StepCx::conclude`], [`StepCx::release`]).
+    fn hosts(&self) -> Option<&Hosts> {
+        None
+    }
+    /// Whether the gathering hosted here, in this token state, still takes new items on its
+    /// agenda (false once it has opened, say).
+    fn takes_items(&self, state: &Value) -> bool {
+        let _ = state;
+        true
+    }
     /// Called when a token enters the step.
     fn on_enter(&self, cx: &mut StepCx<'_>) -> Result<Flow, StepError>;
     /// Called for an action the step declared, after role and payload checks.
@@ -389,6 +408,39 @@ pub enum PartyMark {
     Rated { score: f64 },
 }
 
+/// What a step that waits for a gathering declares (see [`Step::awaits`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Awaits {
+    /// The workflow id, in the case's own unit, whose cases are the gatherings.
+    pub host: String,
+    /// The outcomes a gathering may conclude a waiting case with.
+    pub outcomes: Vec<String>,
+    /// Data keys shown on the agenda as the item's papers.
+    pub papers: Vec<String>,
+}
+
+/// What a step that hosts a gathering declares (see [`Step::hosts`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hosts {
+    /// The data key holding the gathering's date and time (RFC 3339).
+    pub date_key: String,
+    /// Cases reaching a waiting step later than this before the date go to the next gathering.
+    pub cutoff: Duration,
+}
+
+/// The data key of a case waiting for a gathering that holds the gathering's id.
+pub const GATHERING_KEY: &str = "gathering";
+
+/// A change a gathering's step asks for in the cases on its agenda, made in the same commit
+/// unit as the gathering's own change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GatheringOp {
+    /// Conclude case `case` with `outcome`; `record` (the tally, a note) is kept on the case.
+    Conclude { case: i64, outcome: String, record: Map<String, Value> },
+    /// Take these cases off the agenda: they go on the next gathering (rolled over).
+    Release { cases: Vec<i64> },
+}
+
 /// A timer change requested by a step.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TimerOp {
@@ -435,6 +487,11 @@ pub struct StepCx<'a> {
     pub unit: &'a str,
     /// The case's urgency level, when its workflow declares levels (scripts see `urgency`).
     pub urgency: Option<&'a str>,
+    /// The cases on the agenda of the gathering this step hosts (ids, oldest first); empty
+    /// elsewhere.
+    pub agenda: &'a [i64],
+    /// Changes to the cases on the agenda (see [`GatheringOp`]).
+    pub gathering_ops: Vec<GatheringOp>,
     /// In `on_timer`: when the timer was due. A timer can fire late (after a restart);
     /// follow-up times should count from this, not from `now`.
     pub due_at: Option<i64>,
@@ -457,6 +514,16 @@ impl StepCx<'_> {
     }
     pub fn notify(&mut self, notice: Notice) {
         self.notices.push(notice);
+    }
+    /// Concludes case `case` on this gathering's agenda with `outcome`, keeping `record` on it.
+    pub fn conclude(&mut self, case: i64, outcome: &str, record: Map<String, Value>) {
+        self.gathering_ops.push(GatheringOp::Conclude { case, outcome: outcome.to_owned(), record });
+    }
+    /// Takes `cases` off this gathering's agenda: each goes on the next gathering.
+    pub fn release(&mut self, cases: Vec<i64>) {
+        if !cases.is_empty() {
+            self.gathering_ops.push(GatheringOp::Release { cases });
+        }
     }
     /// Counts `party` (a department the step called on) for the statistics.
     pub fn count_party(&mut self, party: &str, mark: PartyMark) {

@@ -330,6 +330,22 @@ pub struct DeadlineDecl {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub remind_before: Vec<Spanned<String>>,
+    /// What the time counts from: `entry` (when the step is entered, the default) or
+    /// `gathering` (the date of the gathering, such as a sitting, the case is or was last on
+    /// the agenda of; not armed while it is on none).
+    #[serde(default)]
+    pub from: DeadlineFrom,
+}
+
+/// What a deadline counts from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineFrom {
+    /// When the step is entered.
+    #[default]
+    Entry,
+    /// The date of the case's gathering (a sitting).
+    Gathering,
 }
 
 /// A unit's own file (`unit.toml`): what the folder is in the hierarchy

@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 use crate::definition::{Definition, StepDef};
 use crate::duration::Duration;
 use crate::kind::{
-    ActionInput, Actor, Control, DEADLINE_TIMER, Flow, JoinWait, Notice, NumberRequest, PartyMark, Spawn, SplitMode,
-    StepCx, StepError, TimerOp,
+    ActionInput, Actor, Control, DEADLINE_TIMER, Flow, GATHERING_KEY, GatheringOp, JoinWait, Notice, NumberRequest,
+    PartyMark, Spawn, SplitMode, StepCx, StepError, TimerOp,
 };
 use crate::script::ScriptError;
 
@@ -58,6 +58,13 @@ impl Status {
             _ => return None,
         })
     }
+}
+
+/// A gathering (a sitting) a case is on the agenda of: its id and date (Unix ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GatheringRef {
+    pub id: i64,
+    pub at: i64,
 }
 
 /// A position in the workflow: one active step of a case (several after a split).
@@ -108,6 +115,9 @@ pub struct InstanceState {
     /// What the case counts for in the statistics, from its `counted` events.
     #[serde(default, skip_serializing_if = "Figures::is_empty")]
     pub figures: Figures,
+    /// The gathering (a sitting) the case is, or was last, on the agenda of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gathering: Option<GatheringRef>,
     #[serde(default)]
     pub visits: BTreeMap<String, u32>,
     pub next_token: u32,
@@ -126,6 +136,7 @@ impl Default for InstanceState {
             data: Map::new(),
             urgency: None,
             figures: Figures::default(),
+            gathering: None,
             visits: BTreeMap::new(),
             next_token: 1,
             next_scope: 1,
@@ -346,6 +357,35 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         steps: BTreeMap<String, String>,
     },
+    /// Put on the agenda of gathering `gathering` (dated `at`), waiting at `step`: by the
+    /// engine (the next gathering that takes items), by `actor` (staff chose it), or rolled
+    /// over from gathering `from`.
+    Gathered {
+        gathering: i64,
+        /// The gathering's date (Unix ms).
+        gathering_at: i64,
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        actor: Option<Actor>,
+    },
+    /// Taken off the agenda of gathering `gathering` without a decision (not reached, or the
+    /// gathering did not take place); the engine puts it on the next one.
+    Released {
+        gathering: i64,
+        step: String,
+    },
+    /// Gathering `gathering` decided the case's item: `outcome`, with `record` (a tally, a
+    /// note) and who entered it.
+    Concluded {
+        gathering: i64,
+        step: String,
+        outcome: String,
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        record: Map<String, Value>,
+        actor: Actor,
+    },
 }
 
 impl Event {
@@ -375,6 +415,9 @@ impl Event {
             Event::Merged { .. } => "merged",
             Event::Counted { .. } => "counted",
             Event::Migrated { .. } => "migrated",
+            Event::Gathered { .. } => "gathered",
+            Event::Released { .. } => "released",
+            Event::Concluded { .. } => "concluded",
         }
     }
 }
@@ -386,35 +429,19 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
             *s = InstanceState { data: data.clone(), urgency: urgency.clone(), ..InstanceState::default() };
         }
         Event::UrgencyChanged { to, .. } => s.urgency = Some(to.clone()),
-        Event::Counted { figure } => {
-            let f = &mut s.figures;
-            match figure {
-                Figure::Responded { .. } => f.responded = true,
-                Figure::Overdue { .. } => f.overdue = true,
-                Figure::Called { party, .. } => {
-                    f.parties.entry(party.clone()).or_default();
-                }
-                Figure::PartyResponded { party, in_time, .. } => {
-                    let p = f.parties.entry(party.clone()).or_default();
-                    p.responded = true;
-                    p.in_time = *in_time;
-                }
-                Figure::PartyRated { party, score, satisfied, .. } => {
-                    let p = f.parties.entry(party.clone()).or_default();
-                    p.answers += 1;
-                    p.score_sum += score;
-                    p.satisfied_answers += u32::from(*satisfied);
-                }
-                Figure::Answered { score, resolved, satisfied, .. } => {
-                    f.answers += 1;
-                    f.score_sum += score;
-                    f.resolved_answers += u32::from(*resolved);
-                    f.satisfied_answers += u32::from(*satisfied);
-                    f.resolved = f.resolved_answers * 2 > f.answers;
-                    f.satisfied = f.satisfied_answers * 2 > f.answers;
-                }
-            }
+        Event::Gathered { gathering, gathering_at, .. } => {
+            s.gathering = Some(GatheringRef { id: *gathering, at: *gathering_at });
+            s.data.insert(GATHERING_KEY.to_owned(), Value::from(*gathering));
         }
+        Event::Released { .. } => {
+            s.gathering = None;
+            s.data.remove(GATHERING_KEY);
+        }
+        // Decided: off the agenda; the gathering's date stays for deadlines counted from it.
+        Event::Concluded { .. } => {
+            s.data.remove(GATHERING_KEY);
+        }
+        Event::Counted { figure } => count(&mut s.figures, figure),
         Event::Action { .. }
         | Event::Refused { .. }
         | Event::TimerFired { .. }
@@ -502,6 +529,36 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
     }
 }
 
+/// Adds what a `counted` event counts to the case's figures.
+fn count(f: &mut Figures, figure: &Figure) {
+    match figure {
+        Figure::Responded { .. } => f.responded = true,
+        Figure::Overdue { .. } => f.overdue = true,
+        Figure::Called { party, .. } => {
+            f.parties.entry(party.clone()).or_default();
+        }
+        Figure::PartyResponded { party, in_time, .. } => {
+            let p = f.parties.entry(party.clone()).or_default();
+            p.responded = true;
+            p.in_time = *in_time;
+        }
+        Figure::PartyRated { party, score, satisfied, .. } => {
+            let p = f.parties.entry(party.clone()).or_default();
+            p.answers += 1;
+            p.score_sum += score;
+            p.satisfied_answers += u32::from(*satisfied);
+        }
+        Figure::Answered { score, resolved, satisfied, .. } => {
+            f.answers += 1;
+            f.score_sum += score;
+            f.resolved_answers += u32::from(*resolved);
+            f.satisfied_answers += u32::from(*satisfied);
+            f.resolved = f.resolved_answers * 2 > f.answers;
+            f.satisfied = f.satisfied_answers * 2 > f.answers;
+        }
+    }
+}
+
 /// Rebuilds a state from its events (with the entry times the store recorded).
 pub fn replay<'a>(events: impl IntoIterator<Item = (&'a Event, i64)>) -> InstanceState {
     let mut s = InstanceState::default();
@@ -549,9 +606,24 @@ pub struct Transition {
     pub numbers: Vec<NumberRequest>,
     /// Cases to start after the commit.
     pub spawns: Vec<Spawn>,
+    /// Changes to the cases on the agenda of the gathering this case hosts, committed with it.
+    pub gathering_ops: Vec<GatheringOp>,
 }
 
 impl Transition {
+    /// A transition that only records `events` (already applied to `state`) and timer changes.
+    pub fn plain(state: InstanceState, events: Vec<Event>, timers: Vec<TimerChange>) -> Self {
+        Transition {
+            state,
+            events,
+            timers,
+            notices: Vec::new(),
+            numbers: Vec::new(),
+            spawns: Vec::new(),
+            gathering_ops: Vec::new(),
+        }
+    }
+
     /// Records an allocated number as a data change (called by the service before commit).
     pub fn fill_number(&mut self, req: &NumberRequest, n: i64) {
         let mut changes = Map::new();
@@ -613,6 +685,8 @@ struct Run<'a> {
     notices: Vec<Notice>,
     numbers: Vec<NumberRequest>,
     spawns: Vec<Spawn>,
+    gathering_ops: Vec<GatheringOp>,
+    agenda: &'a [i64],
     now: i64,
     instance_id: i64,
     queue: std::collections::VecDeque<(String, Vec<u32>, Option<Value>)>,
@@ -629,6 +703,8 @@ impl<'a> Run<'a> {
             notices: Vec::new(),
             numbers: Vec::new(),
             spawns: Vec::new(),
+            gathering_ops: Vec::new(),
+            agenda: &[],
             now,
             instance_id,
             queue: Default::default(),
@@ -692,6 +768,7 @@ impl<'a> Run<'a> {
             notices: self.notices,
             numbers: self.numbers,
             spawns: self.spawns,
+            gathering_ops: self.gathering_ops,
         }
     }
 
@@ -905,6 +982,8 @@ impl<'a> Run<'a> {
             instance_id: self.instance_id,
             unit: &self.def.unit,
             urgency: self.state.urgency.as_deref(),
+            agenda: self.agenda,
+            gathering_ops: Vec::new(),
             due_at: None,
         }
     }
@@ -957,6 +1036,7 @@ impl<'a> Run<'a> {
         }
         self.numbers.extend(fx.numbers);
         self.spawns.extend(fx.spawns);
+        self.gathering_ops.extend(fx.gathering_ops);
         for (party, mark) in fx.party_marks {
             let step = step.id.clone();
             let figure = match mark {
@@ -1017,7 +1097,17 @@ impl<'a> Run<'a> {
             }
             (None, None, None) => return Ok(()),
         };
-        let (due, uncovered) = self.def.calendar.add_checked(self.now, duration);
+        let from = if d.from_gathering {
+            // At a step that waits for a gathering, only the one it is on counts.
+            let waiting_unplaced = step.behaviour.awaits().is_some() && !self.state.data.contains_key(GATHERING_KEY);
+            match self.state.gathering {
+                Some(g) if !waiting_unplaced => g.at,
+                _ => return Ok(()), // armed when the case is put on a gathering's agenda
+            }
+        } else {
+            self.now
+        };
+        let (due, uncovered) = self.def.calendar.add_checked(from, duration);
         if let Some(year) = uncovered {
             self.note_uncovered(&step.id, year);
         }
@@ -1050,6 +1140,7 @@ struct Effects {
     spawns: Vec<Spawn>,
     uncovered_years: Vec<i32>,
     party_marks: Vec<(String, PartyMark)>,
+    gathering_ops: Vec<GatheringOp>,
 }
 
 impl Effects {
@@ -1063,6 +1154,7 @@ impl Effects {
             spawns: cx.spawns,
             uncovered_years: cx.uncovered_years.into_inner(),
             party_marks: cx.party_marks,
+            gathering_ops: cx.gathering_ops,
         }
     }
 }
@@ -1131,6 +1223,19 @@ pub fn act(
     req: &ActionRequest,
     now: i64,
     instance_id: i64,
+) -> Result<Transition, RunError> {
+    act_in(def, state, req, now, instance_id, &[])
+}
+
+/// [`act`] on a case that hosts a gathering, whose agenda (the ids of the cases on it) the
+/// service read for the step to see.
+pub fn act_in(
+    def: &Definition,
+    state: &InstanceState,
+    req: &ActionRequest,
+    now: i64,
+    instance_id: i64,
+    agenda: &[i64],
 ) -> Result<Transition, RunError> {
     if state.status != Status::Active {
         return Err(RunError::Closed(state.status));
@@ -1214,6 +1319,7 @@ pub fn act(
     spec.validate(&req.payload).map_err(|e| step_err(&step.id, e))?;
 
     let mut run = Run::new(def, state.clone(), now, instance_id);
+    run.agenda = agenda;
     run.emit(Event::Action {
         action: req.action.clone(),
         step: step.id.clone(),
@@ -1326,7 +1432,7 @@ pub fn set_urgency(
         run.arm_deadline(t.id, step, t.item.as_ref())?;
         timers.extend(run.timers);
     }
-    Ok(Transition { state: s, events: vec![e], timers, notices: Vec::new(), numbers: Vec::new(), spawns: Vec::new() })
+    Ok(Transition::plain(s, vec![e], timers))
 }
 
 /// The outcome of a case merged into another.
@@ -1427,9 +1533,117 @@ pub fn merge(
         for e in &events {
             apply(&mut s, e);
         }
-        Transition { state: s, events, timers, notices: Vec::new(), numbers: Vec::new(), spawns: Vec::new() }
+        Transition::plain(s, events, timers)
     };
     Ok((side(into.state, into_events, Vec::new()), side(from.state, from_events, vec![TimerChange::ClearAll])))
+}
+
+/// The token of a case waiting at a step that awaits a gathering, and that step.
+pub fn awaiting<'d>(def: &'d Definition, state: &InstanceState) -> Option<(u32, &'d StepDef)> {
+    if state.status != Status::Active {
+        return None;
+    }
+    state.tokens.iter().find_map(|t| {
+        let step = def.step(&t.step)?;
+        step.behaviour.awaits().map(|_| (t.id, step))
+    })
+}
+
+/// Puts a case waiting at a step that awaits gatherings on the agenda of `gathering`: by the
+/// engine (`actor` `None`), by staff who chose it, or rolled over from gathering `from`. A
+/// deadline of the step counted from the gathering's date is armed (again).
+pub fn gather(
+    def: &Definition,
+    state: &InstanceState,
+    gathering: GatheringRef,
+    from: Option<i64>,
+    actor: Option<&Actor>,
+    now: i64,
+    instance_id: i64,
+) -> Result<Transition, RunError> {
+    let Some((token, step)) = awaiting(def, state) else {
+        return Err(RunError::Refused {
+            message: msg!("run-gather-not-waiting", case = instance_id, active = active_places(state)),
+            field: Some("case".into()),
+        });
+    };
+    let mut run = Run::new(def, state.clone(), now, instance_id);
+    run.emit(Event::Gathered {
+        gathering: gathering.id,
+        gathering_at: gathering.at,
+        step: step.id.clone(),
+        from,
+        actor: actor.cloned(),
+    });
+    if step.deadline.as_ref().is_some_and(|d| d.from_gathering) {
+        let item = run.state.token(token).and_then(|t| t.item.clone());
+        run.timers.push(TimerChange::ClearToken { token });
+        run.arm_deadline(token, step, item.as_ref())?;
+    }
+    Ok(run.finish())
+}
+
+/// Takes a waiting case off the agenda of `gathering` (its item was not reached); the engine
+/// then puts it on the next gathering.
+pub fn release(def: &Definition, state: &InstanceState, gathering: i64, now: i64, instance_id: i64) -> Transition {
+    let mut run = Run::new(def, state.clone(), now, instance_id);
+    if let Some((token, step)) = awaiting(def, state) {
+        run.emit(Event::Released { gathering, step: step.id.clone() });
+        if step.deadline.as_ref().is_some_and(|d| d.from_gathering) {
+            run.timers.push(TimerChange::ClearToken { token });
+        }
+    }
+    run.finish()
+}
+
+/// A gathering's decision on one case of its agenda.
+#[derive(Clone, Copy, Debug)]
+pub struct Decision<'a> {
+    pub gathering: i64,
+    pub outcome: &'a str,
+    pub record: &'a Map<String, Value>,
+    pub actor: &'a Actor,
+}
+
+/// Concludes a case on the agenda of `gathering` with `outcome`: recorded with the gathering
+/// named (and kept in `data.<step>`), then the case goes on along `outcome`.
+pub fn conclude(
+    def: &Definition,
+    state: &InstanceState,
+    d: &Decision<'_>,
+    now: i64,
+    instance_id: i64,
+) -> Result<Transition, RunError> {
+    let Decision { gathering, outcome, record, actor } = *d;
+    let waiting = awaiting(def, state).filter(|_| state.gathering.is_some_and(|g| g.id == gathering));
+    let Some((token, step)) = waiting else {
+        return Err(RunError::Refused {
+            message: msg!("run-conclude-not-on-agenda", case = instance_id, gathering = gathering),
+            field: Some("case".into()),
+        });
+    };
+    let awaits = step.behaviour.awaits().expect("awaiting() found it");
+    if !awaits.outcomes.iter().any(|o| o == outcome) {
+        return Err(RunError::Refused {
+            message: msg!("run-conclude-outcome", outcome = outcome, outcomes = awaits.outcomes.join(", ")),
+            field: Some("outcome".into()),
+        });
+    }
+    let mut run = Run::new(def, state.clone(), now, instance_id);
+    run.emit(Event::Concluded {
+        gathering,
+        step: step.id.clone(),
+        outcome: outcome.to_owned(),
+        record: record.clone(),
+        actor: actor.clone(),
+    });
+    let mut kept = record.clone();
+    kept.insert(GATHERING_KEY.into(), Value::from(gathering));
+    kept.insert("outcome".into(), Value::from(outcome));
+    run.emit(Event::DataChanged { changes: Map::from_iter([(step.id.clone(), Value::Object(kept))]) });
+    run.leave(token, outcome)?;
+    run.drain()?;
+    Ok(run.finish())
 }
 
 /// The key a for-each item's results are kept under: a string as it is, a number as its
@@ -1522,14 +1736,7 @@ pub fn fail(state: &InstanceState, error: Message) -> Transition {
     let mut s = state.clone();
     let e = Event::Failed { error };
     apply(&mut s, &e);
-    Transition {
-        state: s,
-        events: vec![e],
-        timers: vec![TimerChange::ClearAll],
-        notices: Vec::new(),
-        numbers: Vec::new(),
-        spawns: Vec::new(),
-    }
+    Transition::plain(s, vec![e], vec![TimerChange::ClearAll])
 }
 
 /// Cancels a whole case (WCP-20).
@@ -1546,14 +1753,7 @@ pub fn cancel(state: &InstanceState, reason: &str) -> Result<Transition, RunErro
     for e in &events {
         apply(&mut s, e);
     }
-    Ok(Transition {
-        state: s,
-        events,
-        timers: vec![TimerChange::ClearAll],
-        notices: Vec::new(),
-        numbers: Vec::new(),
-        spawns: Vec::new(),
-    })
+    Ok(Transition::plain(s, events, vec![TimerChange::ClearAll]))
 }
 
 /// Cancels one active step (WCP-19). A cancelled branch no longer counts towards its join,

@@ -129,6 +129,16 @@ pub fn calendar_warnings(catalog: &Catalog, today_ms: i64) -> Vec<Diagnostic> {
 }
 
 pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Catalog {
+    check_with(files, registry, sandbox, true)
+}
+
+/// Checks the files of one stored version, to run it again: what it asks of other workflows
+/// (a sitting workflow in its unit) was checked when it was activated, with the whole folder.
+pub fn check_alone(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Catalog {
+    check_with(files, registry, sandbox, false)
+}
+
+fn check_with(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>, whole: bool) -> Catalog {
     let mut diags = Diagnostics::new();
     for (path, why) in files.unreadable() {
         diags.push(Code::Unreadable, &Origin::file(path), None, msg!("check-unreadable", why = why.clone()), None);
@@ -181,8 +191,62 @@ pub fn check(files: &FileSet, registry: &Registry, sandbox: &Arc<Sandbox>) -> Ca
             }
         }
     }
+    if whole {
+        gatherings(&mut catalog, files, &mut diags);
+    }
     catalog.diagnostics = diags.into_sorted();
     catalog
+}
+
+/// Every step that waits for gatherings (sittings) names a workflow of its own unit whose
+/// cases host them (`Y0116`); a workflow that waits on one that failed to check fails too.
+fn gatherings(catalog: &mut Catalog, files: &FileSet, diags: &mut Diagnostics) {
+    let mut broken = Vec::new();
+    for (key, def) in &catalog.definitions {
+        if def.is_abstract {
+            continue;
+        }
+        for step in &def.steps {
+            let Some(a) = step.behaviour.awaits() else { continue };
+            let host = format!("{}/{}", def.unit, a.host);
+            if catalog.failed.contains_key(&host) {
+                broken.push(key.clone());
+                continue;
+            }
+            let hosts = catalog
+                .definitions
+                .get(&host)
+                .is_some_and(|h| !h.is_abstract && h.steps.iter().any(|s| s.behaviour.hosts().is_some()));
+            if hosts {
+                continue;
+            }
+            let text = files.get(&step.file);
+            let span = text.and_then(|t| setting_span(t, &step.id, &a.host));
+            let candidates: Vec<&str> = catalog
+                .definitions
+                .values()
+                .filter(|h| h.unit == def.unit && h.steps.iter().any(|s| s.behaviour.hosts().is_some()))
+                .map(|h| h.id.as_str())
+                .collect();
+            let hint = crate::diag::did_you_mean(&a.host, candidates.iter().copied())
+                .or_else(|| Some(msg!("hint-gathering-workflow", unit = &def.unit)));
+            let message = msg!("check-no-gathering-workflow", step = &step.id, workflow = &host);
+            diags.push(Code::NoGatheringWorkflow, &Origin::new(step.file.clone(), span), text, message, hint);
+            broken.push(key.clone());
+        }
+    }
+    for key in broken {
+        if let Some(def) = catalog.definitions.shift_remove(&key) {
+            catalog.failed.insert(key, vec![def.file.clone()]);
+        }
+    }
+}
+
+/// Where `value` is written as a setting of step `step` in `text` (a best guess for a span).
+fn setting_span(text: &str, step: &str, value: &str) -> Option<std::ops::Range<usize>> {
+    let at = text.find(&format!("id = \"{step}\""))?;
+    let rel = text[at..].find(&format!("\"{value}\""))?;
+    Some(at + rel + 1..at + rel + 1 + value.len())
 }
 
 /// Sorts files into units (folders with `unit.toml` or workflows) and workflow files.

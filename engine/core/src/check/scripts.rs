@@ -77,6 +77,7 @@ fn deadline(
         compute,
         outcome: dd.outcome.clone().unwrap_or_else(|| "expired".into()),
         remind_before,
+        from_gathering: dd.from == crate::model::DeadlineFrom::Gathering,
     })
 }
 

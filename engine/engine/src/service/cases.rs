@@ -152,6 +152,7 @@ impl Engine {
         let mut t = runtime::start_at(&def, data, now, id, at, intake.urgency.as_deref()).map_err(run_error)?;
         let note = intake.note;
         let began = std::time::Instant::now();
+        self.place(&def, id, &mut t, now).await?;
         self.fill_numbers(&mut t).await?;
         if let Some(Event::Started { .. }) = t.events.first() {
             // Record who started the case.
@@ -179,6 +180,7 @@ impl Engine {
             updated_at: now,
         };
         let view = InstanceView::of(&view_row, &row);
+        let placed = placed_on(&t);
         let mut commit = self.commit_of(&view_row, 0, 1, t, now);
         commit.create = Some((def.unit.clone(), def.key.clone()));
         commit.idempotency = idem.map(|i| remembered(i, &view));
@@ -190,6 +192,14 @@ impl Engine {
                 self.count(|| super::metrics::started(&def.key));
                 self.count(|| super::metrics::transition(&def.key, &def.steps[at].kind, began.elapsed()));
                 self.timer_wake.notify_one();
+                if let Some(g) = placed {
+                    self.recheck_placed(&mut guard, id, g).await?;
+                }
+                drop(guard);
+                // A new gathering takes the cases that waited for one.
+                if def.steps[at].behaviour.hosts().is_some() {
+                    self.place_waiting(&def.unit, &def.id).await?;
+                }
                 Ok(view)
             }
             // A concurrent start with the same key won: answer as it did.
@@ -202,7 +212,7 @@ impl Engine {
 
     /// Allocates the numbers a transition asked for (registration numbers). Numbers of a
     /// transition that fails to commit are skipped, never reused.
-    async fn fill_numbers(&self, t: &mut Transition) -> Result<(), EngineError> {
+    pub(super) async fn fill_numbers(&self, t: &mut Transition) -> Result<(), EngineError> {
         for req in std::mem::take(&mut t.numbers) {
             let n = self.store.next_number(&req.counter).await?;
             t.fill_number(&req, n);
@@ -211,7 +221,14 @@ impl Engine {
     }
 
     /// The commit of transition `t` of the instance `row` (as it was before `t`).
-    fn commit_of(&self, row: &InstanceRow, base_revision: i64, first_seq: i64, t: Transition, now: i64) -> Commit {
+    pub(super) fn commit_of(
+        &self,
+        row: &InstanceRow,
+        base_revision: i64,
+        first_seq: i64,
+        t: Transition,
+        now: i64,
+    ) -> Commit {
         let id = row.id;
         let mut outbox: Vec<Value> = t
             .notices
@@ -305,7 +322,14 @@ impl Engine {
             }
             let def = self.definition(row.version).await?;
             let now = self.now();
-            return match runtime::act(&def, &row.state, req, now, id) {
+            // A gathering's actions see its agenda (the cases waiting on it).
+            let agenda = if Self::is_host(&def, &row) { self.agenda_of(&row).await? } else { Vec::new() };
+            return match runtime::act_in(&def, &row.state, req, now, id, &agenda) {
+                Ok(t) if !t.gathering_ops.is_empty() => {
+                    let view = self.apply_with_agenda(guard, row, t, now, &req.actor).await?;
+                    self.count(|| super::metrics::action(&def.key, "applied"));
+                    Ok(view)
+                }
                 Ok(t) => {
                     let view = self.apply_transition(guard, row, t, now, idem, None).await?;
                     self.count(|| super::metrics::action(&def.key, "applied"));
@@ -554,9 +578,11 @@ impl Engine {
         idem: Option<&Idempotency>,
         consumes: Option<(u32, String)>,
     ) -> Result<InstanceView, EngineError> {
+        let (version, def) = self.version(row.version).await?;
+        self.place(&def, row.id, &mut t, now).await?;
         self.fill_numbers(&mut t).await?;
         let began = std::time::Instant::now();
-        let (version, def) = self.version(row.version).await?;
+        let placed = placed_on(&t);
         let kind = moved_kind(&def, &t);
         let has_outbox = !t.spawns.is_empty() || t.notices.iter().any(|n| n.webhook.is_some());
         let mut next = row.clone();
@@ -574,6 +600,9 @@ impl Engine {
         self.timer_wake.notify_one();
         if has_outbox {
             self.outbox_wake.notify_one();
+        }
+        if let Some(g) = placed {
+            Box::pin(self.recheck_placed(guard, row.id, g)).await?;
         }
         Ok(view)
     }
@@ -646,7 +675,7 @@ impl Engine {
         // Deadlines are re-armed under the new rules, counted from when each step was entered.
         let mut timers = vec![TimerChange::ClearAll];
         timers.extend(runtime::rearm(&to, &s, id).map_err(run_error)?);
-        let t = Transition { state: s, events, timers, notices: Vec::new(), numbers: Vec::new(), spawns: Vec::new() };
+        let t = Transition::plain(s, events, timers);
         let moved = InstanceRow { version: to_row.id, ..row };
         self.apply_transition(&mut guard, moved, t, now, None, None).await?;
         Ok(MigrationPlan { applied: true, ..plan })
@@ -808,6 +837,14 @@ fn moved_kind<'d>(def: &'d yishi_core::definition::Definition, t: &Transition) -
 }
 
 /// Case `id` is at `revision`, not at the `expected` one the client saw.
+/// The gathering transition `t` put its case on, if any.
+fn placed_on(t: &Transition) -> Option<i64> {
+    t.events.iter().rev().find_map(|e| match e {
+        Event::Gathered { gathering, .. } => Some(*gathering),
+        _ => None,
+    })
+}
+
 fn stale(id: i64, revision: i64, expected: i64) -> EngineError {
     EngineError::Conflict(msg!("engine-stale-revision", id = id, revision = revision, expected = expected))
 }

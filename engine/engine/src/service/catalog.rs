@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use yishi_core::check::{Catalog, check};
+use yishi_core::check::{Catalog, check, check_alone};
 use yishi_core::definition::Definition;
 use yishi_core::describe::{self, VersionDiff};
 use yishi_core::diag::{Code, Diagnostic, Diagnostics, Origin};
@@ -280,7 +280,7 @@ impl Engine {
         }
         let stored = self.store.version(version).await?;
         let files = FileSet::from_map(stored.sources);
-        let catalog = check(&files, &self.registry, &self.sandbox);
+        let catalog = check_alone(&files, &self.registry, &self.sandbox);
         let def = catalog.definitions.get(&stored.row.workflow).cloned().ok_or_else(|| {
             let why = catalog.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
             EngineError::Internal(format!(

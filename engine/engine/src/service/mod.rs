@@ -20,6 +20,7 @@ mod cases;
 pub mod catalog;
 pub mod cluster;
 pub mod duplicates;
+pub mod gatherings;
 pub mod metrics;
 pub mod outbox;
 pub mod retention;
@@ -349,7 +350,7 @@ impl Engine {
     }
 
     /// The instance as stored, from the slot's cache where that can be trusted.
-    async fn loaded<'a>(&self, id: i64, guard: &'a mut SlotGuard<'_>) -> Result<&'a mut InstanceRow, EngineError> {
+    async fn loaded<'a>(&self, id: i64, guard: &'a mut Slot) -> Result<&'a mut InstanceRow, EngineError> {
         if guard.unsettled {
             // Everything already sent is applied (or failed) once the barrier returns.
             self.store.barrier().await?;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Map;
 use serde_json::Value;
 use yishi_core::i18n::Message;
-use yishi_core::runtime::{Figures, InstanceState, Scope, Status, TimerChange, Token};
+use yishi_core::runtime::{Figures, GatheringRef, InstanceState, Scope, Status, TimerChange, Token};
 
 use super::Commit;
 
@@ -23,6 +23,8 @@ pub(crate) struct StoredState<'a> {
     urgency: &'a Option<String>,
     #[serde(skip_serializing_if = "Figures::is_empty")]
     figures: &'a Figures,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gathering: &'a Option<GatheringRef>,
     tokens: &'a [Token],
     #[serde(skip_serializing_if = "<[Scope]>::is_empty")]
     scopes: &'a [Scope],
@@ -42,6 +44,8 @@ pub(crate) struct LoadedState {
     urgency: Option<String>,
     #[serde(default)]
     figures: Figures,
+    #[serde(default)]
+    gathering: Option<GatheringRef>,
     tokens: Vec<Token>,
     #[serde(default)]
     scopes: Vec<Scope>,
@@ -64,6 +68,7 @@ impl LoadedState {
             data,
             urgency: self.urgency,
             figures: self.figures,
+            gathering: self.gathering,
             visits: self.visits,
             next_token: self.next_token,
             next_scope: self.next_scope,
@@ -78,6 +83,7 @@ pub(crate) fn stored_state(s: &InstanceState) -> StoredState<'_> {
         outcome: &s.outcome,
         urgency: &s.urgency,
         figures: &s.figures,
+        gathering: &s.gathering,
         tokens: &s.tokens,
         scopes: &s.scopes,
         visits: &s.visits,
