@@ -11,10 +11,11 @@ use yishi_core::clock::SystemClock;
 use yishi_core::i18n::Lang;
 use yishi_core::msg;
 use yishi_engine::service::access::TokenSpec;
+use yishi_engine::service::accounts::AccountSpec;
 use yishi_engine::service::{Config, Engine};
 use yishi_engine::store::{StoreError, StoreOptions};
 
-use super::{CmdResult, Failure, OutboxCommand, TokenCommand};
+use super::{AccountCommand, CmdResult, Failure, OutboxCommand, TokenCommand};
 use crate::output::{out, table};
 
 /// An engine on an existing database.
@@ -117,6 +118,71 @@ pub async fn source(workflow: String, version: i64, file: Option<String>, db: St
                 out!("{}", text.trim_end());
                 out!("");
             }
+        }
+    }
+    engine.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A first password: 16 letters and digits, easy to read out (no 0/O, 1/l/I).
+fn first_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..16).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+}
+
+pub async fn account(cmd: AccountCommand, lang: Lang) -> CmdResult {
+    let db = match &cmd {
+        AccountCommand::Create { db, .. }
+        | AccountCommand::List { db }
+        | AccountCommand::Disable { db, .. }
+        | AccountCommand::Enable { db, .. }
+        | AccountCommand::Reset { db, .. } => db.clone(),
+    };
+    let engine = open_engine(&db).await?;
+    match cmd {
+        AccountCommand::Create { name, role, scope, acts_as, .. } => {
+            let password = first_password();
+            let spec = AccountSpec { name: &name, role: &role, scope: &scope, acts_as: &acts_as, password: &password };
+            let row = engine.create_account(&spec).await?;
+            eprintln!("{}", msg!("cli-account-created", id = row.id, name = &row.name).render(lang));
+            out!("{password}");
+        }
+        AccountCommand::List { .. } => {
+            let header: Vec<String> =
+                ["cli-col-id", "cli-col-name", "cli-col-role", "cli-col-scope", "cli-col-state", "cli-col-acts-as"]
+                    .iter()
+                    .map(|k| yishi_core::i18n::Message::new(k).render(lang))
+                    .collect();
+            let now = engine.now();
+            let rows: Vec<Vec<String>> = engine
+                .accounts()
+                .await?
+                .into_iter()
+                .map(|a| {
+                    let state = match (a.disabled_at, a.locked_until.filter(|u| *u > now), a.must_change) {
+                        (Some(_), _, _) => msg!("cli-account-disabled-state"),
+                        (None, Some(_), _) => msg!("cli-account-locked-state"),
+                        (None, None, true) => msg!("cli-account-new-state"),
+                        _ => msg!("cli-token-active-state"),
+                    };
+                    vec![a.id.to_string(), a.name, a.role, a.scope, state.render(lang), a.acts_as.join(", ")]
+                })
+                .collect();
+            table(&header, &rows, &[true, false, false, false, false, false]);
+        }
+        AccountCommand::Disable { id, .. } => {
+            engine.set_account_disabled(id, true).await?;
+            eprintln!("{}", msg!("cli-account-disabled", id = id).render(lang));
+        }
+        AccountCommand::Enable { id, .. } => {
+            engine.set_account_disabled(id, false).await?;
+            eprintln!("{}", msg!("cli-account-enabled", id = id).render(lang));
+        }
+        AccountCommand::Reset { id, .. } => {
+            let password = first_password();
+            engine.reset_password(id, &password).await?;
+            eprintln!("{}", msg!("cli-account-reset", id = id).render(lang));
+            out!("{password}");
         }
     }
     engine.close().await;

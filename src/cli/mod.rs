@@ -211,6 +211,10 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Staff accounts of the console: create (with a first password to change at sign-in), list,
+    /// disable, enable, reset a password.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Working-day calendars.
     #[command(subcommand)]
     Calendar(CalendarCommand),
@@ -330,6 +334,53 @@ pub enum TokenCommand {
     /// Revoke a token; it stops working at once.
     Revoke {
         /// The token's id (see `yishi token list`).
+        id: i64,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Create an account; prints a first password, which its holder changes at the first sign-in.
+    Create {
+        /// The sign-in name (one word).
+        #[arg(long)]
+        name: String,
+        /// admin (everything), operator (start cases and act), viewer (read).
+        #[arg(long, value_parser = ["admin", "operator", "viewer"])]
+        role: String,
+        /// `*` for all units, or a unit path (the unit and every unit below it).
+        #[arg(long, default_value = "*")]
+        scope: String,
+        /// Workflow roles the holder acts with, comma separated (e.g. `staff`).
+        #[arg(long, value_delimiter = ',')]
+        acts_as: Vec<String>,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// List accounts (never their passwords).
+    List {
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Disable an account; its sessions end at once.
+    Disable {
+        /// The account's id (see `yishi account list`).
+        id: i64,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The account's id.
+        id: i64,
+        #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
+        db: String,
+    },
+    /// Set a new first password (printed; the holder must change it); the sessions end.
+    Reset {
+        /// The account's id.
         id: i64,
         #[arg(long, env = "YISHI_DB", default_value = "yishi.db")]
         db: String,
@@ -494,6 +545,7 @@ pub fn run(cli: Cli, lang: Lang) -> ExitCode {
         Command::Diff { workflow, from, to, db } => block(admin::diff(workflow, from, to, db, lang)),
         Command::Source { workflow, version, file, db } => block(admin::source(workflow, version, file, db)),
         Command::Token(cmd) => block(admin::token(cmd, lang)),
+        Command::Account(cmd) => block(admin::account(cmd, lang)),
         Command::Backup { to, db } => block(admin::backup(to, db, lang)),
         Command::Outbox(cmd) => block(admin::outbox(cmd, lang)),
         Command::Db(DbCommand::Copy { from, to }) => block(db::copy(from, to, lang)),

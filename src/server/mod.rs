@@ -1,6 +1,7 @@
 //! The HTTP admin API (axum): routes, shared state, limits, and the layers every request goes
 //! through (language and request id, counting, problem details for every error).
 
+pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -47,11 +48,13 @@ pub struct AppState {
     pub lang: Lang,
     /// The deployment's time zone, for times shown to people (CSV, pages).
     pub zone: Zone,
+    /// Sign-in attempts per address (the console).
+    pub limiter: crate::console::SignInLimiter,
 }
 
 impl AppState {
     pub fn new(engine: Arc<Engine>, reloader: Arc<Reloader>, lang: Lang, zone: Zone) -> Arc<Self> {
-        Arc::new(AppState { engine, reloader, lang, zone })
+        Arc::new(AppState { engine, reloader, lang, zone, limiter: Default::default() })
     }
 
     /// `ms` as a local time with its offset, e.g. `2026-10-01 09:30:00+08:00`.
@@ -132,6 +135,14 @@ pub fn api_routes() -> Vec<Route> {
         (Method::POST, "/api/v1/sittings/{id}/cancel", post(sittings::cancel)),
         (Method::GET, "/api/v1/stats", get(stats::stats)),
         (Method::GET, "/api/v1/whoami", get(system::whoami)),
+        (Method::GET, "/api/v1/accounts", get(accounts::list)),
+        (Method::POST, "/api/v1/accounts", post(accounts::create)),
+        (Method::POST, "/api/v1/accounts/{id}/disable", post(accounts::disable)),
+        (Method::POST, "/api/v1/accounts/{id}/enable", post(accounts::enable)),
+        (Method::POST, "/api/v1/accounts/{id}/password", post(accounts::reset_password)),
+        (Method::GET, "/api/v1/tokens", get(accounts::tokens)),
+        (Method::POST, "/api/v1/tokens", post(accounts::create_token)),
+        (Method::POST, "/api/v1/tokens/{id}/revoke", post(accounts::revoke_token)),
         (Method::GET, "/api/v1/outbox/dead", get(system::dead_letters)),
         (Method::GET, "/api/v1/nodes", get(system::nodes)),
         (Method::POST, "/api/v1/outbox/dead/retry", post(system::retry_dead)),
@@ -169,6 +180,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         add(Router::new(), api_routes()).route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     add(Router::new(), public_routes())
         .merge(authed)
+        .merge(crate::console::routes())
         .fallback(system::no_route)
         .layer(middleware::from_fn(count))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

@@ -89,7 +89,75 @@ pub fn operations() -> Vec<Op> {
     all.extend(instance_operations());
     all.extend(instance_changes());
     all.extend(sitting_operations());
+    all.extend(access_operations());
     all
+}
+
+/// Staff accounts and API tokens (admins, inside their own scope).
+fn access_operations() -> Vec<Op> {
+    use Answer::*;
+    let account = s::<yishi_engine::store::AccountRow>;
+    vec![
+        op(
+            GET,
+            "/api/v1/accounts",
+            "listAccounts",
+            "the staff accounts of the console inside the caller's scope (never their passwords)",
+        )
+        .role(ApiRole::Admin)
+        .answer(Json(200, s::<api::AccountList>))
+        .errors(&[403]),
+        op(
+            POST,
+            "/api/v1/accounts",
+            "createAccount",
+            "create a staff account with a first password, which its holder must change at the first sign-in",
+        )
+        .role(ApiRole::Admin)
+        .body(s::<api::NewAccountBody>)
+        .answer(Json(201, account))
+        .errors(WRITE_ERRORS),
+        op(POST, "/api/v1/accounts/{id}/disable", "disableAccount", "disable an account: its sessions end at once")
+            .role(ApiRole::Admin)
+            .params(&[ID])
+            .answer(Json(200, account))
+            .errors(&[400, 403, 404]),
+        op(POST, "/api/v1/accounts/{id}/enable", "enableAccount", "enable a disabled account again")
+            .role(ApiRole::Admin)
+            .params(&[ID])
+            .answer(Json(200, account))
+            .errors(&[400, 403, 404]),
+        op(
+            POST,
+            "/api/v1/accounts/{id}/password",
+            "resetPassword",
+            "set a new first password (the holder must change it; their sessions end)",
+        )
+        .role(ApiRole::Admin)
+        .params(&[ID])
+        .body(s::<api::PasswordBody>)
+        .answer(Json(200, account))
+        .errors(WRITE_ERRORS),
+        op(GET, "/api/v1/tokens", "listTokens", "the API tokens inside the caller's scope (never their secrets)")
+            .role(ApiRole::Admin)
+            .answer(Json(200, s::<api::TokenList>))
+            .errors(&[403]),
+        op(POST, "/api/v1/tokens", "createToken", "create an API token; its secret is in this answer only")
+            .role(ApiRole::Admin)
+            .body(s::<api::NewTokenBody>)
+            .answer(Json(201, s::<api::NewTokenResult>))
+            .errors(WRITE_ERRORS),
+        op(
+            POST,
+            "/api/v1/tokens/{id}/revoke",
+            "revokeToken",
+            "revoke a token: refused at once, and console sessions opened with it end",
+        )
+        .role(ApiRole::Admin)
+        .params(&[ID])
+        .answer(Json(200, s::<api::Revoked>))
+        .errors(&[400, 403, 404]),
+    ]
 }
 
 const CASE: Param = ("case", "path", true, "the case (topic) on the agenda", r#"{"type": "integer", "minimum": 1}"#);

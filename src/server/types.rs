@@ -396,3 +396,63 @@ pub struct CallOffBody {
     #[schemars(regex(pattern = r"\S"))]
     pub reason: String,
 }
+
+/// A staff account to create (the console's sign-in).
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccountBody {
+    /// The sign-in name: one word.
+    pub name: String,
+    /// `admin`, `operator` or `viewer`, as for tokens.
+    pub role: String,
+    /// `*` or a unit (and the units below it), inside the caller's own scope.
+    pub scope: String,
+    /// Workflow roles the holder acts with.
+    #[serde(default)]
+    pub acts_as: Vec<String>,
+    /// The first password (at least 10 characters); the holder must change it at sign-in.
+    pub password: String,
+}
+
+/// A new first password for an account (its sessions end).
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    pub password: String,
+}
+
+/// Accounts.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct AccountList {
+    pub items: Vec<yishi_engine::store::AccountRow>,
+}
+
+/// A token to create.
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenBody {
+    pub name: String,
+    pub role: String,
+    pub scope: String,
+    #[serde(default)]
+    pub acts_as: Vec<String>,
+}
+
+/// A token just made: its secret is shown this once.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct NewTokenResult {
+    pub token: yishi_engine::store::TokenRow,
+    pub secret: String,
+}
+
+/// Tokens (never their secrets).
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct TokenList {
+    pub items: Vec<yishi_engine::store::TokenRow>,
+}
+
+/// Whether a revocation took effect.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Revoked {
+    pub revoked: bool,
+}

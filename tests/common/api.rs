@@ -25,6 +25,13 @@ pub struct Api {
     pub reloader: Arc<Reloader>,
 }
 
+/// A response with its body as text.
+pub struct TextAnswer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
 /// A response: status, headers and the body (JSON, or the text as a JSON string).
 pub struct Answer {
     pub status: StatusCode,
@@ -99,6 +106,29 @@ impl Api {
     ) -> (StatusCode, Value) {
         let a = self.send(method, uri, token, body, headers).await;
         (a.status, a.body)
+    }
+
+    /// Sends a request to any route (the console's pages too) and returns the body as text.
+    pub async fn send_any(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<(&str, String)>,
+        headers: &[(&str, &str)],
+    ) -> TextAnswer {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some((ct, b)) => req.header("content-type", ct).body(Body::from(b)).unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        TextAnswer { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
     }
 
     /// Sends a request; every error must come as `application/problem+json`.

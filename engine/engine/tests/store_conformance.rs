@@ -271,6 +271,56 @@ async fn tokens_are_found_by_key_and_revoked_once(store: AnyStore) {
     assert_eq!(store.tokens().await.unwrap()[0].revoked_at, Some(20));
 }
 
+async fn accounts_and_sessions_round_trip_and_end_together(store: AnyStore) {
+    use yishi_engine::store::{AccountRow, SessionRow, SessionsOf};
+    let mut a = AccountRow {
+        id: 0,
+        name: "张三".into(),
+        password_hash: "$argon2id$x".into(),
+        role: "operator".into(),
+        scope: "pingcheng".into(),
+        acts_as: vec!["staff".into()],
+        must_change: true,
+        failures: 0,
+        locked_until: None,
+        disabled_at: None,
+        created_at: 10,
+        changed_at: 10,
+    };
+    a.id = store.add_account(&a).await.unwrap();
+    assert_eq!(store.account_by_name("张三").await.unwrap(), Some(a.clone()));
+    assert!(matches!(store.add_account(&a).await, Err(StoreError::Conflict(_))), "names are unique");
+    a.failures = 3;
+    a.locked_until = Some(99);
+    a.must_change = false;
+    a.changed_at = 20;
+    store.update_account(&a).await.unwrap();
+    assert_eq!(store.account(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.accounts().await.unwrap(), vec![a.clone()]);
+    let session = |h: &str, account: Option<i64>, token: Option<i64>, expires: i64| SessionRow {
+        id_hash: h.into(),
+        account_id: account,
+        token_id: token,
+        csrf: format!("csrf-{h}"),
+        created_at: 1,
+        expires_at: expires,
+    };
+    for s in [
+        session("s1", Some(a.id), None, 100),
+        session("s2", Some(a.id), None, 100),
+        session("s3", None, Some(7), 100),
+        session("s4", None, Some(8), 5),
+    ] {
+        store.add_session(&s).await.unwrap();
+    }
+    assert_eq!(store.session("s3").await.unwrap(), Some(session("s3", None, Some(7), 100)));
+    assert_eq!(store.end_sessions(SessionsOf::ExpiredBefore(50)).await.unwrap(), 1);
+    assert_eq!(store.end_sessions(SessionsOf::Account(a.id)).await.unwrap(), 2);
+    assert!(store.session("s1").await.unwrap().is_none());
+    assert_eq!(store.end_sessions(SessionsOf::Token(7)).await.unwrap(), 1);
+    assert_eq!(store.end_sessions(SessionsOf::One("s3")).await.unwrap(), 0);
+}
+
 async fn the_outbox_hands_out_due_items_until_delivered(store: AnyStore) {
     let v = version(&store, "u/w", "h").await;
     let mut c = create(1, "u", v.id, "a");
@@ -552,6 +602,7 @@ conformance!(
     timers_fire_once_and_only_when_due,
     numbers_and_ids_are_never_handed_out_twice,
     tokens_are_found_by_key_and_revoked_once,
+    accounts_and_sessions_round_trip_and_end_together,
     the_outbox_hands_out_due_items_until_delivered,
     dead_letters_are_listed_retried_and_discarded,
     gauges_count_active_cases_timers_and_outbox,

@@ -115,6 +115,9 @@ impl Engine {
     pub async fn revoke_token(&self, id: i64) -> Result<bool, EngineError> {
         // Through this node: at once here too.
         self.token_cache.lock().expect("token cache lock").clear();
-        Ok(self.store.revoke_token(id, self.now()).await?)
+        let revoked = self.store.revoke_token(id, self.now()).await?;
+        // Console sessions opened with it end too.
+        self.store.end_sessions(crate::store::SessionsOf::Token(id)).await?;
+        Ok(revoked)
     }
 }

@@ -16,6 +16,7 @@
 //!   reloaded from the store next time; on a shared database nothing is cached at all.
 
 pub mod access;
+pub mod accounts;
 mod cases;
 pub mod catalog;
 pub mod cluster;

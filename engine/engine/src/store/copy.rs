@@ -1,7 +1,7 @@
 //! The tables a database copy moves (`yishi db copy`), in the order it writes them, each with
 //! its columns in one fixed layout that every backend reads and writes: a row is a JSON array,
 //! times in Unix milliseconds, documents as JSON. What is only a node's passing business
-//! (leases on timers and deliveries) is not copied.
+//! (leases on timers and deliveries, console sessions: people sign in again) is not copied.
 
 /// How a column travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +97,24 @@ pub static TABLES: &[TableSpec] = &[
             ("acts_as", Array),
             ("created_at", Time),
             ("revoked_at", Time),
+        ],
+        key: 1,
+    },
+    TableSpec {
+        name: "accounts",
+        columns: &[
+            ("id", Int),
+            ("name", Text),
+            ("password_hash", Text),
+            ("role", Text),
+            ("scope", Text),
+            ("acts_as", Array),
+            ("must_change", Int),
+            ("failures", Int),
+            ("locked_until", Time),
+            ("disabled_at", Time),
+            ("created_at", Time),
+            ("changed_at", Time),
         ],
         key: 1,
     },

@@ -52,6 +52,52 @@ where
     })
 }
 
+/// An account from a query selecting every column of `accounts` (`acts_as` as text).
+pub(crate) fn account_row<'r, R>(r: &'r R) -> Result<crate::store::AccountRow, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let acts_as: String = r.try_get("acts_as")?;
+    let must_change: i64 = r.try_get("must_change")?;
+    Ok(crate::store::AccountRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        password_hash: r.try_get("password_hash")?,
+        role: r.try_get("role")?,
+        scope: r.try_get("scope")?,
+        acts_as: serde_json::from_str(&acts_as).unwrap_or_default(),
+        must_change: must_change != 0,
+        failures: r.try_get("failures")?,
+        locked_until: r.try_get("locked_until")?,
+        disabled_at: r.try_get("disabled_at")?,
+        created_at: r.try_get("created_at")?,
+        changed_at: r.try_get("changed_at")?,
+    })
+}
+
+/// A session from a query selecting every column of `sessions`.
+pub(crate) fn session_row<'r, R>(r: &'r R) -> Result<crate::store::SessionRow, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(crate::store::SessionRow {
+        id_hash: r.try_get("id_hash")?,
+        account_id: r.try_get("account_id")?,
+        token_id: r.try_get("token_id")?,
+        csrf: r.try_get("csrf")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
 /// A version from a query selecting id, workflow, seq, hash, created_at and created_by.
 pub(crate) fn version_row<'r, R>(r: &'r R) -> Result<VersionRow, sqlx::Error>
 where

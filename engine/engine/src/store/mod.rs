@@ -220,6 +220,50 @@ pub struct Remembered {
     pub created_at: i64,
 }
 
+/// A staff account of the console, as stored (only a hash of the password).
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct AccountRow {
+    pub id: i64,
+    pub name: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub role: String,
+    pub scope: String,
+    pub acts_as: Vec<String>,
+    /// The holder must set their own password at the next sign-in.
+    pub must_change: bool,
+    /// Failed sign-ins in a row.
+    pub failures: i64,
+    /// Sign-in refused until then (Unix ms).
+    pub locked_until: Option<i64>,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+    /// When the account last changed (password, role, state).
+    pub changed_at: i64,
+}
+
+/// A signed-in console session, as stored (only a hash of its secret).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRow {
+    pub id_hash: String,
+    pub account_id: Option<i64>,
+    pub token_id: Option<i64>,
+    /// The session's anti-forgery token, sent back with every form.
+    pub csrf: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Which sessions to end.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SessionsOf<'a> {
+    One(&'a str),
+    Account(i64),
+    Token(i64),
+    /// Every session that expired before this time.
+    ExpiredBefore(i64),
+}
+
 /// An API token as stored (never the secret).
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TokenRow {
@@ -567,6 +611,19 @@ pub trait Store: Send + Sync + 'static {
     fn tokens(&self) -> impl Future<Output = StoreResult<Vec<TokenRow>>> + Send;
     fn revoke_token(&self, id: i64, now: i64) -> impl Future<Output = StoreResult<bool>> + Send;
 
+    /// Adds an account (`id` ignored) and returns its id; a name already taken is
+    /// `StoreError::Conflict`.
+    fn add_account(&self, a: &AccountRow) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Writes an account's changeable columns (password, role, scope, roles, lock, state).
+    fn update_account(&self, a: &AccountRow) -> impl Future<Output = StoreResult<()>> + Send;
+    fn account(&self, id: i64) -> impl Future<Output = StoreResult<Option<AccountRow>>> + Send;
+    fn account_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<AccountRow>>> + Send;
+    fn accounts(&self) -> impl Future<Output = StoreResult<Vec<AccountRow>>> + Send;
+    fn add_session(&self, s: &SessionRow) -> impl Future<Output = StoreResult<()>> + Send;
+    fn session(&self, id_hash: &str) -> impl Future<Output = StoreResult<Option<SessionRow>>> + Send;
+    /// Ends sessions; returns how many.
+    fn end_sessions(&self, which: SessionsOf<'_>) -> impl Future<Output = StoreResult<u64>> + Send;
+
     /// Undelivered notices due by `now`, leased to the caller for `lease`.
     fn claim_outbox(
         &self,
@@ -852,6 +909,30 @@ impl Store for AnyStore {
     }
     async fn revoke_token(&self, id: i64, now: i64) -> StoreResult<bool> {
         each!(self, s => s.revoke_token(id, now).await)
+    }
+    async fn add_account(&self, a: &AccountRow) -> StoreResult<i64> {
+        each!(self, s => s.add_account(a).await)
+    }
+    async fn update_account(&self, a: &AccountRow) -> StoreResult<()> {
+        each!(self, s => s.update_account(a).await)
+    }
+    async fn account(&self, id: i64) -> StoreResult<Option<AccountRow>> {
+        each!(self, s => s.account(id).await)
+    }
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<AccountRow>> {
+        each!(self, s => s.account_by_name(name).await)
+    }
+    async fn accounts(&self) -> StoreResult<Vec<AccountRow>> {
+        each!(self, s => s.accounts().await)
+    }
+    async fn add_session(&self, sn: &SessionRow) -> StoreResult<()> {
+        each!(self, s => s.add_session(sn).await)
+    }
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<SessionRow>> {
+        each!(self, s => s.session(id_hash).await)
+    }
+    async fn end_sessions(&self, which: SessionsOf<'_>) -> StoreResult<u64> {
+        each!(self, s => s.end_sessions(which).await)
     }
     async fn claim_outbox(&self, now: i64, limit: u32, lease: Duration) -> StoreResult<Vec<OutboxRow>> {
         each!(self, s => s.claim_outbox(now, limit, lease).await)

@@ -88,6 +88,7 @@ impl PgStore {
                  (SELECT max(max_id) FROM purges)) AS m) AS x WHERE m > 0;
              SELECT setval(pg_get_serial_sequence('definitions', 'id'), max(id)) FROM definitions HAVING max(id) > 0;
              SELECT setval(pg_get_serial_sequence('api_tokens', 'id'), max(id)) FROM api_tokens HAVING max(id) > 0;
+             SELECT setval(pg_get_serial_sequence('accounts', 'id'), max(id)) FROM accounts HAVING max(id) > 0;
              SELECT setval(pg_get_serial_sequence('outbox', 'id'), max(id)) FROM outbox HAVING max(id) > 0;
              SELECT setval(pg_get_serial_sequence('purges', 'id'), max(id)) FROM purges HAVING max(id) > 0;",
         )

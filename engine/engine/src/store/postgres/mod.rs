@@ -138,6 +138,10 @@ const VERSION_COLUMNS: &str = "id, workflow, seq, hash, yishi_ms(created_at) AS 
 const INSTANCE_COLUMNS: &str = "id, unit, workflow, version, revision, last_seq, data::text AS data, \
      state::text AS state, yishi_ms(created_at) AS created_at, yishi_ms(updated_at) AS updated_at";
 const TIMER_COLUMNS: &str = "instance_id, token, name, step, yishi_ms(due_at) AS due_at";
+const ACCOUNT_COLUMNS: &str = "id, name, password_hash, role, scope, acts_as::text AS acts_as, \
+     must_change::bigint AS must_change, failures::bigint AS failures, yishi_ms(locked_until) AS locked_until, \
+     yishi_ms(disabled_at) AS disabled_at, yishi_ms(created_at) AS created_at, yishi_ms(changed_at) AS changed_at";
+
 const TOKEN_COLUMNS: &str = "id, name, role, scope, acts_as::text AS acts_as, secret_hash, \
      yishi_ms(created_at) AS created_at, yishi_ms(revoked_at) AS revoked_at";
 
@@ -495,6 +499,113 @@ impl Store for PgStore {
             .map_err(map_err)?
             .rows_affected();
         Ok(n == 1)
+    }
+
+    async fn add_account(&self, a: &AccountRow) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO accounts (name, password_hash, role, scope, acts_as, must_change, failures, locked_until, \
+             disabled_at, created_at, changed_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, yishi_ts($8), \
+             yishi_ts($9), yishi_ts($10), yishi_ts($11)) RETURNING id",
+        )
+        .bind(&a.name)
+        .bind(&a.password_hash)
+        .bind(&a.role)
+        .bind(&a.scope)
+        .bind(serde_json::to_string(&a.acts_as).unwrap_or_else(|_| "[]".into()))
+        .bind(i32::from(a.must_change))
+        .bind(a.failures as i32)
+        .bind(a.locked_until)
+        .bind(a.disabled_at)
+        .bind(a.created_at)
+        .bind(a.changed_at)
+        .fetch_one(self.pool())
+        .await
+        .map_err(map_err)
+    }
+
+    async fn update_account(&self, a: &AccountRow) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE accounts SET password_hash = $1, role = $2, scope = $3, acts_as = $4::jsonb, must_change = $5, \
+             failures = $6, locked_until = yishi_ts($7), disabled_at = yishi_ts($8), changed_at = yishi_ts($9) \
+             WHERE id = $10",
+        )
+        .bind(&a.password_hash)
+        .bind(&a.role)
+        .bind(&a.scope)
+        .bind(serde_json::to_string(&a.acts_as).unwrap_or_else(|_| "[]".into()))
+        .bind(i32::from(a.must_change))
+        .bind(a.failures as i32)
+        .bind(a.locked_until)
+        .bind(a.disabled_at)
+        .bind(a.changed_at)
+        .bind(a.id)
+        .execute(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn account(&self, id: i64) -> StoreResult<Option<AccountRow>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await.map_err(map_err)?;
+        r.as_ref().map(decode::account_row).transpose().map_err(map_err)
+    }
+
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<AccountRow>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1");
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(self.pool()).await.map_err(map_err)?;
+        r.as_ref().map(decode::account_row).transpose().map_err(map_err)
+    }
+
+    async fn accounts(&self) -> StoreResult<Vec<AccountRow>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await.map_err(map_err)?;
+        rows.iter().map(decode::account_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn add_session(&self, s: &SessionRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, account_id, token_id, csrf, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, yishi_ts($5), yishi_ts($6))",
+        )
+        .bind(&s.id_hash)
+        .bind(s.account_id)
+        .bind(s.token_id)
+        .bind(&s.csrf)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<SessionRow>> {
+        let r = sqlx::query(
+            "SELECT id_hash, account_id, token_id, csrf, yishi_ms(created_at) AS created_at, \
+             yishi_ms(expires_at) AS expires_at FROM sessions WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(map_err)?;
+        r.as_ref().map(decode::session_row).transpose().map_err(map_err)
+    }
+
+    async fn end_sessions(&self, which: SessionsOf<'_>) -> StoreResult<u64> {
+        let q = match which {
+            SessionsOf::One(h) => sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(h.to_owned()),
+            SessionsOf::Account(id) => {
+                sqlx::query("DELETE FROM sessions WHERE account_id = $1::bigint").bind(id.to_string())
+            }
+            SessionsOf::Token(id) => {
+                sqlx::query("DELETE FROM sessions WHERE token_id = $1::bigint").bind(id.to_string())
+            }
+            SessionsOf::ExpiredBefore(t) => {
+                sqlx::query("DELETE FROM sessions WHERE expires_at < yishi_ts($1::bigint)").bind(t.to_string())
+            }
+        };
+        Ok(q.execute(self.pool()).await.map_err(map_err)?.rows_affected())
     }
 
     async fn claim_outbox(&self, now: i64, limit: u32, lease: Duration) -> StoreResult<Vec<OutboxRow>> {

@@ -547,6 +547,108 @@ impl Store for SqliteStore {
         Ok(n == 1)
     }
 
+    async fn add_account(&self, a: &AccountRow) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO accounts (name, password_hash, role, scope, acts_as, must_change, failures, locked_until, \
+             disabled_at, created_at, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&a.name)
+        .bind(&a.password_hash)
+        .bind(&a.role)
+        .bind(&a.scope)
+        .bind(serde_json::to_string(&a.acts_as).unwrap_or_else(|_| "[]".into()))
+        .bind(i64::from(a.must_change))
+        .bind(a.failures)
+        .bind(a.locked_until)
+        .bind(a.disabled_at)
+        .bind(a.created_at)
+        .bind(a.changed_at)
+        .fetch_one(self.pool())
+        .await
+        .map_err(map_err)
+    }
+
+    async fn update_account(&self, a: &AccountRow) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE accounts SET password_hash = ?, role = ?, scope = ?, acts_as = ?, must_change = ?, failures = ?, \
+             locked_until = ?, disabled_at = ?, changed_at = ? WHERE id = ?",
+        )
+        .bind(&a.password_hash)
+        .bind(&a.role)
+        .bind(&a.scope)
+        .bind(serde_json::to_string(&a.acts_as).unwrap_or_else(|_| "[]".into()))
+        .bind(i64::from(a.must_change))
+        .bind(a.failures)
+        .bind(a.locked_until)
+        .bind(a.disabled_at)
+        .bind(a.changed_at)
+        .bind(a.id)
+        .execute(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn account(&self, id: i64) -> StoreResult<Option<AccountRow>> {
+        let r = sqlx::query("SELECT * FROM accounts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(map_err)?;
+        r.as_ref().map(decode::account_row).transpose().map_err(map_err)
+    }
+
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<AccountRow>> {
+        let r = sqlx::query("SELECT * FROM accounts WHERE name = ?")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(map_err)?;
+        r.as_ref().map(decode::account_row).transpose().map_err(map_err)
+    }
+
+    async fn accounts(&self) -> StoreResult<Vec<AccountRow>> {
+        let rows = sqlx::query("SELECT * FROM accounts ORDER BY id").fetch_all(self.pool()).await.map_err(map_err)?;
+        rows.iter().map(decode::account_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn add_session(&self, s: &SessionRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, account_id, token_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id_hash)
+        .bind(s.account_id)
+        .bind(s.token_id)
+        .bind(&s.csrf)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str) -> StoreResult<Option<SessionRow>> {
+        let r = sqlx::query("SELECT * FROM sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(map_err)?;
+        r.as_ref().map(decode::session_row).transpose().map_err(map_err)
+    }
+
+    async fn end_sessions(&self, which: SessionsOf<'_>) -> StoreResult<u64> {
+        let q = match which {
+            SessionsOf::One(h) => sqlx::query("DELETE FROM sessions WHERE id_hash = ?").bind(h.to_owned()),
+            SessionsOf::Account(id) => sqlx::query("DELETE FROM sessions WHERE account_id = ?").bind(id.to_string()),
+            SessionsOf::Token(id) => sqlx::query("DELETE FROM sessions WHERE token_id = ?").bind(id.to_string()),
+            SessionsOf::ExpiredBefore(t) => {
+                sqlx::query("DELETE FROM sessions WHERE expires_at < ?").bind(t.to_string())
+            }
+        };
+        Ok(q.execute(self.pool()).await.map_err(map_err)?.rows_affected())
+    }
+
     async fn claim_outbox(&self, now: i64, limit: u32, _lease: Duration) -> StoreResult<Vec<OutboxRow>> {
         let rows = sqlx::query(
             "SELECT id, instance_id, notice, attempts FROM outbox WHERE delivered_at IS NULL AND next_at <= ? \

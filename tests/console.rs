@@ -1,0 +1,497 @@
+//! The admin console: signing in (accounts and API tokens), the first-time password change,
+//! lock-out, sessions stored in the database (served by any node, ended at once when an account
+//! is disabled or a token revoked), anti-forgery tokens on every form, security headers,
+//! Chinese by default; and the same in real headless Chromium (WebDriver), with JavaScript off
+//! and on a 375 px wide screen.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use common::api::Api;
+use serde_json::json;
+
+/// A browser's cookie jar over the in-process API.
+struct Browser<'a> {
+    api: &'a Api,
+    jar: BTreeMap<String, String>,
+    lang: Option<&'static str>,
+    forwarded_https: bool,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+    headers: axum::http::HeaderMap,
+}
+
+impl<'a> Browser<'a> {
+    fn new(api: &'a Api) -> Self {
+        Browser { api, jar: BTreeMap::new(), lang: None, forwarded_https: false }
+    }
+
+    async fn request(&mut self, method: &str, uri: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let cookie = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if !cookie.is_empty() {
+            headers.push(("cookie", &cookie));
+        }
+        if let Some(l) = self.lang {
+            headers.push(("accept-language", l));
+        }
+        if self.forwarded_https {
+            headers.push(("x-forwarded-proto", "https"));
+        }
+        let body = form.map(|f| {
+            let encoded: Vec<String> = f.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+            ("application/x-www-form-urlencoded", encoded.join("&"))
+        });
+        let a = self.api.send_any(method, uri, body, &headers).await;
+        for v in a.headers.get_all("set-cookie") {
+            let c = cookie::Cookie::parse(v.to_str().unwrap().to_owned()).unwrap();
+            if c.max_age().is_some_and(|m| m.is_zero()) || c.value().is_empty() {
+                self.jar.remove(c.name());
+            } else {
+                self.jar.insert(c.name().to_owned(), c.value().to_owned());
+            }
+        }
+        Page {
+            status: a.status,
+            location: a.headers.get("location").map(|v| v.to_str().unwrap().to_owned()),
+            body: a.body,
+            headers: a.headers,
+        }
+    }
+
+    async fn get(&mut self, uri: &str) -> Page {
+        self.request("GET", uri, None).await
+    }
+
+    async fn post(&mut self, uri: &str, form: &[(&str, &str)]) -> Page {
+        self.request("POST", uri, Some(form)).await
+    }
+
+    /// The anti-forgery token of the page's first form.
+    fn csrf(page: &Page) -> String {
+        let at = page.body.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
+        page.body[at..].split('"').next().unwrap().to_owned()
+    }
+
+    async fn sign_in(&mut self, name: &str, password: &str) -> Page {
+        let form = self.get("/login").await;
+        let csrf = Self::csrf(&form);
+        self.post("/login", &[("csrf", &csrf), ("name", name), ("password", password)]).await
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn account(api: &Api, admin: &str, name: &str, scope: &str) -> i64 {
+    let body =
+        json!({ "name": name, "role": "operator", "scope": scope, "acts_as": ["staff"], "password": "first-pass-123" });
+    let (s, v) = api.call("POST", "/api/v1/accounts", Some(admin), Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn a_first_sign_in_asks_for_a_new_password_then_shows_what_the_scope_allows() {
+    let api = Api::new().await;
+    let admin = api.token("admin", "*", &[]).await;
+    account(&api, &admin, "zhang", "pingcheng").await;
+    let mut b = Browser::new(&api);
+
+    // Not signed in: to the sign-in page, in Chinese unless the browser asks otherwise.
+    let p = b.get("/").await;
+    assert_eq!((p.status, p.location.as_deref()), (StatusCode::SEE_OTHER, Some("/login")));
+    let p = b.get("/login").await;
+    assert!(p.body.contains("<html lang=\"zh-CN\">") && p.body.contains("登录"), "{}", p.body);
+    assert_eq!(p.headers["content-language"], "zh-CN");
+    let csp = p.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(p.headers["x-frame-options"], "DENY");
+
+    // A wrong password: refused, in Chinese, the same words as an unknown account.
+    let p = b.sign_in("zhang", "wrong-password").await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+    assert!(p.body.contains("账号或密码不正确"), "{}", p.body);
+    let p = b.sign_in("nobody", "wrong-password").await;
+    assert!(p.body.contains("账号或密码不正确"), "{}", p.body);
+
+    // The first password works once: the console asks for a new one before anything else.
+    let p = b.sign_in("zhang", "first-pass-123").await;
+    assert_eq!((p.status, p.location.as_deref()), (StatusCode::SEE_OTHER, Some("/")));
+    let session = &b.jar["yishi_session"];
+    assert_eq!(session.len(), 64, "a random secret");
+    let p = b.get("/").await;
+    assert_eq!(p.location.as_deref(), Some("/password"));
+    let form = b.get("/password").await;
+    assert!(form.body.contains("第一次登录"), "{}", form.body);
+    let csrf = Browser::csrf(&form);
+    let p =
+        b.post("/password", &[("csrf", &csrf), ("old", "first-pass-123"), ("new", "short"), ("again", "short")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.body.contains("至少 10 个字符"), "{}", p.body);
+    let p = b
+        .post(
+            "/password",
+            &[
+                ("csrf", &csrf),
+                ("old", "first-pass-123"),
+                ("new", "新的密码很长很长很长很长"),
+                ("again", "不一样的密码很长很长很长"),
+            ],
+        )
+        .await;
+    assert!(p.body.contains("两次输入的新密码不一致"), "{}", p.body);
+    let p = b
+        .post(
+            "/password",
+            &[
+                ("csrf", &csrf),
+                ("old", "first-pass-123"),
+                ("new", "新的密码很长很长很长很长"),
+                ("again", "新的密码很长很长很长很长"),
+            ],
+        )
+        .await;
+    assert_eq!(p.location.as_deref(), Some("/?changed=1"));
+
+    // Home: the person, their permission and the units of their scope only.
+    let p = b.get("/?changed=1").await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(p.body.contains("密码已修改") && p.body.contains("zhang") && p.body.contains("经办人"), "{}", p.body);
+    assert!(p.body.contains("pingcheng/yongtai/liuhangli"), "{}", p.body);
+    assert!(!p.body.contains("chengguan/tianshuinanlu"), "outside the scope: {}", p.body);
+    // English on request, remembered.
+    let p = b.get("/?lang=en").await;
+    assert!(p.body.contains("<html lang=\"en\">") && p.body.contains("Units you can see"), "{}", p.body);
+    assert_eq!(b.jar["yishi_lang"], "en");
+    let p = b.get("/").await;
+    assert!(p.body.contains("Sign out"), "{}", p.body);
+
+    // Signing out ends the session in the database: the old cookie no longer works.
+    let csrf = Browser::csrf(&p);
+    let old = b.jar["yishi_session"].clone();
+    let p = b.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(p.location.as_deref(), Some("/login"));
+    b.jar.insert("yishi_session".into(), old);
+    assert_eq!(b.get("/").await.location.as_deref(), Some("/login"));
+    // The new password signs in; the first one no longer does.
+    assert!(b.sign_in("zhang", "first-pass-123").await.body.contains("Sign in"));
+    assert_eq!(b.sign_in("zhang", "新的密码很长很长很长很长").await.location.as_deref(), Some("/"));
+}
+
+#[tokio::test]
+async fn forms_without_their_anti_forgery_token_are_refused() {
+    let api = Api::new().await;
+    let admin = api.token("admin", "*", &[]).await;
+    account(&api, &admin, "li", "*").await;
+    let mut b = Browser::new(&api);
+    // Signing in needs the token the form carried (and its cookie).
+    let p = b.post("/login", &[("csrf", "forged"), ("name", "li"), ("password", "first-pass-123")]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert!(!b.jar.contains_key("yishi_session"));
+    b.get("/login").await;
+    let p = b.post("/login", &[("csrf", "forged"), ("name", "li"), ("password", "first-pass-123")]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "the cookie alone is not enough");
+    assert_eq!(b.sign_in("li", "first-pass-123").await.status, StatusCode::SEE_OTHER);
+    // Signing out with a forged token does nothing.
+    let p = b.post("/logout", &[("csrf", "forged")]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert_eq!(b.get("/").await.location.as_deref(), Some("/password"), "still signed in");
+    let p = b
+        .post(
+            "/password",
+            &[
+                ("csrf", "forged"),
+                ("old", "first-pass-123"),
+                ("new", "another-long-one"),
+                ("again", "another-long-one"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    // The cookie is HttpOnly and SameSite=Strict, and Secure behind https.
+    let mut s = Browser::new(&api);
+    s.forwarded_https = true;
+    let p = s.get("/login").await;
+    let set = p.headers["set-cookie"].to_str().unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Secure"), "{set}");
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account_and_a_disabled_account_is_out_at_once() {
+    let api = Api::new().await;
+    let admin = api.token("admin", "*", &[]).await;
+    let id = account(&api, &admin, "wang", "pingcheng").await;
+    let mut b = Browser::new(&api);
+    b.lang = Some("en");
+    for _ in 0..4 {
+        assert!(b.sign_in("wang", "not-the-password").await.body.contains("not right"));
+    }
+    let p = b.sign_in("wang", "not-the-password").await;
+    assert!(p.body.contains("locked until"), "{}", p.body);
+    let p = b.sign_in("wang", "first-pass-123").await;
+    assert!(p.body.contains("locked until"), "the right password waits too: {}", p.body);
+    // Fifteen minutes later it opens again.
+    api.clock.advance(16 * 60 * 1000);
+    assert_eq!(b.sign_in("wang", "first-pass-123").await.location.as_deref(), Some("/"));
+    assert_eq!(b.get("/").await.location.as_deref(), Some("/password"));
+
+    // Sessions expire after a working day.
+    api.clock.advance(13 * 3600 * 1000);
+    assert_eq!(b.get("/").await.location.as_deref(), Some("/login"), "expired");
+    assert_eq!(b.sign_in("wang", "first-pass-123").await.location.as_deref(), Some("/"));
+
+    // Disabled through the API: the open session ends at once, and signing in says why.
+    let (s, v) = api.call("POST", &format!("/api/v1/accounts/{id}/disable"), Some(&admin), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(b.get("/").await.location.as_deref(), Some("/login"));
+    assert!(b.sign_in("wang", "first-pass-123").await.body.contains("disabled"));
+    api.call("POST", &format!("/api/v1/accounts/{id}/enable"), Some(&admin), None).await;
+    assert_eq!(b.sign_in("wang", "first-pass-123").await.location.as_deref(), Some("/"));
+    // A reset password ends the sessions too, and must be changed again.
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/api/v1/accounts/{id}/password"),
+            Some(&admin),
+            Some(json!({ "password": "reset-pass-456" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["must_change"], true);
+    assert_eq!(b.get("/").await.location.as_deref(), Some("/login"));
+}
+
+#[tokio::test]
+async fn api_tokens_sign_in_and_a_revoked_token_ends_its_sessions() {
+    let api = Api::new().await;
+    let admin = api.token("admin", "*", &[]).await;
+    let (s, made) = api
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&admin),
+            Some(json!({ "name": "grid-li", "role": "viewer", "scope": "chengguan" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    let id = made["token"]["id"].as_i64().unwrap();
+    let mut b = Browser::new(&api);
+    let form = b.get("/login").await;
+    let csrf = Browser::csrf(&form);
+    let p = b.post("/login", &[("csrf", &csrf), ("token", &secret)]).await;
+    assert_eq!(p.location.as_deref(), Some("/"));
+    let home = b.get("/").await;
+    assert!(home.body.contains("grid-li") && home.body.contains("只读"), "{}", home.body);
+    assert!(home.body.contains("chengguan/tianshuinanlu") && !home.body.contains("pingcheng/yongtai"), "{}", home.body);
+    let (s, v) = api.call("POST", &format!("/api/v1/tokens/{id}/revoke"), Some(&admin), None).await;
+    assert_eq!((s, v["revoked"].clone()), (StatusCode::OK, json!(true)));
+    assert_eq!(b.get("/").await.location.as_deref(), Some("/login"));
+
+    // Accounts and tokens are for admins, inside their own scope.
+    let op = api.token("operator", "*", &[]).await;
+    let (s, _) = api.call("GET", "/api/v1/accounts", Some(&op), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let street_admin = api.token("admin", "pingcheng/yongtai", &[]).await;
+    let body = json!({ "name": "x", "role": "admin", "scope": "*", "password": "first-pass-123" });
+    let (s, p) = api.call("POST", "/api/v1/accounts", Some(&street_admin), Some(body)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{p}");
+    assert_eq!(p["field"], "/scope");
+    let body = json!({ "name": "zhao", "role": "operator", "scope": "pingcheng/yongtai/liuhangli", "password": "first-pass-123" });
+    let (s, _) = api.call("POST", "/api/v1/accounts", Some(&street_admin), Some(body.clone())).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, p) = api.call("POST", "/api/v1/accounts", Some(&street_admin), Some(body)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["field"], "/name");
+    let (_, list) = api.call("GET", "/api/v1/accounts", Some(&street_admin), None).await;
+    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["zhao"]);
+    assert!(list["items"][0].get("password_hash").is_none());
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_limited_per_address() {
+    let api = Api::new().await;
+    let mut b = Browser::new(&api);
+    b.lang = Some("en");
+    let mut last = StatusCode::OK;
+    for _ in 0..=yishi::console::SIGN_INS_PER_MINUTE {
+        last = b.sign_in("someone", "guess-guess-guess").await.status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    api.clock.advance(61_000);
+    assert_eq!(b.sign_in("someone", "guess-guess-guess").await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Sessions live in the database: a session opened through one node is served by another.
+#[tokio::test]
+async fn any_node_serves_a_session() {
+    use common::backends::PgDatabase;
+    let Some(db) = PgDatabase::create("console_sessions").await else { return };
+    let one = Api::on_store(db.store().await).await;
+    let two = Api::on_store(db.store().await).await;
+    let admin = one.token("admin", "*", &[]).await;
+    account(&one, &admin, "sun", "*").await;
+    let mut b = Browser::new(&one);
+    assert_eq!(b.sign_in("sun", "first-pass-123").await.location.as_deref(), Some("/"));
+    let jar = b.jar.clone();
+    let mut c = Browser::new(&two);
+    c.jar = jar;
+    assert_eq!(c.get("/").await.location.as_deref(), Some("/password"), "signed in on the other node");
+    drop((one, two));
+    db.drop_now().await;
+}
+
+// ---- real Chromium -----------------------------------------------------------------------
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// ChromeDriver on a free port, stopped when dropped.
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ChromeDriver, or `None` (saying so) on a machine without Chromium outside CI.
+async fn driver() -> Option<Driver> {
+    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs Chromium and ChromeDriver ({CHROMIUM}, {CHROMEDRIVER}): apt-get install chromium chromium-driver"
+        );
+        eprintln!(
+            "skipped the Chromium test: no {CHROMIUM} or {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
+        );
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let d = Driver { child, port };
+    common::poll("chromedriver to listen", std::time::Duration::from_secs(30), async || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+    })
+    .await;
+    Some(d)
+}
+
+async fn browser(d: &Driver, lang: &str, width: u32) -> fantoccini::Client {
+    let profile = tempfile::tempdir().unwrap().keep();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                format!("--user-data-dir={}", profile.display()), format!("--lang={lang}"),
+                format!("--window-size={width},900"),
+            ],
+            // As many staff browsers are set up: no JavaScript at all.
+            "prefs": { "profile.managed_default_content_settings.javascript": 2, "intl.accept_languages": lang },
+        }),
+    );
+    let client = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", d.port))
+        .await
+        .expect("a Chromium session");
+    client.set_window_size(width, 900).await.unwrap();
+    client
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_sign_in_change_the_password_and_sign_out_in_chromium_without_javascript() {
+    use fantoccini::Locator;
+    let Some(d) = driver().await else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"),
+        &tmp.path().join("workflows"),
+    );
+    let s = common::Server::start(tmp.path(), None).await;
+    // An admin makes the account at the command line, beside the running server.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yishi"))
+        .args([
+            "account",
+            "create",
+            "--name",
+            "zhang",
+            "--role",
+            "operator",
+            "--scope",
+            "pingcheng",
+            "--acts-as",
+            "staff",
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(first.chars().count(), 16, "a first password: {first}");
+    let c = browser(&d, "zh-CN", 375).await;
+    let base = s.base.clone();
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert!(c.current_url().await.unwrap().as_str().ends_with("/login"));
+    assert_eq!(c.title().await.unwrap(), "登录 · 议事管理台");
+    c.find(Locator::Id("name")).await.unwrap().send_keys("zhang").await.unwrap();
+    c.find(Locator::Id("password")).await.unwrap().send_keys(&first).await.unwrap();
+    c.find(Locator::Css("form[action='/login'] button")).await.unwrap().click().await.unwrap();
+    // First sign-in: the password page, labelled fields, in Chinese.
+    c.wait().for_element(Locator::Css("form[action='/password']")).await.unwrap();
+    assert!(c.current_url().await.unwrap().as_str().ends_with("/password"));
+    assert_eq!(c.title().await.unwrap(), "修改密码 · 议事管理台");
+    let label = c.find(Locator::Css("label[for='new']")).await.unwrap().text().await.unwrap();
+    assert_eq!(label, "新密码");
+    c.find(Locator::Id("old")).await.unwrap().send_keys(&first).await.unwrap();
+    c.find(Locator::Id("new")).await.unwrap().send_keys("我的新密码一点也不太短").await.unwrap();
+    c.find(Locator::Id("again")).await.unwrap().send_keys("我的新密码一点也不太短").await.unwrap();
+    c.find(Locator::Css("form[action='/password'] button")).await.unwrap().click().await.unwrap();
+    c.wait().for_element(Locator::Css("dl.facts")).await.unwrap();
+    let body = c.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+    assert!(body.contains("密码已修改") && body.contains("柳航里社区"), "{body}");
+    // Fits the phone: nothing wider than the 375 px screen.
+    let shot = c.screenshot().await.unwrap();
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("console-home-375.png"), &shot).unwrap();
+    for css in ["header.top", "main", "dl.facts", "ul.units"] {
+        let (x, _, w, _) = c.find(Locator::Css(css)).await.unwrap().rectangle().await.unwrap();
+        assert!(x + w <= 375.5, "{css} reaches {} px on a 375 px screen", x + w);
+    }
+    // Sign out from the header's button.
+    c.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.unwrap();
+    c.wait().for_element(Locator::Css("form[action='/login']")).await.unwrap();
+    assert!(c.current_url().await.unwrap().as_str().ends_with("/login"));
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert!(c.current_url().await.unwrap().as_str().ends_with("/login"), "signed out for good");
+    c.close().await.unwrap();
+    drop(s);
+}
