@@ -482,10 +482,41 @@ async fn staff_sign_in_change_the_password_and_sign_out_in_chromium_without_java
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("console-home-375.png"), &shot).unwrap();
-    for css in ["header.top", "main", "dl.facts", "ul.units"] {
+    for css in ["header.top", "main", "dl.facts", "div.scroll"] {
         let (x, _, w, _) = c.find(Locator::Css(css)).await.unwrap().rectangle().await.unwrap();
         assert!(x + w <= 375.5, "{css} reaches {} px on a 375 px screen", x + w);
     }
+    // A case from the list page's form, then its first action through labelled controls.
+    c.goto(&format!("{base}/cases")).await.unwrap();
+    c.find(Locator::Css("option[value='pingcheng/yongtai/liuhangli/proposal']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("title")).await.unwrap().send_keys("楼道声控灯坏了").await.unwrap();
+    c.find(Locator::Css("form[method='post'][action='/cases'] button")).await.unwrap().click().await.unwrap();
+    if c.wait().at_most(std::time::Duration::from_secs(5)).for_element(Locator::Css("form.action")).await.is_err() {
+        let body = c.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+        panic!("{}: {body}", c.current_url().await.unwrap());
+    }
+    c.find(Locator::Css("form.action input[name='f.title']")).await.unwrap().send_keys("楼道声控灯坏了").await.unwrap();
+    c.find(Locator::Css("form.action input[name='f.channel'][value='visit']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("form.action input[name='on_behalf_of']")).await.unwrap().send_keys("居民钱").await.unwrap();
+    c.find(Locator::Css("form.action button")).await.unwrap().click().await.unwrap();
+    // The page after the action (the page before it has a note too).
+    c.wait().for_element(Locator::XPath("//ol[@class='timeline']/li[contains(., '居民钱')]")).await.unwrap();
+    let history = c.find(Locator::Css("ol.timeline")).await.unwrap().text().await.unwrap();
+    assert!(history.contains("zhang（代 居民钱）"), "{history}");
+    let (x, _, w, _) = c.find(Locator::Css("main")).await.unwrap().rectangle().await.unwrap();
+    assert!(x + w <= 375.5, "the case page fits: {}", x + w);
+    std::fs::write(out.join("console-case-375.png"), c.screenshot().await.unwrap()).unwrap();
+    let drawing = c.find(Locator::Css(".diagram img")).await.unwrap();
+    let (_, _, dw, dh) = drawing.rectangle().await.unwrap();
+    assert!(dw > 100.0 && dh > 100.0, "the drawing is shown ({dw} x {dh})");
+    std::fs::write(out.join("console-diagram.png"), drawing.screenshot().await.unwrap()).unwrap();
+    // A workflow's page: its steps, params by layer and versions, fitting the phone.
+    c.goto(&format!("{base}/workflows/pingcheng/yongtai/liuhangli/proposal")).await.unwrap();
+    let params = c.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+    assert!(params.contains("柳航里社区") && params.contains("await_sitting"), "{params}");
+    let (x, _, w, _) = c.find(Locator::Css("main")).await.unwrap().rectangle().await.unwrap();
+    assert!(x + w <= 375.5, "the workflow page fits: {}", x + w);
+    std::fs::write(out.join("console-workflow-375.png"), c.screenshot().await.unwrap()).unwrap();
     // Sign out from the header's button.
     c.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.unwrap();
     c.wait().for_element(Locator::Css("form[action='/login']")).await.unwrap();
@@ -494,4 +525,259 @@ async fn staff_sign_in_change_the_password_and_sign_out_in_chromium_without_java
     assert!(c.current_url().await.unwrap().as_str().ends_with("/login"), "signed out for good");
     c.close().await.unwrap();
     drop(s);
+}
+
+/// Signs in a fresh operator of `scope` (first password changed) and returns the browser.
+async fn staff<'a>(api: &'a Api, admin: &str, name: &str, scope: &str) -> Browser<'a> {
+    account(api, admin, name, scope).await;
+    let mut b = Browser::new(api);
+    b.sign_in(name, "first-pass-123").await;
+    let form = b.get("/password").await;
+    let csrf = Browser::csrf(&form);
+    let p = b
+        .post(
+            "/password",
+            &[("csrf", &csrf), ("old", "first-pass-123"), ("new", "second-pass-456"), ("again", "second-pass-456")],
+        )
+        .await;
+    assert_eq!(p.location.as_deref(), Some("/?changed=1"));
+    b
+}
+
+#[tokio::test]
+async fn staff_start_a_case_act_on_it_through_labelled_forms_and_read_its_history() {
+    let api = Api::new().await;
+    let admin = api.token("admin", "*", &[]).await;
+    let mut b = staff(&api, &admin, "zhang", "pingcheng").await;
+    // Start a Liuhangli proposal from the list page's form.
+    let list = b.get("/cases").await;
+    assert!(list.body.contains("没有符合条件的事项"), "{}", list.body);
+    assert!(!list.body.contains("chengguan/tianshuinanlu/garden"), "workflows outside the scope are not offered");
+    let csrf = Browser::csrf(&list);
+    let p = b
+        .post(
+            "/cases",
+            &[("csrf", &csrf), ("workflow", "pingcheng/yongtai/liuhangli/proposal"), ("title", "楼道声控灯")],
+        )
+        .await;
+    let at = p.location.clone().expect("to the case page");
+    assert!(at.starts_with("/cases/1"), "{at}");
+    let page = b.get(&at).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("事项已登记") && page.body.contains("<h1>楼道声控灯</h1>"), "{}", page.body);
+    // The intake step's submit: the channel is a set of labelled radio buttons, not a JSON box.
+    assert!(page.body.contains("type=\"radio\" name=\"f.channel\" value=\"wechat\""), "{}", page.body);
+    assert!(page.body.contains("src=\"/cases/1/diagram.svg\""), "{}", page.body);
+    let svg = b.get("/cases/1/diagram.svg").await;
+    assert_eq!(svg.headers["content-type"], "image/svg+xml; charset=utf-8");
+    assert!(svg.body.contains("<svg") && svg.body.contains("class=\"node current\""), "the diagram marks where it is");
+    assert!(svg.body.contains("民事民提"), "labelled in Chinese");
+    assert!(!svg.headers["content-security-policy"].to_str().unwrap().contains("script"), "no script in a drawing");
+    let csrf = Browser::csrf(&page);
+    // A refused action: the page says why, and nothing changes.
+    let p = b
+        .post(
+            "/cases/1/act",
+            &[
+                ("csrf", &csrf),
+                ("action", "submit"),
+                ("step", "raise"),
+                ("f.title", "楼道声控灯"),
+                ("f.channel", "carrier-pigeon"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.body.contains("channel"), "{}", p.body);
+    // Entered for a resident: both are recorded.
+    let p = b
+        .post(
+            "/cases/1/act",
+            &[
+                ("csrf", &csrf),
+                ("action", "submit"),
+                ("step", "raise"),
+                ("f.title", "楼道声控灯"),
+                ("f.channel", "visit"),
+                ("f.category", "building"),
+                ("f.cost", "4000"),
+                ("on_behalf_of", "居民钱"),
+            ],
+        )
+        .await;
+    assert_eq!(p.location.as_deref(), Some("/cases/1?done=1"), "{}", p.body);
+    let page = b.get("/cases/1?done=1").await;
+    assert!(page.body.contains("已办理"), "{}", page.body);
+    assert!(page.body.contains("zhang（代 居民钱）"), "the history names both: {}", page.body);
+    assert!(page.body.contains("被拒绝"), "the refusal is in the history, marked: {}", page.body);
+    assert!(page.body.contains("liuhangli-2026-0001"), "the data table shows the registration: {}", page.body);
+    // The overview counts it at its stage, for its community.
+    let home = b.get("/").await;
+    let row = home.body.split("<tr>").find(|r| r.contains("柳航里社区")).expect("a row for Liuhangli").to_owned();
+    let cells: Vec<&str> = row.split("<td>").skip(2).map(|c| c.split("</td>").next().unwrap()).collect();
+    assert_eq!(&cells[..6], &["0", "1", "0", "0", "0", "0"], "screened, waiting for the sitting (议): {row}");
+    assert!(
+        home.body.contains("提") && home.body.contains("本周到期") && home.body.contains("最近一次规则更新"),
+        "{}",
+        home.body
+    );
+    // The list finds it; the CSV opens in Excel.
+    let list = b.get("/cases?workflow=pingcheng/yongtai/liuhangli/proposal").await;
+    assert!(list.body.contains("楼道声控灯"), "{}", list.body);
+    assert!(b.get("/cases?text=声控").await.body.contains("楼道声控灯"));
+    assert!(b.get("/cases?text=快递柜").await.body.contains("没有符合条件的事项"));
+    assert!(b.get("/cases?overdue=1").await.body.contains("没有符合条件的事项"));
+    assert!(b.get("/cases?sort=urgency").await.body.contains("楼道声控灯"));
+    let csv = b.get("/cases.csv").await;
+    assert!(csv.body.starts_with('\u{feff}'), "a byte-order mark for Excel");
+    assert!(csv.body.contains("楼道声控灯") && csv.body.contains("编号"), "{}", csv.body);
+    // Another scope sees none of it; a viewer sees no forms.
+    let mut other = staff(&api, &admin, "li", "chengguan").await;
+    assert_eq!(other.get("/cases/1").await.status, StatusCode::NOT_FOUND);
+    assert!(!other.get("/cases").await.body.contains("楼道声控灯"));
+    let viewer_token = api.token("viewer", "pingcheng", &[]).await;
+    let mut v = Browser::new(&api);
+    let form = v.get("/login").await;
+    let csrf = Browser::csrf(&form);
+    v.post("/login", &[("csrf", &csrf), ("token", &viewer_token)]).await;
+    let page = v.get("/cases/1").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("/cases/1/act"), "no action forms for a viewer");
+    let csrf = Browser::csrf(&page);
+    let p = v.post("/cases/1/act", &[("csrf", &csrf), ("action", "co_sign")]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn workflows_show_their_steps_params_by_layer_versions_and_a_side_by_side_diff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wf = tmp.path().join("workflows");
+    common::copy_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"), &wf);
+    let api = Api::on(&wf).await;
+    let admin = api.token("admin", "*", &[]).await;
+    let mut b = staff(&api, &admin, "zhang", "pingcheng").await;
+    let list = b.get("/workflows").await;
+    assert!(list.body.contains("/workflows/pingcheng/yongtai/liuhangli/proposal"), "{}", list.body);
+    assert!(!list.body.contains("chengguan/"), "outside the scope: {}", list.body);
+    let key = "pingcheng/yongtai/liuhangli/proposal";
+    let page = b.get(&format!("/workflows/{key}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("<code>await_sitting</code>"), "the steps table: {}", page.body);
+    // Each param names the layer that set it: community, street, district.
+    let row = |name: &str| {
+        let at = page.body.find(&format!("<td><code>{name}</code></td>")).unwrap_or_else(|| panic!("{name}"));
+        page.body[at..].split("</tr>").next().unwrap().to_owned()
+    };
+    assert!(row("quorum").contains("0.6") && row("quorum").contains("柳航里社区"), "{}", row("quorum"));
+    assert!(
+        row("review_period").contains("5wd") && row("review_period").contains("永泰街道"),
+        "{}",
+        row("review_period")
+    );
+    assert!(row("co_signers").contains("平城区"), "{}", row("co_signers"));
+    let svg = b.get(&format!("/workflows/{key}/diagram.svg")).await;
+    assert!(svg.body.contains("<svg"), "the drawing");
+    // A second version: the community asks for fewer opinions before works; the diff shows both sides.
+    let file = wf.join("pingcheng/yongtai/liuhangli/proposal.toml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("min_responses = 3", "min_responses = 2");
+    std::fs::write(&file, text).unwrap();
+    assert!(api.reloader.reload("test").await.unwrap().ok);
+    let page = b.get(&format!("/workflows/{key}")).await;
+    assert!(page.body.contains("action=\"/workflows/pingcheng/yongtai/liuhangli/proposal/diff\""), "{}", page.body);
+    let diff = b.get(&format!("/workflows/{key}/diff?from=1&to=2")).await;
+    assert_eq!(diff.status, StatusCode::OK, "{}", diff.body);
+    assert!(diff.body.contains("opinion_before"), "in words: {}", diff.body);
+    let changed =
+        diff.body.split("<tr class=\"change\">").nth(1).expect("a changed line").split("</tr>").next().unwrap();
+    assert!(changed.contains("min_responses = 3") && changed.contains("min_responses = 2"), "{changed}");
+    assert_eq!(b.get(&format!("/workflows/{key}/diff?from=1&to=9")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        b.get("/workflows/chengguan/tianshuinanlu/garden").await.status,
+        StatusCode::NOT_FOUND,
+        "outside the scope"
+    );
+}
+
+#[tokio::test]
+async fn admins_make_accounts_and_tokens_in_the_console_and_see_failed_deliveries() {
+    let api = Api::new().await;
+    let root = api.token("admin", "pingcheng", &[]).await;
+    let mut a = Browser::new(&api);
+    let form = a.get("/login").await;
+    let csrf = Browser::csrf(&form);
+    a.post("/login", &[("csrf", &csrf), ("token", &root)]).await;
+    let page = a.get("/accounts").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("href=\"/operations\""), "admins are offered the admin pages");
+    let csrf = Browser::csrf(&page);
+    // A new account: its first password is shown once, on the answer.
+    let p = a
+        .post(
+            "/accounts",
+            &[
+                ("csrf", &csrf),
+                ("do", "create_account"),
+                ("name", "qian"),
+                ("role", "operator"),
+                ("scope", "pingcheng/yongtai/liuhangli"),
+                ("acts_as", "staff, grid_worker"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    let at = p.body.find("class=\"secret-value\">").expect("the first password") + 21;
+    let first = p.body[at..].split('<').next().unwrap().to_owned();
+    assert_eq!(first.len(), 16, "{first}");
+    assert!(!a.get("/accounts").await.body.contains(&first), "shown once");
+    // Outside the admin's scope: refused, naming why.
+    let p = a
+        .post(
+            "/accounts",
+            &[("csrf", &csrf), ("do", "create_account"), ("name", "x"), ("role", "admin"), ("scope", "*")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.body.contains("超出了您自己的管辖范围"), "{}", p.body);
+    // The holder signs in with it; disabled from the console, they are out.
+    let mut q = Browser::new(&api);
+    assert_eq!(q.sign_in("qian", &first).await.location.as_deref(), Some("/"));
+    let (_, list) = api.call("GET", "/api/v1/accounts", Some(&root), None).await;
+    let id = list["items"][0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(list["items"][0]["acts_as"], json!(["staff", "grid_worker"]));
+    let p = a.post("/accounts", &[("csrf", &csrf), ("do", "disable"), ("id", &id)]).await;
+    assert_eq!(p.location.as_deref(), Some("/accounts?done=1"));
+    assert_eq!(q.get("/").await.location.as_deref(), Some("/login"));
+    // A token: its secret shown once; revoked from the console.
+    let p = a
+        .post(
+            "/accounts",
+            &[
+                ("csrf", &csrf),
+                ("do", "create_token"),
+                ("name", "hotline-bridge"),
+                ("role", "operator"),
+                ("scope", "pingcheng"),
+            ],
+        )
+        .await;
+    let at = p.body.find("class=\"secret-value\">").expect("the token") + 21;
+    let secret = p.body[at..].split('<').next().unwrap().to_owned();
+    assert!(secret.starts_with("yishi_"), "{secret}");
+    let (s, _) = api.call("GET", "/api/v1/whoami", Some(&secret), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, tokens) = api.call("GET", "/api/v1/tokens", Some(&root), None).await;
+    let tid =
+        tokens["items"].as_array().unwrap().iter().find(|t| t["name"] == "hotline-bridge").unwrap()["id"].to_string();
+    a.post("/accounts", &[("csrf", &csrf), ("do", "revoke"), ("id", &tid)]).await;
+    let (s, _) = api.call("GET", "/api/v1/whoami", Some(&secret), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Operations: nothing given up on; a retry of something unknown is refused.
+    let ops = a.get("/operations").await;
+    assert!(ops.body.contains("所有通知都已送达"), "{}", ops.body);
+    let p = a.post("/operations/retry", &[("csrf", &csrf), ("id", "99")]).await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    // Not for operators.
+    let mut op = staff(&api, &root, "sun", "pingcheng").await;
+    assert_eq!(op.get("/accounts").await.status, StatusCode::FORBIDDEN);
+    assert!(!op.get("/").await.body.contains("href=\"/accounts\""));
 }

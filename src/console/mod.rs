@@ -5,7 +5,11 @@
 //! anti-forgery token. Authorisation is the API's own (`Principal`), and every change goes
 //! through the engine's service calls.
 
+mod admin;
+mod cases;
+mod overview;
 mod pages;
+mod workflows;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,6 +46,16 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/password", get(pages::password_form).post(pages::password))
+        .route("/cases", get(cases::list).post(cases::start))
+        .route("/cases.csv", get(cases::csv))
+        .route("/cases/{id}", get(cases::case))
+        .route("/cases/{id}/act", post(cases::act))
+        .route("/cases/{id}/diagram.svg", get(cases::diagram))
+        .route("/accounts", get(admin::accounts).post(admin::accounts_post))
+        .route("/operations", get(admin::operations))
+        .route("/operations/retry", post(admin::retry))
+        .route("/workflows", get(workflows::list))
+        .route("/workflows/{*path}", get(workflows::workflow))
         .route("/assets/console.css", get(stylesheet))
         .layer(axum::middleware::from_fn(security_headers))
 }
@@ -58,6 +72,10 @@ async fn stylesheet() -> Response {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
+    // A drawing sets its own (stricter) policy.
+    if h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        return resp;
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

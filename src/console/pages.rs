@@ -31,11 +31,13 @@ pub struct Page {
     pub who: Option<String>,
     /// The anti-forgery token the page's forms send back.
     pub csrf: String,
+    /// Whether the admin pages are offered.
+    pub admin: bool,
 }
 
 impl Page {
     fn new(l: Lang, title: &'static str, who: Option<String>, csrf: String) -> Page {
-        Page { lang: l.tag(), l, title: Message::new(title).render(l), who, csrf }
+        Page { lang: l.tag(), l, title: Message::new(title).render(l), who, csrf, admin: false }
     }
     /// A catalog message in the page's language.
     pub fn t(&self, key: &'static str) -> String {
@@ -68,21 +70,56 @@ struct HomePage {
     role: String,
     scope: String,
     acts_as: String,
-    units: Vec<(String, String)>,
+    stages: Vec<String>,
+    units: Vec<super::overview::UnitOverview>,
+    reload: Option<super::overview::ReloadLine>,
 }
 
-/// A console page knows its language.
-trait Localised {
+/// A console page knows its frame (and so its language).
+pub trait Localised {
     fn lang(&self) -> &'static str;
 }
 
 macro_rules! localised {
-    ($($t:ty),*) => {$(impl Localised for $t { fn lang(&self) -> &'static str { self.page.lang } })*};
+    ($($t:ty),*) => {$(impl $crate::console::pages::Localised for $t { fn lang(&self) -> &'static str { self.page.lang } })*};
 }
+pub(crate) use localised;
 localised!(LoginPage, PasswordPage, HomePage);
 
 fn lang_tag(t: &impl Localised) -> &'static str {
     t.lang()
+}
+
+/// Renders a page (for the other console modules).
+pub fn html_page(t: &(impl Template + Localised), headers: &HeaderMap, chose_lang: Option<Lang>) -> Response {
+    html(t, headers, chose_lang)
+}
+
+/// A signed-in person on a page: the session, what they may do, the page's language.
+pub struct Signed {
+    pub holder: SessionHolder,
+    pub principal: crate::server::auth::Principal,
+    pub lang: Lang,
+    pub chose: Option<Lang>,
+}
+
+impl Signed {
+    pub fn page(&self, l: Lang, title: &'static str) -> Page {
+        let mut p = Page::new(l, title, Some(self.holder.name.clone()), self.holder.session.csrf.clone());
+        p.admin = self.principal.role == crate::server::auth::ApiRole::Admin;
+        p
+    }
+}
+
+/// The signed-in person, or the redirect to sign in (or to change a first password).
+pub async fn signed(st: &AppState, headers: &HeaderMap, q: &HashMap<String, String>) -> Result<Signed, Response> {
+    let (lang, chose) = lang_of(headers, q);
+    let Some((_, holder)) = holder(st, headers).await else { return Err(see_other("/login")) };
+    if holder.must_change {
+        return Err(see_other("/password"));
+    }
+    let Some(principal) = principal(&holder) else { return Err(see_other("/login")) };
+    Ok(Signed { holder, principal, lang, chose })
 }
 
 /// Renders a page, remembering a language chosen with `?lang=`.
@@ -135,14 +172,10 @@ pub async fn home(State(st): St, headers: HeaderMap, Query(q): Params) -> Respon
         return see_other("/password");
     }
     let Some(p) = principal(&h) else { return see_other("/login") };
-    let active = st.engine.active();
-    let units: Vec<(String, String)> = active
-        .catalog
-        .units
-        .iter()
-        .filter(|(path, _)| !path.is_empty() && p.sees(path))
-        .map(|(path, u)| (u.name.clone(), path.clone()))
-        .collect();
+    let units = match super::overview::units(&st, &p, l).await {
+        Ok(u) => u,
+        Err(e) => return internal(&e),
+    };
     let notice = q.contains_key("changed").then(|| Message::new("console-password-changed").render(l));
     let page = HomePage {
         page: Page::new(l, "console-home", Some(h.name.clone()), h.session.csrf.clone()),
@@ -155,7 +188,9 @@ pub async fn home(State(st): St, headers: HeaderMap, Query(q): Params) -> Respon
         .render(l),
         scope: if p.scope == "*" { Message::new("console-scope-all").render(l) } else { p.scope.clone() },
         acts_as: if p.acts_as.is_empty() { "-".into() } else { p.acts_as.join("、") },
+        stages: super::overview::stage_titles(&st, l),
         units,
+        reload: super::overview::reload(&st, &p, l),
     };
     html(&page, &headers, chose)
 }
@@ -248,7 +283,7 @@ pub async fn login(State(st): St, req: Request) -> Response {
     }
 }
 
-fn internal(e: &yishi_engine::service::EngineError) -> Response {
+pub fn internal(e: &yishi_engine::service::EngineError) -> Response {
     tracing::error!(error = %e, "console");
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }

@@ -88,6 +88,18 @@ pub async fn list(
             }
             "step" => f.step = Some(v.clone()),
             "urgency" => f.urgency = Some(v.clone()),
+            "text" => f.title_contains = Some(v.clone()).filter(|t| !t.trim().is_empty()),
+            "overdue" => {
+                f.overdue = match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(
+                            ApiError::bad_request(msg!("api-not-a-bool", name = k, value = v)).field(k.to_owned())
+                        );
+                    }
+                }
+            }
             "sort" => match v.as_str() {
                 "newest" => by_urgency = false,
                 "urgency" => by_urgency = true,

@@ -466,6 +466,8 @@ fn instance_operations() -> Vec<Op> {
                 ),
                 ("step", "query", false, "an active step", TEXT),
                 ("urgency", "query", false, "an urgency level", TEXT),
+                ("text", "query", false, "text the case's `title` contains", TEXT),
+                ("overdue", "query", false, "`true`: only cases that went past a deadline nobody acted before", r#"{"type": "boolean"}"#),
                 (
                     "sort",
                     "query",

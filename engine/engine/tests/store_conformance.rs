@@ -456,6 +456,11 @@ async fn listings_filter_and_page(store: AnyStore) {
         let (u, v) = if id % 3 == 0 { ("s/c2", v2.id) } else { ("s/c1", v1.id) };
         let mut c = create(id, u, v, if id % 2 == 0 { "even" } else { "odd" });
         c.state.as_mut().unwrap().data.insert("building".into(), json!(id % 5));
+        let title = if id % 10 == 7 { format!("楼道灯 Lamp_{id}%") } else { format!("case {id}") };
+        c.state.as_mut().unwrap().data.insert("title".into(), json!(title));
+        if id == 11 {
+            c.state.as_mut().unwrap().figures.overdue = true;
+        }
         unit.push(c);
     }
     store.commit(unit).await.unwrap();
@@ -490,6 +495,12 @@ async fn listings_filter_and_page(store: AnyStore) {
     let created = ids(ListFilter { created_from: Some(5), created_to: Some(6), ..Default::default() }).await;
     assert_eq!(created.len(), 30);
     assert_eq!(ids(ListFilter { updated_from: Some(9), ..Default::default() }).await, vec![4]);
+    let text = |t: &str| ListFilter { title_contains: Some(t.into()), ..Default::default() };
+    assert_eq!(ids(text("楼道灯")).await, vec![27, 17, 7]);
+    assert_eq!(ids(text("lamp_1")).await, vec![17], "Latin letters in any case");
+    assert_eq!(ids(text("%")).await, vec![27, 17, 7], "a percent sign is just text");
+    assert_eq!(ids(text("_2")).await, vec![27], "so is an underscore");
+    assert_eq!(ids(ListFilter { overdue: true, ..Default::default() }).await, vec![11]);
     // Pages by cursor.
     let page = store.list(&ListFilter { limit: 7, ..Default::default() }).await.unwrap();
     assert_eq!(page.len(), 7);

@@ -160,6 +160,12 @@ pub struct ListFilter {
     pub data: Option<(String, Value)>,
     /// An urgency level.
     pub urgency: Option<String>,
+    /// Text the case's `title` (a top-level data field) contains, case-insensitively for
+    /// Latin letters.
+    pub title_contains: Option<String>,
+    /// Only cases that went past a deadline nobody acted before (the `overdue` of the
+    /// statistics, from the case's `figures`).
+    pub overdue: bool,
     /// Most urgent first: urgency levels in this order (cases at a level not listed, or at
     /// none, after them), newest first within a level. `None`: newest first.
     pub by_urgency: Option<Vec<String>>,

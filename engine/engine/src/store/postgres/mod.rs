@@ -320,6 +320,13 @@ impl Store for PgStore {
                 q.push(format!(" AND {col} {op} yishi_ts(")).push_bind(v).push(")");
             }
         }
+        if let Some(t) = &f.title_contains {
+            let pattern = format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            q.push(" AND i.data ->> 'title' ILIKE ").push_bind(pattern);
+        }
+        if f.overdue {
+            q.push(" AND (i.state -> 'figures' ->> 'overdue') = 'true'");
+        }
         if let Some((field, value)) = &f.data {
             // As on SQLite: a missing field and a JSON null both match null.
             q.push(" AND (i.data -> ").push_bind(field.clone()).push(")::jsonb");

@@ -367,6 +367,13 @@ impl Store for SqliteStore {
                 q.push(format!(" AND {col} {op} ")).push_bind(v);
             }
         }
+        if let Some(t) = &f.title_contains {
+            let pattern = format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            q.push(" AND json_extract(data, '$.title') LIKE ").push_bind(pattern).push(" ESCAPE '\\'");
+        }
+        if f.overdue {
+            q.push(" AND json_extract(instances.state, '$.figures.overdue') = 1");
+        }
         if let Some((field, value)) = &f.data {
             q.push(" AND json_extract(data, ").push_bind(format!("$.\"{}\"", field.replace('"', ""))).push(")");
             match value {
