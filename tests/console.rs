@@ -771,13 +771,170 @@ async fn admins_make_accounts_and_tokens_in_the_console_and_see_failed_deliverie
     a.post("/accounts", &[("csrf", &csrf), ("do", "revoke"), ("id", &tid)]).await;
     let (s, _) = api.call("GET", "/api/v1/whoami", Some(&secret), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    // Operations: nothing given up on; a retry of something unknown is refused.
+    // Operations: a topic on next week's sitting has its deadline (3 days after the sitting)
+    // falling due within 7 days once 5 days pass; nothing given up on; the reload is listed.
+    let clerk = api.token("operator", "pingcheng", &["staff", "resident"]).await;
+    let (_, case) = api
+        .call(
+            "POST",
+            "/api/v1/instances",
+            Some(&clerk),
+            Some(json!({ "workflow": "pingcheng/yongtai/liuhangli/proposal", "data": { "title": "修补篮球场" } })),
+        )
+        .await;
+    let cid = case["id"].as_i64().unwrap();
+    let submit = json!({ "action": "submit", "payload": { "title": "修补篮球场", "channel": "visit", "category": "building", "cost": 3000 } });
+    api.call("POST", &format!("/api/v1/instances/{cid}/actions"), Some(&clerk), Some(submit)).await;
+    let date =
+        chrono::DateTime::from_timestamp_millis(yishi_core::clock::Clock::now(api.clock.as_ref()) + 8 * 86_400_000)
+            .unwrap()
+            .to_rfc3339();
+    let body =
+        json!({ "unit": "pingcheng/yongtai/liuhangli", "date": date, "place": "议事厅", "expected": ["r1", "r2"] });
+    let (st, v) = api.call("POST", "/api/v1/sittings", Some(&clerk), Some(body)).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
     let ops = a.get("/operations").await;
+    assert!(!ops.body.contains("修补篮球场"), "due in 11 days: not yet");
+    api.clock.advance(5 * 86_400_000);
+    // Five days on, the session has long expired: sign in again.
+    let form = a.get("/login").await;
+    let csrf = Browser::csrf(&form);
+    a.post("/login", &[("csrf", &csrf), ("token", &root)]).await;
+    let ops = a.get("/operations").await;
+    let csrf = Browser::csrf(&ops);
+    assert!(ops.body.contains("修补篮球场") && ops.body.contains("6 天后到期"), "{}", ops.body);
     assert!(ops.body.contains("所有通知都已送达"), "{}", ops.body);
+    assert!(ops.body.contains("<td>test</td>"), "the start-up reload is in the history: {}", ops.body);
     let p = a.post("/operations/retry", &[("csrf", &csrf), ("id", "99")]).await;
     assert_eq!(p.status, StatusCode::NOT_FOUND);
     // Not for operators.
     let mut op = staff(&api, &root, "sun", "pingcheng").await;
     assert_eq!(op.get("/accounts").await.status, StatusCode::FORBIDDEN);
     assert!(!op.get("/").await.body.contains("href=\"/accounts\""));
+}
+
+#[tokio::test]
+async fn the_rule_editor_checks_previews_and_saves_through_the_activation_gate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wf = tmp.path().join("workflows");
+    common::copy_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"), &wf);
+    let api = Api::on(&wf).await;
+    let admin = api.token("admin", "pingcheng/yongtai", &[]).await;
+    let mut a = Browser::new(&api);
+    let form = a.get("/login").await;
+    let csrf = Browser::csrf(&form);
+    a.post("/login", &[("csrf", &csrf), ("token", &admin)]).await;
+    let files = a.get("/rules").await;
+    assert!(files.body.contains("pingcheng/yongtai/liuhangli/proposal.toml"), "{}", files.body);
+    assert!(!files.body.contains("pingcheng/proposal.toml\""), "the district's file is outside the scope");
+    let file = "pingcheng/yongtai/liuhangli/proposal.toml";
+    let page = a.get(&format!("/rules/edit?file={file}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csrf = Browser::csrf(&page);
+    let original = std::fs::read_to_string(wf.join(file)).unwrap();
+    // A mistake: shown at its line, in Chinese; saving is refused and the file stays as it was.
+    let broken = original.replace("kind = \"evaluate\"", "kind = \"evalute\"");
+    let p = a.post("/rules/edit", &[("csrf", &csrf), ("file", file), ("text", &broken), ("do", "check")]).await;
+    assert_eq!(p.status, StatusCode::OK);
+    let line = broken.lines().position(|l| l.contains("evalute")).unwrap() + 1;
+    let flagged = p
+        .body
+        .split(&format!("id=\"line-{line}\""))
+        .nth(1)
+        .expect("the line is flagged")
+        .split("</tr>")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(flagged.contains("Y0") && flagged.contains("evalute"), "{flagged}");
+    let p = a.post("/rules/edit", &[("csrf", &csrf), ("file", file), ("text", &broken), ("do", "save")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.body.contains("未保存"), "{}", p.body);
+    assert_eq!(std::fs::read_to_string(wf.join(file)).unwrap(), original);
+    // A good change: the preview says what changes and runs the scenarios; saving activates it.
+    let better = original.replace("min_responses = 3", "min_responses = 2");
+    let p = a.post("/rules/edit", &[("csrf", &csrf), ("file", file), ("text", &better), ("do", "preview")]).await;
+    assert!(p.body.contains("opinion_before") && p.body.contains("场景测试") && p.body.contains("✓"), "{}", p.body);
+    assert!(!p.body.contains("✗"), "every scenario passes: {}", p.body);
+    let p = a.post("/rules/edit", &[("csrf", &csrf), ("file", file), ("text", &better), ("do", "save")]).await;
+    assert_eq!(p.location.as_deref(), Some(&*format!("/rules/edit?file={file}&saved=1")), "{}", p.body);
+    assert_eq!(std::fs::read_to_string(wf.join(file)).unwrap(), better);
+    let (_, versions) =
+        api.call("GET", "/api/v1/workflows/pingcheng/yongtai/liuhangli/proposal/versions", Some(&admin), None).await;
+    let last = versions["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["version"], 2, "{versions}");
+    assert_eq!(last["created_by"], format!("console: admin@pingcheng/yongtai saved {file}"), "who and which file");
+    // Operators do not edit rules; forged forms change nothing.
+    let p = a.post("/rules/edit", &[("csrf", "forged"), ("file", file), ("text", &original), ("do", "save")]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    let mut op = staff(&api, &admin, "zhou", "pingcheng/yongtai").await;
+    assert_eq!(op.get("/rules").await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_date_field_is_a_date_control_and_only_a_date_is_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("t")).unwrap();
+    std::fs::write(tmp.path().join("t/unit.toml"), "name = \"测试社区\"\n").unwrap();
+    std::fs::write(
+        tmp.path().join("t/visit.toml"),
+        r#"
+id = "visit"
+title = { zh-CN = "上门走访", en = "home visit" }
+[roles]
+staff = "staff"
+[[steps]]
+id = "plan"
+kind = "task"
+title = { zh-CN = "约定走访日期", en = "agree the date" }
+roles = ["staff"]
+actions.schedule = { summary = { zh-CN = "约定日期", en = "agree the date" }, fields = { visit_on = "date", note = "string?" } }
+on = { schedule = "work" }
+[[steps]]
+id = "work"
+kind = "implement"
+title = { zh-CN = "上门整改", en = "the works" }
+roles = ["staff"]
+on = { done = "done", abandoned = "done" }
+[[steps]]
+id = "done"
+kind = "end"
+"#,
+    )
+    .unwrap();
+    let api = Api::on(tmp.path()).await;
+    let admin = api.token("admin", "*", &[]).await;
+    let mut b = staff(&api, &admin, "zhang", "t").await;
+    let list = b.get("/cases").await;
+    let csrf = Browser::csrf(&list);
+    let p = b.post("/cases", &[("csrf", &csrf), ("workflow", "t/visit"), ("title", "走访独居老人")]).await;
+    let at = p.location.unwrap();
+    let page = b.get(&at).await;
+    assert!(page.body.contains("name=\"f.visit_on\" type=\"date\""), "{}", page.body);
+    let csrf = Browser::csrf(&page);
+    let id = at.trim_start_matches("/cases/").split('?').next().unwrap().to_owned();
+    let act = format!("/cases/{id}/act");
+    let p = b.post(&act, &[("csrf", &csrf), ("action", "schedule"), ("step", "plan"), ("f.visit_on", "下周二")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.body.contains("日期（YYYY-MM-DD）"), "{}", p.body);
+    let p =
+        b.post(&act, &[("csrf", &csrf), ("action", "schedule"), ("step", "plan"), ("f.visit_on", "2026-12-01")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let (_, v) = api.call("GET", &format!("/api/v1/instances/{id}"), Some(&admin), None).await;
+    assert_eq!(v["instance"]["data"]["plan"]["visit_on"], "2026-12-01", "{v}");
+    // A plan's task list is written one task a line, not as JSON.
+    let page = b.get(&at).await;
+    assert!(page.body.contains("name=\"f.tasks\"") && page.body.contains("购买座椅 | 1"), "{}", page.body);
+    let p = b.post(&act, &[("csrf", &csrf), ("action", "plan"), ("step", "work"), ("f.tasks", "买材料 | x")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "a weight that is no number");
+    let p = b
+        .post(&act, &[("csrf", &csrf), ("action", "plan"), ("step", "work"), ("f.tasks", "买材料\n上门安装 | 2\n")])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let (_, v) = api.call("GET", &format!("/api/v1/instances/{id}/history"), Some(&admin), None).await;
+    let plan = v["events"].as_array().unwrap().iter().find(|e| e["action"] == "plan").unwrap().clone();
+    assert_eq!(
+        plan["payload"]["tasks"],
+        json!([{ "id": "t1", "title": "买材料", "weight": 1.0 }, { "id": "t2", "title": "上门安装", "weight": 2.0 }])
+    );
 }

@@ -45,6 +45,10 @@ struct OperationsPage {
     page: Page,
     notice: Option<String>,
     reload: Option<super::overview::ReloadLine>,
+    /// When, what started it, whether clean, what it activated.
+    history: Vec<[String; 4]>,
+    /// Deadlines falling due in the next 7 days: when, the case, its title, the step, how long.
+    due: Vec<[String; 5]>,
     dead: Vec<[String; 5]>,
 }
 
@@ -251,10 +255,28 @@ async fn operations_page(st: &AppState, s: &Signed, headers: &HeaderMap, notice:
         }
         Err(e) => return internal(&e),
     }
+    let history = st
+        .engine
+        .reload_history()
+        .into_iter()
+        .map(|r| {
+            let activated = r.activated.iter().map(|(k, v)| format!("{k} → {v}")).collect::<Vec<_>>().join("；");
+            let errors = r.diagnostics.iter().filter(|d| d.is_error()).count();
+            let state =
+                if r.ok { text(l, "console-reload-ok") } else { msg!("console-reload-n-errors", n = errors).render(l) };
+            [st.local_time(r.at).chars().take(16).collect(), r.trigger, state, activated]
+        })
+        .collect();
+    let due = match super::overview::due_soon(st, &s.principal, l).await {
+        Ok(d) => d,
+        Err(e) => return internal(&e),
+    };
     let page = OperationsPage {
         page: s.page(l, "console-operations"),
         notice: notice.map(|m| m.render(l)),
         reload: super::overview::reload(st, &s.principal, l),
+        history,
+        due,
         dead,
     };
     html_page(&page, headers, s.chose)

@@ -88,7 +88,8 @@ pub struct FieldControl {
     pub name: String,
     pub label: String,
     pub required: bool,
-    /// `text`, `textarea`, `number`, `decimal`, `checkbox`, `choice`, `rating`, `lines`, `unsupported`.
+    /// `text`, `textarea`, `number`, `decimal`, `checkbox`, `choice`, `rating`, `lines`, `date`,
+    /// `tasks` (one `title | weight` a line), `pairs` (one `key: value` a line).
     pub kind: &'static str,
     /// For a choice: (value, label).
     pub options: Vec<(String, String)>,
@@ -403,19 +404,48 @@ pub fn controls(def: &Definition, fields: &[yishi_core::kind::Field], l: Lang) -
                         .collect(),
                 ),
                 FieldType::Strings => ("lines", Vec::new()),
-                FieldType::Object | FieldType::Any => ("unsupported", Vec::new()),
+                FieldType::Date => ("date", Vec::new()),
+                // A list of tasks: one per line, `title | weight`.
+                FieldType::Any | FieldType::Object if f.name == "tasks" => ("tasks", Vec::new()),
+                // Any other structure: one `key: value` per line.
+                FieldType::Object | FieldType::Any => ("pairs", Vec::new()),
             };
             FieldControl { name: f.name.clone(), label: caption, required: f.required, kind, options }
         })
         .collect()
 }
 
-/// A form's value for a field of type `ty`, or `None` when left empty.
-fn field_value(ty: &FieldType, raw: Option<&String>) -> Result<Option<Value>, ()> {
+/// Tasks written one per line as `title | weight` (weight 1 when left out), numbered `t1`, `t2` ...
+fn tasks(raw: &str) -> Result<Value, ()> {
+    let mut out = Vec::new();
+    for (i, line) in raw.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+        let (title, weight) = match line.split_once(['|', '｜']) {
+            Some((t, w)) => (t.trim(), w.trim().parse::<f64>().map_err(|_| ())?),
+            None => (line, 1.0),
+        };
+        out.push(serde_json::json!({ "id": format!("t{}", i + 1), "title": title, "weight": weight }));
+    }
+    Ok(Value::Array(out))
+}
+
+/// `key: value` lines as an object of strings.
+fn pairs(raw: &str) -> Result<Value, ()> {
+    let mut m = Map::new();
+    for line in raw.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (k, v) = line.split_once([':', '：']).ok_or(())?;
+        m.insert(k.trim().to_owned(), Value::String(v.trim().to_owned()));
+    }
+    Ok(Value::Object(m))
+}
+
+/// A form's value for field `name` of type `ty`, or `None` when left empty.
+fn field_value(name: &str, ty: &FieldType, raw: Option<&String>) -> Result<Option<Value>, ()> {
     let Some(raw) = raw.map(|r| r.trim()).filter(|r| !r.is_empty()) else {
         return Ok(matches!(ty, FieldType::Bool).then_some(Value::Bool(false)));
     };
     Ok(Some(match ty {
+        FieldType::Object | FieldType::Any if name == "tasks" => tasks(raw)?,
+        FieldType::Object | FieldType::Any => pairs(raw)?,
         FieldType::Int => Value::from(raw.parse::<i64>().map_err(|_| ())?),
         FieldType::Number => {
             serde_json::Number::from_f64(raw.parse::<f64>().map_err(|_| ())?).map(Value::Number).ok_or(())?
@@ -424,7 +454,6 @@ fn field_value(ty: &FieldType, raw: Option<&String>) -> Result<Option<Value>, ()
         FieldType::Strings => Value::Array(
             raw.lines().map(str::trim).filter(|x| !x.is_empty()).map(|x| Value::String(x.to_owned())).collect(),
         ),
-        FieldType::Object | FieldType::Any => serde_json::from_str(raw).map_err(|_| ())?,
         _ => Value::String(raw.to_owned()),
     }))
 }
@@ -661,12 +690,12 @@ pub async fn act(
     let mut bad = None;
     if let Some(spec) = accepts.iter().find(|a| a.action == action && step.as_deref().is_none_or(|x| x == a.step)) {
         for f in &spec.fields {
-            match field_value(&f.ty, form.get(&format!("f.{}", f.name))) {
+            match field_value(&f.name, &f.ty, form.get(&format!("f.{}", f.name))) {
                 Ok(Some(v)) => {
                     payload.insert(f.name.clone(), v);
                 }
                 Ok(None) => {}
-                Err(()) => bad = Some(msg!("run-field-type", field = &f.name, expected = f.ty.describe())),
+                Err(()) => bad = Some(msg!("console-field-unreadable", field = f.summary.clone())),
             }
         }
     }

@@ -9,6 +9,7 @@ mod admin;
 mod cases;
 mod overview;
 mod pages;
+mod rules;
 mod workflows;
 
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/cases/{id}/diagram.svg", get(cases::diagram))
         .route("/accounts", get(admin::accounts).post(admin::accounts_post))
         .route("/operations", get(admin::operations))
+        .route("/rules", get(rules::files))
+        .route("/rules/edit", get(rules::edit).post(rules::act))
         .route("/operations/retry", post(admin::retry))
         .route("/workflows", get(workflows::list))
         .route("/workflows/{*path}", get(workflows::workflow))

@@ -135,6 +135,49 @@ pub async fn units(st: &AppState, p: &Principal, l: Lang) -> Result<Vec<UnitOver
     Ok(out)
 }
 
+/// Deadlines falling due in the next 7 days in `p`'s scope, soonest first: when, the case, its
+/// title, the step, and how long is left (of the first 500 open cases of each unit).
+pub async fn due_soon(st: &AppState, p: &Principal, l: Lang) -> Result<Vec<[String; 5]>, EngineError> {
+    let active = st.engine.active();
+    let now = st.engine.now();
+    let mut out: Vec<(i64, [String; 5])> = Vec::new();
+    for path in active.catalog.units.keys().filter(|u| !u.is_empty() && p.sees(u)) {
+        let filter = ListFilter {
+            units: Some(vec![path.clone()]),
+            status: Some("active".into()),
+            limit: MAX_DEADLINES as u32,
+            ..ListFilter::default()
+        };
+        for c in st.engine.list(&filter).await? {
+            for t in st.engine.timers(c.id).await? {
+                if t.name != "deadline" || t.due_at < now || t.due_at >= now + 7 * 86_400_000 {
+                    continue;
+                }
+                let row = st.engine.get(c.id).await?;
+                let title = row.state.data.get("title").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+                let step = active
+                    .current
+                    .get(&c.workflow)
+                    .and_then(|(_, d)| d.step(&t.step))
+                    .and_then(|s| s.title.as_ref())
+                    .map_or_else(|| t.step.clone(), |x| x.get(l).to_owned());
+                let hours = (t.due_at - now) / 3_600_000;
+                let left = if hours >= 24 {
+                    Message::new("console-due-in-days").arg("n", hours / 24).render(l)
+                } else {
+                    Message::new("console-due-in-hours").arg("n", hours.max(1)).render(l)
+                };
+                out.push((
+                    t.due_at,
+                    [st.local_time(t.due_at).chars().take(16).collect(), c.id.to_string(), title, step, left],
+                ));
+            }
+        }
+    }
+    out.sort_by_key(|x| x.0);
+    Ok(out.into_iter().map(|x| x.1).collect())
+}
+
 /// The stages' titles, from the workflows (the shipped ones declare 提 议 决 办 评).
 pub fn stage_titles(st: &AppState, l: Lang) -> Vec<String> {
     let active = st.engine.active();

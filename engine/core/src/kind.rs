@@ -198,6 +198,8 @@ pub enum FieldType {
     OneOf(Vec<String>),
     /// A list of strings.
     Strings,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
     /// A JSON object.
     Object,
     /// Any JSON value.
@@ -217,6 +219,7 @@ impl FieldType {
             "number" => FieldType::Number,
             "bool" => FieldType::Bool,
             "strings" => FieldType::Strings,
+            "date" => FieldType::Date,
             "object" => FieldType::Object,
             "any" => FieldType::Any,
             _ => return None,
@@ -232,6 +235,7 @@ impl FieldType {
             FieldType::Bool => v.is_boolean(),
             FieldType::OneOf(vals) => v.as_str().is_some_and(|s| vals.iter().any(|x| x == s)),
             FieldType::Strings => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            FieldType::Date => v.as_str().is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
             FieldType::Object => v.is_object(),
             FieldType::Any => true,
         }
@@ -245,6 +249,7 @@ impl FieldType {
             FieldType::Bool => msg!("type-bool"),
             FieldType::OneOf(v) => msg!("type-one-of", values = v.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>()),
             FieldType::Strings => msg!("type-strings"),
+            FieldType::Date => msg!("type-date"),
             FieldType::Object => msg!("type-object"),
             FieldType::Any => msg!("type-any"),
         }

@@ -33,6 +33,9 @@ pub struct Active {
     pub generation: u64,
 }
 
+/// How many activations [`Engine::reload_history`] keeps.
+pub const RELOAD_HISTORY: usize = 20;
+
 /// What an activation did.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ReloadStatus {
@@ -147,6 +150,12 @@ impl Engine {
         };
         self.followed.store(epoch, std::sync::atomic::Ordering::SeqCst);
         *self.last_reload.lock().expect("reload status lock") = Some(status.clone());
+        let mut history = self.reload_history.lock().expect("reload history lock");
+        if history.len() == RELOAD_HISTORY {
+            history.pop_front();
+        }
+        history.push_back(status.clone());
+        drop(history);
         Ok(status)
     }
 
@@ -202,6 +211,11 @@ impl Engine {
     }
 
     /// The status of the last activation.
+    /// The last activations this process made (at most [`RELOAD_HISTORY`]), newest first.
+    pub fn reload_history(&self) -> Vec<ReloadStatus> {
+        self.reload_history.lock().expect("reload history lock").iter().rev().cloned().collect()
+    }
+
     pub fn last_reload(&self) -> Option<ReloadStatus> {
         self.last_reload.lock().expect("reload status lock").clone()
     }

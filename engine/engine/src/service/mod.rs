@@ -238,6 +238,8 @@ pub struct Engine {
     /// One activation at a time.
     activation: tokio::sync::Mutex<()>,
     last_reload: Mutex<Option<ReloadStatus>>,
+    /// The last activations this process made, newest last (see [`Engine::reload_history`]).
+    reload_history: Mutex<std::collections::VecDeque<ReloadStatus>>,
     /// Token rows by key id, with when they were read (on a shared database only).
     token_cache: Mutex<HashMap<String, (crate::store::TokenRow, std::time::Instant)>>,
     /// The epoch of the database's active set this engine runs (see [`Engine::follow`]).
@@ -267,6 +269,7 @@ impl Engine {
             slots: Mutex::new(HashMap::new()),
             activation: tokio::sync::Mutex::new(()),
             last_reload: Mutex::new(None),
+            reload_history: Mutex::new(std::collections::VecDeque::new()),
             followed: std::sync::atomic::AtomicI64::new(0),
             token_cache: Mutex::new(HashMap::new()),
             timer_wake: Notify::new(),
