@@ -124,12 +124,6 @@ pub async fn source(workflow: String, version: i64, file: Option<String>, db: St
     Ok(ExitCode::SUCCESS)
 }
 
-/// A first password: 16 letters and digits, easy to read out (no 0/O, 1/l/I).
-fn first_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..16).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
-}
-
 pub async fn account(cmd: AccountCommand, lang: Lang) -> CmdResult {
     let db = match &cmd {
         AccountCommand::Create { db, .. }
@@ -141,7 +135,7 @@ pub async fn account(cmd: AccountCommand, lang: Lang) -> CmdResult {
     let engine = open_engine(&db).await?;
     match cmd {
         AccountCommand::Create { name, role, scope, acts_as, .. } => {
-            let password = first_password();
+            let password = yishi_engine::service::accounts::first_password();
             let spec = AccountSpec { name: &name, role: &role, scope: &scope, acts_as: &acts_as, password: &password };
             let row = engine.create_account(&spec).await?;
             eprintln!("{}", msg!("cli-account-created", id = row.id, name = &row.name).render(lang));
@@ -179,7 +173,7 @@ pub async fn account(cmd: AccountCommand, lang: Lang) -> CmdResult {
             eprintln!("{}", msg!("cli-account-enabled", id = id).render(lang));
         }
         AccountCommand::Reset { id, .. } => {
-            let password = first_password();
+            let password = yishi_engine::service::accounts::first_password();
             engine.reset_password(id, &password).await?;
             eprintln!("{}", msg!("cli-account-reset", id = id).render(lang));
             out!("{password}");

@@ -67,11 +67,6 @@ fn covers(s: &Signed, scope: &str) -> bool {
     if scope == "*" { s.principal.scope == "*" } else { s.principal.sees(scope) }
 }
 
-fn first_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..16).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
-}
-
 async fn accounts_page(
     st: &AppState,
     s: &Signed,
@@ -159,7 +154,7 @@ pub async fn accounts_post(State(st): St, headers: HeaderMap, Form(f): Form<Hash
             } else if ApiRole::parse(&role).is_none() {
                 Err(msg!("account-bad-role", role = &role))
             } else if get("do") == "create_account" {
-                let password = first_password();
+                let password = yishi_engine::service::accounts::first_password();
                 let spec = AccountSpec { name: &name, role: &role, scope: &scope, acts_as: &acts, password: &password };
                 match st.engine.create_account(&spec).await {
                     Ok(a) => Ok(Some((msg!("console-first-password-of", name = &a.name).render(s.lang), password))),
@@ -182,7 +177,7 @@ pub async fn accounts_post(State(st): St, headers: HeaderMap, Form(f): Form<Hash
                 "disable" => st.engine.set_account_disabled(id, true).await.map(|_| None).map_err(|e| e.message()),
                 "enable" => st.engine.set_account_disabled(id, false).await.map(|_| None).map_err(|e| e.message()),
                 _ => {
-                    let password = first_password();
+                    let password = yishi_engine::service::accounts::first_password();
                     match st.engine.reset_password(id, &password).await {
                         Ok(a) => Ok(Some((msg!("console-first-password-of", name = &a.name).render(s.lang), password))),
                         Err(e) => Err(e.message()),

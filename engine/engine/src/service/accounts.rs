@@ -107,6 +107,13 @@ async fn verify_password(password: &str, hash: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// A first password for an admin to hand over: 16 letters and digits, easy to read out (no
+/// 0/O, 1/l/I).
+pub fn first_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..16).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+}
+
 /// The password rules: long enough, not only spaces, not the account's name.
 pub fn password_problem(name: &str, password: &str) -> Option<Message> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
