@@ -132,13 +132,6 @@ fn when(cx: &StepCx<'_>, at: i64) -> String {
     cx.calendar.zone.local(at).map_or_else(|| at.to_string(), |d| d.format("%Y-%m-%d %H:%M").to_string())
 }
 
-fn seconds(d: Duration) -> i64 {
-    match d {
-        Duration::Seconds(s) => s,
-        Duration::WorkingDays(n) => i64::from(n) * 86_400,
-    }
-}
-
 impl SittingStep {
     /// What the sitting's page and the API show, kept in `data.<step>`.
     fn record(cx: &mut StepCx<'_>, st: &SittingState, status: &str, extra: &[(&str, Value)]) {
@@ -312,12 +305,12 @@ impl Step for SittingStep {
             return Err(StepError::refused_field(EXPECTED, msg!("sitting-needs-expected")));
         }
         let st = SittingState { at, ..SittingState::default() };
-        let closes = at - seconds(self.hosts.cutoff) * 1000;
+        let closes = at - self.hosts.cutoff.nominal_ms();
         if closes > cx.now {
             cx.set_timer(AGENDA_CLOSES, closes);
         }
         if let Some(r) = self.remind_before {
-            let remind = at - seconds(r) * 1000;
+            let remind = at - r.nominal_ms();
             if remind > cx.now {
                 cx.set_timer(REMIND, remind);
             }

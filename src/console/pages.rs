@@ -86,10 +86,6 @@ macro_rules! localised {
 pub(crate) use localised;
 localised!(LoginPage, PasswordPage, HomePage);
 
-fn lang_tag(t: &impl Localised) -> &'static str {
-    t.lang()
-}
-
 /// Renders a page (for the other console modules).
 pub fn html_page(t: &(impl Template + Localised), headers: &HeaderMap, chose_lang: Option<Lang>) -> Response {
     html(t, headers, chose_lang)
@@ -127,7 +123,7 @@ fn html(t: &(impl Template + Localised), headers: &HeaderMap, chose_lang: Option
     match t.render() {
         Ok(body) => {
             let mut resp = Html(body).into_response();
-            if let Ok(v) = axum::http::HeaderValue::from_str(lang_tag(t)) {
+            if let Ok(v) = axum::http::HeaderValue::from_str(t.lang()) {
                 resp.headers_mut().insert(header::CONTENT_LANGUAGE, v);
             }
             if let Some(l) = chose_lang {

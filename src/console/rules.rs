@@ -64,15 +64,13 @@ fn text(l: Lang, key: &'static str) -> String {
 /// A file admins of this scope may edit: inside a unit they see (the folder's own files, such
 /// as shared calendars, for admins of everything only).
 fn editable(s: &Signed, file: &str) -> bool {
+    // The unit a file belongs to: its folder, above any of the reserved folders (lists, scripts ...).
     let dir = yishi_core::files::parent_dir(file);
-    let unit = dir.split("/calendars").next().unwrap_or(dir);
-    let unit = unit.split("/lists").next().unwrap_or(unit);
-    let unit = unit.split("/scripts").next().unwrap_or(unit);
-    let unit = unit.split("/scenarios").next().unwrap_or(unit);
-    let unit = unit.split("/kinds").next().unwrap_or(unit);
+    let unit =
+        dir.split('/').take_while(|c| !yishi_core::check::RESERVED_DIRS.contains(c)).collect::<Vec<_>>().join("/");
     !file.contains("..")
         && (file.ends_with(".toml") || file.ends_with(".rhai"))
-        && if unit.is_empty() || unit == "calendars" { s.principal.scope == "*" } else { s.principal.sees(unit) }
+        && if unit.is_empty() { s.principal.scope == "*" } else { s.principal.sees(&unit) }
 }
 
 fn admin(s: &Signed) -> Option<Response> {

@@ -28,6 +28,15 @@ impl DurationError {
 }
 
 impl Duration {
+    /// The length in milliseconds when counted without a calendar (a working day as a day):
+    /// for times counted back from a date, such as a reminder before a deadline.
+    pub fn nominal_ms(self) -> i64 {
+        match self {
+            Duration::Seconds(s) => s * 1000,
+            Duration::WorkingDays(n) => i64::from(n) * 86_400_000,
+        }
+    }
+
     /// Parses `30s`, `15m`, `48h`, `7d`, `2w`, combinations such as `1d12h`, or `5wd`.
     pub fn parse(text: &str) -> Result<Duration, DurationError> {
         let err = |why| DurationError { text: text.to_owned(), why };

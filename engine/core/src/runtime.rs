@@ -1113,11 +1113,7 @@ impl<'a> Run<'a> {
         }
         self.timers.push(TimerChange::Set { token, step: step.id.clone(), name: DEADLINE_TIMER.into(), due_at: due });
         for (i, r) in d.remind_before.iter().enumerate() {
-            let secs = match r {
-                Duration::Seconds(s) => *s,
-                Duration::WorkingDays(n) => i64::from(*n) * 86_400,
-            };
-            let at = due - secs * 1000;
+            let at = due - r.nominal_ms();
             if at > self.now {
                 self.timers.push(TimerChange::Set {
                     token,

@@ -323,7 +323,7 @@ impl Engine {
             let def = self.definition(row.version).await?;
             let now = self.now();
             // A gathering's actions see its agenda (the cases waiting on it).
-            let agenda = if Self::is_host(&def, &row) { self.agenda_of(&row).await? } else { Vec::new() };
+            let agenda = if Self::is_host(&def, &row) { self.agenda_of(&row.unit, row.id).await? } else { Vec::new() };
             return match runtime::act_in(&def, &row.state, req, now, id, &agenda) {
                 Ok(t) if !t.gathering_ops.is_empty() => {
                     let view = self.apply_with_agenda(guard, row, t, now, &req.actor).await?;

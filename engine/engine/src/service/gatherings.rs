@@ -54,13 +54,6 @@ fn host_step(def: &Definition) -> Option<&str> {
     def.steps.iter().find(|s| s.behaviour.hosts().is_some()).map(|s| s.id.as_str())
 }
 
-fn millis(d: Duration) -> i64 {
-    match d {
-        Duration::Seconds(s) => s * 1000,
-        Duration::WorkingDays(n) => i64::from(n) * 86_400_000,
-    }
-}
-
 /// One item of a gathering's agenda.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AgendaItem {
@@ -146,7 +139,7 @@ impl Engine {
         let next = self.running_gatherings(&key, &def.unit).await?.into_iter().find(|g| {
             g.takes_items
                 && Some(g.id) != from
-                && if from.is_some() { g.at > now } else { now < g.at - millis(g.cutoff) }
+                && if from.is_some() { g.at > now } else { now < g.at - g.cutoff.nominal_ms() }
         });
         let Some(g) = next else { return Ok(None) };
         let placed = runtime::gather(def, &t.state, GatheringRef { id: g.id, at: g.at }, from, None, now, id)
@@ -180,12 +173,12 @@ impl Engine {
         self.apply_transition(guard, row, t, now, None, None).await.map(|_| ())
     }
 
-    /// The ids of the cases waiting on gathering `id`'s agenda, oldest first.
-    pub(super) async fn agenda_of(&self, row: &InstanceRow) -> Result<Vec<i64>, EngineError> {
+    /// The ids of the cases of `unit` waiting on gathering `id`'s agenda, oldest first.
+    pub(super) async fn agenda_of(&self, unit: &str, id: i64) -> Result<Vec<i64>, EngineError> {
         let filter = ListFilter {
-            units: Some(vec![row.unit.clone()]),
+            units: Some(vec![unit.to_owned()]),
             status: Some(Status::Active.as_str().to_owned()),
-            data: Some((GATHERING_KEY.to_owned(), Value::from(row.id))),
+            data: Some((GATHERING_KEY.to_owned(), Value::from(id))),
             limit: MAX_AGENDA,
             ..ListFilter::default()
         };
@@ -303,18 +296,7 @@ impl Engine {
     /// After gathering `id` ended: cases still on its agenda (placed while it closed) go on
     /// the next one.
     async fn sweep_ended(&self, id: i64, unit: &str) -> Result<(), EngineError> {
-        let probe = InstanceRow {
-            id,
-            unit: unit.to_owned(),
-            workflow: String::new(),
-            version: 0,
-            revision: 0,
-            last_seq: 0,
-            state: Default::default(),
-            created_at: 0,
-            updated_at: 0,
-        };
-        for case in self.agenda_of(&probe).await? {
+        for case in self.agenda_of(unit, id).await? {
             let slot = self.slot(case);
             let mut g = slot.lock().await;
             self.reroute(&mut g, case, id).await?;
@@ -509,7 +491,7 @@ impl Engine {
         for c in record.get("rolled_over").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_i64) {
             items.push(item(c, "rolled_over", None, Map::new()));
         }
-        for c in self.agenda_of(&row).await? {
+        for c in self.agenda_of(&row.unit, row.id).await? {
             if !items.iter().any(|i| i.case == c) {
                 items.push(item(c, "pending", None, Map::new()));
             }
