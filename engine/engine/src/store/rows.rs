@@ -93,42 +93,100 @@ pub(crate) fn stored_state(s: &InstanceState) -> StoredState<'_> {
     }
 }
 
-/// How a commit's documents (data, state, event bodies) travel inside its rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Docs {
-    /// As JSON values inside the row: neither side escapes or unescapes them (SQLite, whose
-    /// `->` hands back a value's JSON text as written).
-    Inline,
-    /// As JSON strings holding their text: the rows can then be read as `jsonb` (parsed once,
-    /// each field reached without parsing again) while the documents keep their keys in the
-    /// order they were written (PostgreSQL).
-    Text,
-}
-
-/// A document as [`Docs`] says.
-struct Doc<T: Serialize>(T, Docs);
+/// A document (data, state, an event's body) inside a row: a string holding its JSON text.
+/// The backends read it back as text (SQLite's `->>`, PostgreSQL's `->>`), so the stored
+/// document keeps its keys in the order they were written, and neither database parses it on
+/// the commit path.
+pub(crate) struct Doc<T: Serialize>(pub(crate) T);
 
 impl<T: Serialize> Serialize for Doc<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.1 {
-            Docs::Inline => self.0.serialize(s),
-            Docs::Text => s.serialize_str(&serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?),
-        }
+        s.serialize_str(&serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?)
     }
 }
 
-/// The parts of a batch of commits: each one JSON array of rows, or `None` when the batch has
-/// none of that part, in this order: created, changed, refused, events, clear_all, clear_token,
-/// clear_one, timers, idempotency, outbox, consumed. The row layouts are documented where
-/// they are read (engine/engine/migrations/sqlite/0003_contract.sql).
-/// Documents (data, state, event bodies) are written inline, not as strings, so that neither
-/// side escapes and unescapes them; the trigger stores their JSON text.
-/// The statement's text never changes, so SQLite prepares it once per connection, whatever
-/// the size of the batch.
-pub(crate) fn commit_rows(batch: &[Commit], docs: Docs) -> [Option<String>; 11] {
+/// How a commit's rows are written for the database's commit statement.
+pub(crate) trait RowEncoding {
+    /// One part of a batch (every row of one kind).
+    type Part;
+    /// Encodes `rows`; `expected` is a hint of how many there are.
+    fn part<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Self::Part;
+}
+
+/// JSON text: each part one array of rows, or `None` when it has none (PostgreSQL, which reads
+/// the parts as `jsonb`).
+pub(crate) struct Json;
+
+impl RowEncoding for Json {
+    type Part = Option<String>;
+    fn part<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Option<String> {
+        json_rows(expected, rows)
+    }
+}
+
+/// SQLite's binary JSON (JSONB, <https://sqlite.org/jsonb.html>): each part the rows' encoded
+/// elements one after another, without the enclosing array's header, so that the parts of
+/// several commit units are joined by appending bytes ([`jsonb_array`] adds the header). SQLite
+/// reads JSONB without parsing text, and a document, a raw string inside it, is copied out as
+/// it is: built on the callers' tasks, the rows leave the writer thread nothing to parse.
+pub(crate) struct Jsonb;
+
+impl RowEncoding for Jsonb {
+    type Part = Vec<u8>;
+    fn part<T: Serialize>(_expected: usize, rows: impl Iterator<Item = T>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for row in rows {
+            out.extend(serde_sqlite_jsonb::to_vec(&row).expect("rows of plain values serialise"));
+        }
+        out
+    }
+}
+
+/// The JSONB array whose elements are `payloads` joined (each a run of encoded elements), or
+/// `None` when they are all empty. The header is the element type (array: 0xB) in the low four
+/// bits of the first byte and the payload's size: in the high four bits when it is at most 11,
+/// else in the 1, 2, 4 or 8 big-endian bytes that follow (high bits 12, 13, 14 or 15).
+pub(crate) fn jsonb_array<'a>(payloads: impl Iterator<Item = &'a [u8]> + Clone) -> Option<Vec<u8>> {
+    const ARRAY: u8 = 0x0B;
+    let size: usize = payloads.clone().map(<[u8]>::len).sum();
+    if size == 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(size + 9);
+    match size {
+        0..=11 => out.push(ARRAY | (size as u8) << 4),
+        12..=0xff => out.extend([ARRAY | 0xC0, size as u8]),
+        0x100..=0xffff => {
+            out.push(ARRAY | 0xD0);
+            out.extend((size as u16).to_be_bytes());
+        }
+        _ => match u32::try_from(size) {
+            Ok(s) => {
+                out.push(ARRAY | 0xE0);
+                out.extend(s.to_be_bytes());
+            }
+            Err(_) => {
+                out.push(ARRAY | 0xF0);
+                out.extend((size as u64).to_be_bytes());
+            }
+        },
+    }
+    for p in payloads {
+        out.extend_from_slice(p);
+    }
+    Some(out)
+}
+
+/// The parts of a batch of commits, in this order: created, changed, refused, events,
+/// clear_all, clear_token, clear_one, timers, idempotency, outbox, consumed, each encoded as
+/// `E` says. The row layouts are documented where they are read (the SQLite migration that
+/// defines `commit_batch` last, and PostgreSQL's `yishi_commit`).
+/// The statement's text never changes, so the database prepares it once per connection,
+/// whatever the size of the batch.
+pub(crate) fn commit_rows<E: RowEncoding>(batch: &[Commit]) -> [E::Part; 11] {
     let n = batch.len();
     let n_events: usize = batch.iter().map(|c| c.events.len()).sum();
-    let created = json_rows(
+    let created = E::part(
         n,
         batch.iter().filter(|c| c.create.is_some()).filter_map(|c| {
             let s = c.state.as_ref()?;
@@ -141,14 +199,14 @@ pub(crate) fn commit_rows(batch: &[Commit], docs: Docs) -> [Option<String>; 11] 
                 s.status.as_str(),
                 &s.outcome,
                 s.active_steps(),
-                Doc(&s.data, docs),
-                Doc(stored_state(s), docs),
+                Doc(&s.data),
+                Doc(stored_state(s)),
                 c.last_seq(),
                 c.now,
             ))
         }),
     );
-    let changed = json_rows(
+    let changed = E::part(
         n,
         batch.iter().filter(|c| c.create.is_none()).filter_map(|c| {
             let s = c.state.as_ref()?;
@@ -158,8 +216,8 @@ pub(crate) fn commit_rows(batch: &[Commit], docs: Docs) -> [Option<String>; 11] 
                 s.status.as_str(),
                 &s.outcome,
                 s.active_steps(),
-                Doc(&s.data, docs),
-                Doc(stored_state(s), docs),
+                Doc(&s.data),
+                Doc(stored_state(s)),
                 c.last_seq(),
                 c.now,
                 c.version,
@@ -167,17 +225,17 @@ pub(crate) fn commit_rows(batch: &[Commit], docs: Docs) -> [Option<String>; 11] 
         }),
     );
     // Events-only commits (refused actions) still move last_seq.
-    let refused = json_rows(
+    let refused = E::part(
         0,
         batch.iter().filter(|c| c.state.is_none() && !c.events.is_empty()).map(|c| (c.instance_id, c.last_seq())),
     );
-    let events = json_rows(
+    let events = E::part(
         n_events,
         batch.iter().flat_map(|c| {
             c.events
                 .iter()
                 .enumerate()
-                .map(move |(i, (e, at))| (c.instance_id, c.first_seq + i as i64, at, c.version, e.kind(), Doc(e, docs)))
+                .map(move |(i, (e, at))| (c.instance_id, c.first_seq + i as i64, at, c.version, e.kind(), Doc(e)))
         }),
     );
     // Timers: the net effect of each commit, deletes first. A new instance has none stored.
@@ -216,25 +274,23 @@ pub(crate) fn commit_rows(batch: &[Commit], docs: Docs) -> [Option<String>; 11] 
         }
         sets.extend(local.into_iter().map(|(token, name, step, due)| (c.instance_id, token, name, step, due)));
     }
-    let idempotency = json_rows(
+    let idempotency = E::part(
         0,
         batch.iter().filter_map(|c| c.idempotency.as_ref().map(|(k, f, r)| (k, c.instance_id, r, c.now, f))),
     );
     let outbox =
-        json_rows(0, batch.iter().flat_map(|c| c.outbox.iter().map(move |n| (c.instance_id, n.to_string(), c.now))));
-    let consumed = json_rows(
-        0,
-        batch.iter().filter_map(|c| c.consumes.as_ref().map(|(token, name)| (c.instance_id, token, name))),
-    );
+        E::part(0, batch.iter().flat_map(|c| c.outbox.iter().map(move |n| (c.instance_id, n.to_string(), c.now))));
+    let consumed =
+        E::part(0, batch.iter().filter_map(|c| c.consumes.as_ref().map(|(token, name)| (c.instance_id, token, name))));
     [
         created,
         changed,
         refused,
         events,
-        json_rows(0, clear_all.iter()),
-        json_rows(0, clear_token.iter()),
-        json_rows(0, clear_one.iter()),
-        json_rows(0, sets.iter()),
+        E::part(0, clear_all.iter()),
+        E::part(0, clear_token.iter()),
+        E::part(0, clear_one.iter()),
+        E::part(0, sets.iter()),
         idempotency,
         outbox,
         consumed,
@@ -243,7 +299,7 @@ pub(crate) fn commit_rows(batch: &[Commit], docs: Docs) -> [Option<String>; 11] 
 
 /// Rows as one JSON array of arrays, or `None` when there are none. With `expected` rows,
 /// the buffer is sized from the first row (a batch's arrays run to hundreds of kilobytes).
-fn json_rows<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Option<String> {
+pub(crate) fn json_rows<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Option<String> {
     let mut out = Vec::with_capacity(256);
     out.push(b'[');
     let mut empty = true;
@@ -260,3 +316,4 @@ fn json_rows<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Op
     out.push(b']');
     (!empty).then(|| String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
+

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::map_err;
-use crate::store::rows::{Docs, commit_rows};
+use crate::store::rows::{Json, commit_rows};
 use crate::store::{Commit, CommitStats, StoreError, StoreResult};
 
 /// Most commit units in one transaction.
@@ -212,7 +212,7 @@ async fn execute(pool: &PgPool, unit: &[Commit]) -> StoreResult<()> {
         return Ok(());
     }
     let mut q = sqlx::query(COMMIT_SQL);
-    for part in commit_rows(unit, Docs::Text) {
+    for part in commit_rows::<Json>(unit) {
         q = q.bind(part);
     }
     q.execute(pool).await.map_err(map_err)?;
