@@ -3,14 +3,16 @@
 # requests per second and p50/p99 latency for reading an instance and for submitting an action.
 # Prints `name value unit` lines. Needs wrk (Debian: apt-get install wrk).
 # Usage: benches/http.sh [seconds] [connections] [full|normal]   (the third is `serve --sync`)
+# YISHI_BIN=path measures that binary instead of building this checkout (two builds compared).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-10}; conns=${2:-32}; sync=${3:-full}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+if [ -z "${YISHI_BIN:-}" ]; then cargo build --release --quiet --manifest-path "$root/Cargo.toml"; fi
+yishi=${YISHI_BIN:-$root/target/release/yishi}
 work=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000))
-(cd "$work" && exec "$root/target/release/yishi" serve --workflows "$root/workflows" --listen "127.0.0.1:$port" --no-watch --sync "$sync" >serve.log 2>err.log) & pid=$!
+(cd "$work" && exec "$yishi" serve --workflows "$root/workflows" --listen "127.0.0.1:$port" --no-watch --sync "$sync" >serve.log 2>err.log) & pid=$!
 for _ in $(seq 1 200); do curl -sf "127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 token=$(grep -o 'yishi_[0-9a-f]*_[0-9a-f]*' "$work/err.log")
 api="http://127.0.0.1:$port/api/v1"

@@ -461,6 +461,9 @@ async fn listings_filter_and_page(store: AnyStore) {
         if id == 11 {
             c.state.as_mut().unwrap().figures.overdue = true;
         }
+        if id == 7 {
+            c.state.as_mut().unwrap().data.insert("reviewed".into(), Value::Null);
+        }
         unit.push(c);
     }
     store.commit(unit).await.unwrap();
@@ -492,6 +495,15 @@ async fn listings_filter_and_page(store: AnyStore) {
     assert_eq!(evens.await.len(), 14);
     let b3 = ids(ListFilter { data: Some(("building".into(), json!(3))), ..Default::default() }).await;
     assert_eq!(b3, vec![28, 23, 18, 13, 8, 3]);
+    // Null matches a missing field and a JSON null, and only within the other filters.
+    let unset = |field: &str, units: Option<Vec<String>>| ListFilter {
+        data: Some((field.into(), Value::Null)),
+        units,
+        ..Default::default()
+    };
+    assert_eq!(ids(unset("building", None)).await, vec![4], "the change left case 4 without one");
+    assert_eq!(ids(unset("reviewed", None)).await.len(), 30);
+    assert_eq!(ids(unset("reviewed", Some(vec!["s/c2".into()]))).await.len(), 10, "case 7's null stays in its unit");
     let created = ids(ListFilter { created_from: Some(5), created_to: Some(6), ..Default::default() }).await;
     assert_eq!(created.len(), 30);
     assert_eq!(ids(ListFilter { updated_from: Some(9), ..Default::default() }).await, vec![4]);

@@ -327,6 +327,9 @@ impl Engine {
                 workflow: Some(workflow),
                 status: Some(Status::Active.as_str().to_owned()),
                 step: Some(step),
+                // Only cases on no agenda: the others need no lock taken and no load (scheduling
+                // a sitting used to wait for every placed case that was being acted on).
+                data: Some((GATHERING_KEY.to_owned(), Value::Null)),
                 limit: MAX_AGENDA,
                 ..ListFilter::default()
             };

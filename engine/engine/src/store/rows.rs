@@ -316,4 +316,3 @@ pub(crate) fn json_rows<T: Serialize>(expected: usize, rows: impl Iterator<Item 
     out.push(b']');
     (!empty).then(|| String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
-

@@ -329,13 +329,14 @@ impl Store for PgStore {
         }
         if let Some((field, value)) = &f.data {
             // As on SQLite: a missing field and a JSON null both match null.
-            q.push(" AND (i.data -> ").push_bind(field.clone()).push(")::jsonb");
+            // Parenthesised whole: the OR below must not reach the filters around it.
+            q.push(" AND ((i.data -> ").push_bind(field.clone()).push(")::jsonb");
             match value {
                 Value::Null => q
                     .push(" IS NOT DISTINCT FROM NULL OR (i.data -> ")
                     .push_bind(field.clone())
-                    .push(")::jsonb = 'null'::jsonb"),
-                other => q.push(" = ").push_bind(other.to_string()).push("::jsonb"),
+                    .push(")::jsonb = 'null'::jsonb)"),
+                other => q.push(" = ").push_bind(other.to_string()).push("::jsonb)"),
             };
         }
         if let Some(u) = &f.urgency {
