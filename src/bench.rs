@@ -314,7 +314,7 @@ const SUBMITTED: usize = 1;
 /// and four commits, the last two of which change the sitting and the case together.
 /// Each call's latency goes into `lat` (kept apart from the case's own actions: scheduling a
 /// sitting places every waiting case of the unit, so it waits for the other clients' cases).
-async fn hold_sitting(engine: &Engine, case: i64, lat: &mut Vec<f64>) -> Result<(), String> {
+async fn hold_sitting(engine: &Engine, case: i64, lat: &mut [Vec<f64>; SITTING_CALLS]) -> Result<(), String> {
     let staff = Actor { id: "staff1".into(), roles: vec!["staff".into()] };
     let reps = ["rep1", "rep2", "rep3", "rep4", "rep5"];
     let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
@@ -324,28 +324,32 @@ async fn hold_sitting(engine: &Engine, case: i64, lat: &mut Vec<f64>) -> Result<
         .start(SITTING, data.as_object().cloned().unwrap_or_default(), &staff, None)
         .await
         .map_err(|e| format!("sitting: {e}"))?;
-    lat.push(t.elapsed().as_secs_f64() * 1e6);
+    lat[0].push(t.elapsed().as_secs_f64() * 1e6);
     let t = Instant::now();
     engine.put_on_agenda(sitting.id, case, &staff).await.map_err(|e| format!("agenda: {e}"))?;
-    lat.push(t.elapsed().as_secs_f64() * 1e6);
-    for (name, payload) in [
+    lat[1].push(t.elapsed().as_secs_f64() * 1e6);
+    for (k, (name, payload)) in [
         ("open", json!({"present": reps})),
         ("decide", json!({"case": case, "outcome": "agreed", "for": 4, "against": 1})),
         ("close", json!({"minutes": "agreed"})),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let t = Instant::now();
         engine
             .act(sitting.id, act(name, "staff1", &["staff"], payload), None, None)
             .await
             .map_err(|e| format!("{name}: {e}"))?;
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        lat[2 + k].push(t.elapsed().as_secs_f64() * 1e6);
     }
     Ok(())
 }
 
 const SITTING: &str = "pingcheng/yongtai/liuhangli/sitting";
-/// Calls of [`hold_sitting`] per case (scheduling, the agenda, open, decide, close).
+/// Calls of [`hold_sitting`] per case.
 const SITTING_CALLS: usize = 5;
+const SITTING_CALL_NAMES: [&str; SITTING_CALLS] = ["schedule", "agenda", "open", "decide", "close"];
 
 async fn full_case(n: usize, clients: usize, workflows: &Path, db: &str, sync: Durability) -> Result<(), String> {
     let engine = engine(workflows, db, sync).await?;
@@ -359,7 +363,7 @@ async fn full_case(n: usize, clients: usize, workflows: &Path, db: &str, sync: D
         let (engine, script) = (engine.clone(), script.clone());
         let mine = cases / clients + usize::from(c < cases % clients);
         set.spawn(async move {
-            let (mut lat, mut sitting_lat) = (Vec::new(), Vec::new());
+            let (mut lat, mut sitting_lat) = (Vec::new(), <[Vec<f64>; SITTING_CALLS]>::default());
             for _ in 0..mine {
                 let v = engine
                     .start(key, Map::new(), &Actor { id: "staff-desk".into(), roles: vec![] }, None)
@@ -381,12 +385,15 @@ async fn full_case(n: usize, clients: usize, workflows: &Path, db: &str, sync: D
             Ok::<_, String>((lat, sitting_lat))
         });
     }
-    let (mut lat, mut sitting_lat) = (Vec::new(), Vec::new());
+    let (mut lat, mut by_call) = (Vec::new(), <[Vec<f64>; SITTING_CALLS]>::default());
     while let Some(r) = set.join_next().await {
         let (a, b) = r.map_err(|e| e.to_string())??;
         lat.extend(a);
-        sitting_lat.extend(b);
+        for (all, mine) in by_call.iter_mut().zip(b) {
+            all.extend(mine);
+        }
     }
+    let mut sitting_lat: Vec<f64> = by_call.iter().flatten().copied().collect();
     let secs = started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
     sitting_lat.sort_by(f64::total_cmp);
@@ -397,6 +404,10 @@ async fn full_case(n: usize, clients: usize, workflows: &Path, db: &str, sync: D
     line("case_action_latency_p99", percentile(&lat, 0.99), "us");
     line("case_sitting_call_latency_p50", percentile(&sitting_lat, 0.5), "us");
     line("case_sitting_call_latency_p99", percentile(&sitting_lat, 0.99), "us");
+    for (name, mut l) in SITTING_CALL_NAMES.into_iter().zip(by_call) {
+        l.sort_by(f64::total_cmp);
+        line(&format!("case_sitting_{name}_latency_p99"), percentile(&l, 0.99), "us");
+    }
     Ok(())
 }
 

@@ -307,6 +307,14 @@ impl Engine {
     /// After a gathering was scheduled: the cases of its unit waiting for one of its kind and
     /// on no agenda are placed (on it, or an earlier one whose cut-off has not passed).
     pub async fn place_waiting(&self, unit: &str, host: &str) -> Result<usize, EngineError> {
+        // Nothing to do unless some gathering still takes new items before its cut-off (a
+        // sitting scheduled inside its cut-off takes items by staff's choice only): then no
+        // waiting case is locked or read.
+        let now = self.now();
+        let open = self.running_gatherings(&format!("{unit}/{host}"), unit).await?;
+        if !open.iter().any(|g| g.takes_items && now < g.at - g.cutoff.nominal_ms()) {
+            return Ok(0);
+        }
         let active = self.active();
         let waiting: Vec<(String, String)> = active
             .current
