@@ -312,8 +312,8 @@ const SUBMITTED: usize = 1;
 /// registration cut-off, so no other case is placed on it), the case put on its agenda by staff,
 /// opened with its quorum, the topic agreed with a show of hands, closed with minutes: a start
 /// and four commits, the last two of which change the sitting and the case together.
-/// Each call's latency goes into `lat` (kept apart from the case's own actions: scheduling a
-/// sitting places every waiting case of the unit, so it waits for the other clients' cases).
+/// Each call's latency goes into `lat`, one list per call (kept apart from the case's own
+/// actions: scheduling a sitting reads every running sitting of the unit, 32 at once here).
 async fn hold_sitting(engine: &Engine, case: i64, lat: &mut [Vec<f64>; SITTING_CALLS]) -> Result<(), String> {
     let staff = Actor { id: "staff1".into(), roles: vec!["staff".into()] };
     let reps = ["rep1", "rep2", "rep3", "rep4", "rep5"];

@@ -14,6 +14,42 @@ CREATE VIEW commit_batch (created, changed, refused, events, clear_all, clear_to
                           idempotency, outbox, consumed) AS
     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0;
 
+-- Changed instances and refused actions in triggers of their own, which run only when the
+-- batch has such rows: an UPDATE ... FROM always opens a temporary table, even for no rows,
+-- and a batch of new instances (or one commit at a time) has none. Correctness does not rest
+-- on the order in which the three triggers run: a batch holds at most one commit per instance
+-- (a case's commits are made one after another, each waiting for the one before: the slot of
+-- the case is held until its commit returns, and a caller that left early is waited for with
+-- the store's barrier), so these rows touch no instance the others insert, and any failure
+-- aborts the whole statement. They are created in the order that makes SQLite, which runs the
+-- most recently created trigger first, keep the order of the single trigger before: new
+-- instances, events and timers, then changed instances, then refused actions.
+
+CREATE TRIGGER commit_batch_refused INSTEAD OF INSERT ON commit_batch WHEN NEW.refused IS NOT NULL
+BEGIN
+    -- Refused actions record events only: [id, last_seq]
+    UPDATE instances SET last_seq = v.last_seq
+        FROM (SELECT value->>'$[0]' AS id, value->>'$[1]' AS last_seq FROM jsonb_each(NEW.refused)) AS v
+        WHERE instances.id = v.id;
+END;
+
+CREATE TRIGGER commit_batch_changed INSTEAD OF INSERT ON commit_batch WHEN NEW.changed IS NOT NULL
+BEGIN
+    -- Changed instances: [id, base_revision, status, outcome, active_steps, data, state, last_seq, now, version].
+    -- A stale base revision sets `revision` to NULL: the NOT NULL constraint then fails the
+    -- whole statement, and with it the batch.
+    UPDATE instances
+        SET status = v.status, outcome = v.outcome, active_steps = v.active_steps, data = v.data,
+            state = v.state,
+            revision = CASE WHEN instances.revision = v.base THEN instances.revision + 1 END,
+            last_seq = v.last_seq, updated_at = v.now, version = v.version
+        FROM (SELECT value->>'$[0]' AS id, value->>'$[1]' AS base, value->>'$[2]' AS status, value->>'$[3]' AS outcome,
+                     value->>'$[4]' AS active_steps, value->>'$[5]' AS data, value->>'$[6]' AS state, value->>'$[7]' AS last_seq,
+                     value->>'$[8]' AS now, value->>'$[9]' AS version
+              FROM jsonb_each(NEW.changed)) AS v
+        WHERE instances.id = v.id;
+END;
+
 CREATE TRIGGER commit_batch_apply INSTEAD OF INSERT ON commit_batch
 BEGIN
     -- Timers the batch fires must still be there: [instance_id, token, name]. Another node
@@ -51,35 +87,4 @@ BEGIN
     -- [instance_id, notice, now]
     INSERT INTO outbox (instance_id, notice, next_at)
         SELECT value->>'$[0]', value->>'$[1]', value->>'$[2]' FROM jsonb_each(NEW.outbox);
-END;
-
--- Changed instances and refused actions in triggers of their own, which run only when the
--- batch has such rows: an UPDATE ... FROM always opens a temporary table, even for no rows,
--- and a batch of new instances (or one commit at a time) has none. The order in which the
--- three triggers run does not matter: a batch holds at most one commit per instance (a case's
--- commits are made one after another), so these rows touch no instance the others insert, and
--- any failure aborts the whole statement.
-CREATE TRIGGER commit_batch_changed INSTEAD OF INSERT ON commit_batch WHEN NEW.changed IS NOT NULL
-BEGIN
-    -- Changed instances: [id, base_revision, status, outcome, active_steps, data, state, last_seq, now, version].
-    -- A stale base revision sets `revision` to NULL: the NOT NULL constraint then fails the
-    -- whole statement, and with it the batch.
-    UPDATE instances
-        SET status = v.status, outcome = v.outcome, active_steps = v.active_steps, data = v.data,
-            state = v.state,
-            revision = CASE WHEN instances.revision = v.base THEN instances.revision + 1 END,
-            last_seq = v.last_seq, updated_at = v.now, version = v.version
-        FROM (SELECT value->>'$[0]' AS id, value->>'$[1]' AS base, value->>'$[2]' AS status, value->>'$[3]' AS outcome,
-                     value->>'$[4]' AS active_steps, value->>'$[5]' AS data, value->>'$[6]' AS state, value->>'$[7]' AS last_seq,
-                     value->>'$[8]' AS now, value->>'$[9]' AS version
-              FROM jsonb_each(NEW.changed)) AS v
-        WHERE instances.id = v.id;
-END;
-
-CREATE TRIGGER commit_batch_refused INSTEAD OF INSERT ON commit_batch WHEN NEW.refused IS NOT NULL
-BEGIN
-    -- Refused actions record events only: [id, last_seq]
-    UPDATE instances SET last_seq = v.last_seq
-        FROM (SELECT value->>'$[0]' AS id, value->>'$[1]' AS last_seq FROM jsonb_each(NEW.refused)) AS v
-        WHERE instances.id = v.id;
 END;

@@ -129,6 +129,8 @@ impl RowEncoding for Json {
 /// several commit units are joined by appending bytes ([`jsonb_array`] adds the header). SQLite
 /// reads JSONB without parsing text, and a document, a raw string inside it, is copied out as
 /// it is: built on the callers' tasks, the rows leave the writer thread nothing to parse.
+/// Rows hold integers, strings, options and arrays only: `serde_sqlite_jsonb` 0.2 writes a
+/// newtype struct as null, so a field of such a type would be stored as NULL without an error.
 pub(crate) struct Jsonb;
 
 impl RowEncoding for Jsonb {

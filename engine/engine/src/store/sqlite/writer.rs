@@ -104,11 +104,9 @@ impl Writer {
         writer
     }
 
-    /// Commits one unit; returns once it is durable (or failed, with nothing kept).
+    /// Commits one unit; returns once it is durable (or failed, with nothing kept). An empty
+    /// unit is a barrier: it returns once every commit queued before it has been made.
     pub(super) async fn commit(&self, unit: Vec<Commit>) -> StoreResult<()> {
-        if unit.is_empty() {
-            return Ok(());
-        }
         let unit = Encoded::new(&unit);
         if self.queued.load(Ordering::Acquire) == 0
             && let Ok(mut target) = self.target.try_lock()
@@ -127,6 +125,9 @@ impl Writer {
     /// Applies `units` as one statement on the target: each part is the units' rows appended
     /// under one array header.
     async fn apply(&self, target: &mut Target, units: &[&Encoded]) -> StoreResult<()> {
+        if units.iter().all(|u| u.0.iter().all(Vec::is_empty)) {
+            return Ok(()); // barriers only: nothing to write
+        }
         let started = Instant::now();
         let mut query = sqlx::query(COMMIT_SQL);
         for part in 0..11 {
@@ -253,6 +254,31 @@ mod tests {
     use crate::store::rows::{Doc, Jsonb, RowEncoding, json_rows, jsonb_array};
 
     type Row = (i64, String, Option<&'static str>, Doc<Value>);
+
+    /// An empty unit is the store's barrier: while a commit holds the writer, it waits, and so
+    /// does everything queued behind it (a caller that left before its commit returned is
+    /// waited for this way before its case is read again).
+    #[tokio::test]
+    async fn an_empty_unit_waits_for_the_commit_under_way() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let writer = super::Writer::start(None, pool);
+        let held = writer.target.lock().await; // a commit under way
+        let queued = tokio::spawn({
+            let w = writer.clone();
+            async move { w.commit(Vec::new()).await }
+        });
+        let barrier = tokio::spawn({
+            let w = writer.clone();
+            async move { w.commit(Vec::new()).await }
+        });
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!queued.is_finished() && !barrier.is_finished(), "nothing passes a commit under way");
+        drop(held);
+        queued.await.unwrap().unwrap();
+        barrier.await.unwrap().unwrap();
+    }
 
     fn rows(from: usize, to: usize) -> impl Iterator<Item = Row> + Clone {
         (from..to).map(|i| {
