@@ -400,6 +400,10 @@ async fn full_case(n: usize, clients: usize, workflows: &Path, db: &str, sync: D
     line("case_cases_per_second", cases as f64 / secs, "cases/s");
     line("case_actions_per_case", (script.len() + SITTING_CALLS) as f64, "actions");
     line("case_actions_per_second", (lat.len() + sitting_lat.len()) as f64 / secs, "actions/s");
+    let (batches, commits, micros) = commit_totals(&engine);
+    line("case_commits_per_transaction", commits / batches, "commits");
+    line("case_commit_mean", micros / batches, "us");
+    line("case_commit_busy_share", micros / 1e6 / secs, "share");
     line("case_action_latency_p50", percentile(&lat, 0.5), "us");
     line("case_action_latency_p99", percentile(&lat, 0.99), "us");
     line("case_sitting_call_latency_p50", percentile(&sitting_lat, 0.5), "us");

@@ -1,6 +1,7 @@
 //! When the disk is full or the database read-only: clients get a clear "unavailable" error,
 //! nothing is half-written or corrupted, reads keep working, and writes work again once space
-//! returns. SQLite's `max_page_count` produces the same SQLITE_FULL a full disk does.
+//! returns. SQLite's `max_page_count` produces the same SQLITE_FULL a full disk does. And what
+//! a change stores: a ballot is recorded as itself, not with every ballot before it.
 
 mod common;
 
@@ -96,4 +97,35 @@ async fn a_read_only_database_answers_reads_and_refuses_writes_clearly() {
     let err = engine.act(case.id, tick("x"), None, None).await.unwrap_err();
     assert!(matches!(err, EngineError::Unavailable(_)), "{err:?}");
     assert_eq!(engine.view(case.id).await.unwrap().revision, 1, "nothing changed");
+}
+
+/// A vote records each ballot, not every ballot so far: its history grows with the ballots
+/// cast, not with their square, and replaying it gives the stored state.
+#[tokio::test]
+async fn a_ballot_is_recorded_as_the_change_it_makes() {
+    const VOTE: &str = "id = \"vote\"\n[roles]\nrep = \"representative\"\nstaff = \"staff\"\n[[steps]]\nid = \"vote\"\nkind = \"vote\"\nelectorate = { role = \"rep\", size = 9 }\nactors = { vote = [\"rep\"], close = [\"staff\"] }\non = { passed = \"end\", rejected = \"end\", no_quorum = \"end\" }\n[[steps]]\nid = \"end\"\nkind = \"end\"\n";
+    let (engine, _clock) = common::quiet_engine().await;
+    let mut files = FileSet::new();
+    files.insert("u/vote.toml", VOTE);
+    assert!(engine.activate_files(&files, "test").await.unwrap().ok);
+    let case = engine.start("u/vote", Map::new(), &Actor { id: "staff1".into(), roles: vec![] }, None).await.unwrap();
+    for i in 0..6 {
+        let req = ActionRequest {
+            action: "vote".into(),
+            step: None,
+            token: None,
+            payload: [("choice".to_owned(), json!("for"))].into_iter().collect(),
+            actor: Actor { id: format!("rep{i}"), roles: vec!["rep".into()] },
+            on_behalf_of: None,
+        };
+        engine.act(case.id, req, None, None).await.unwrap();
+        let history = engine.history(case.id).await.unwrap();
+        let last = serde_json::to_value(&history.last().unwrap().event).unwrap();
+        assert_eq!(last["type"], "step_state_changed", "{last}");
+        let ballots = last["patch"]["ballots"].as_object().unwrap();
+        assert_eq!(ballots.keys().collect::<Vec<_>>(), [&format!("rep{i}")], "only the new ballot: {last}");
+        let row = engine.get(case.id).await.unwrap();
+        assert_eq!(replay(history.iter().map(|e| (&e.event, e.at))), row.state);
+        assert_eq!(row.state.tokens[0].state["ballots"].as_object().unwrap().len(), i + 1);
+    }
 }

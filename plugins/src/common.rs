@@ -14,7 +14,7 @@ use yishi_core::msg;
 
 /// Reads the step's state as `T` (default when empty).
 pub fn load<T: DeserializeOwned + Default>(cx: &StepCx<'_>) -> T {
-    if cx.state.is_null() { T::default() } else { serde_json::from_value(cx.state.clone()).unwrap_or_default() }
+    if cx.state.is_null() { T::default() } else { T::deserialize(&cx.state).unwrap_or_default() }
 }
 
 /// Stores the step's state.

@@ -19,6 +19,7 @@ pub mod files;
 pub mod i18n;
 pub mod kind;
 pub mod model;
+pub mod patch;
 pub mod rhai_kind;
 pub mod runtime;
 pub mod schema;

@@ -280,9 +280,15 @@ pub enum Event {
         step: String,
         outcome: String,
     },
+    /// The step kind's whole state (recorded when a merge patch cannot say the change).
     StepState {
         token: u32,
         state: Value,
+    },
+    /// A change of the step kind's state, as a JSON merge patch (RFC 7386, [`crate::patch`]).
+    StepStateChanged {
+        token: u32,
+        patch: Value,
     },
     DataChanged {
         changes: Map<String, Value>,
@@ -399,6 +405,7 @@ impl Event {
             Event::Entered { .. } => "entered",
             Event::Left { .. } => "left",
             Event::StepState { .. } => "step_state",
+            Event::StepStateChanged { .. } => "step_state_changed",
             Event::DataChanged { .. } => "data_changed",
             Event::ScopeOpened { .. } => "scope_opened",
             Event::ScopeArrived { .. } => "scope_arrived",
@@ -470,6 +477,11 @@ pub fn apply(s: &mut InstanceState, e: &Event) {
         Event::StepState { token, state } => {
             if let Some(t) = s.tokens.iter_mut().find(|t| t.id == *token) {
                 t.state = state.clone();
+            }
+        }
+        Event::StepStateChanged { token, patch } => {
+            if let Some(t) = s.tokens.iter_mut().find(|t| t.id == *token) {
+                crate::patch::merge(&mut t.state, patch);
             }
         }
         Event::DataChanged { changes } => {
@@ -1015,9 +1027,15 @@ impl<'a> Run<'a> {
             };
             self.emit(Event::DataChanged { changes });
         }
-        let old = self.state.token(token).map(|t| t.state.clone()).unwrap_or(Value::Null);
-        if fx.state != old {
-            self.emit(Event::StepState { token, state: fx.state });
+        let old = self.state.token(token).map_or(&Value::Null, |t| &t.state);
+        if fx.state != *old {
+            // Only what changed, where a merge patch says it exactly: a vote's fiftieth ballot,
+            // not all fifty.
+            let e = match crate::patch::diff(old, &fx.state) {
+                Some(patch) => Event::StepStateChanged { token, patch },
+                None => Event::StepState { token, state: fx.state },
+            };
+            self.emit(e);
         }
         for t in fx.timers {
             self.timers.push(match t {
@@ -1261,8 +1279,8 @@ pub fn act_in(
                 .is_some_and(|s| s.allowed_roles(&req.action).iter().any(|r| r == "*" || subject.roles.contains(r)))
         })
         .collect();
-    let token = match (accepting.as_slice(), permitted.as_slice(), &req.step) {
-        ([one], _, _) | (_, [one], _) => (*one).clone(),
+    let token: &Token = match (accepting.as_slice(), permitted.as_slice(), &req.step) {
+        ([one], _, _) | (_, [one], _) => one,
         ([], _, Some(s)) if candidates.is_empty() => {
             let active = state.active_steps().join(", ");
             return Err(RunError::NoSuchStep(msg!("run-step-inactive", step = s, active = active)));
@@ -1281,7 +1299,7 @@ pub fn act_in(
             };
             return Err(RunError::Refused { message, field: Some("action".into()) });
         }
-        (_, [], _) => (*accepting[0]).clone(), // nobody may: the role check below says why
+        (_, [], _) => accepting[0], // nobody may: the role check below says why
         (_, many, _) => {
             let places: Vec<Message> =
                 many.iter().map(|t| msg!("run-token-at", token = t.id, step = &t.step)).collect();

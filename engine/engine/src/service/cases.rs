@@ -307,9 +307,15 @@ impl Engine {
         // that no one is refused on the strength of a stale copy.
         let mut optimistic = self.store.shared();
         loop {
+            // The row is taken out of the slot, not copied (a case's state runs to kilobytes):
+            // a change puts the next row back, a refusal the same row; any other way out
+            // leaves the slot empty, and the next user reads the case again.
             let (row, cached) = match (optimistic, &guard.row) {
-                (true, Some(row)) if !guard.unsettled => (row.clone(), true),
-                _ => (self.loaded(id, guard).await?.clone(), false),
+                (true, Some(_)) if !guard.unsettled => (guard.row.take().expect("matched above"), true),
+                _ => {
+                    self.loaded(id, guard).await?;
+                    (guard.row.take().expect("just loaded"), false)
+                }
             };
             if let Some(rev) = expected_revision
                 && rev != row.revision
@@ -318,7 +324,9 @@ impl Engine {
                     optimistic = false;
                     continue;
                 }
-                return Err(stale(id, row.revision, rev));
+                let current = row.revision;
+                guard.row = Some(row);
+                return Err(stale(id, current, rev));
             }
             let def = self.definition(row.version).await?;
             let now = self.now();
@@ -342,6 +350,7 @@ impl Engine {
                 Err(e) => {
                     let err = run_error(e);
                     let step = targeted_step(&def, &row.state, req);
+                    guard.row = Some(row.clone());
                     self.refused(guard, &row, req, step, &err, now).await?;
                     Err(err)
                 }
@@ -585,13 +594,17 @@ impl Engine {
         let placed = placed_on(&t);
         let kind = moved_kind(&def, &t);
         let has_outbox = !t.spawns.is_empty() || t.notices.iter().any(|n| n.webhook.is_some());
-        let mut next = row.clone();
-        next.state = t.state.clone();
+        let events = t.events.len() as i64;
+        let mut commit = self.commit_of(&row, row.revision, row.last_seq + 1, t, now);
+        // The cached copy is the row read, moved on: one copy of the new state (the commit
+        // holds the other), none of the old.
+        let id = row.id;
+        let mut next = row;
+        next.state = commit.state.clone().expect("a transition commits its state");
         next.revision += 1;
-        next.last_seq += t.events.len() as i64;
+        next.last_seq += events;
         next.updated_at = now;
         let view = InstanceView::of(&next, &version);
-        let mut commit = self.commit_of(&row, row.revision, row.last_seq + 1, t, now);
         commit.idempotency = idem.map(|i| remembered(i, &view));
         commit.consumes = consumes;
         self.write(guard, commit).await?;
@@ -602,7 +615,7 @@ impl Engine {
             self.outbox_wake.notify_one();
         }
         if let Some(g) = placed {
-            Box::pin(self.recheck_placed(guard, row.id, g)).await?;
+            Box::pin(self.recheck_placed(guard, id, g)).await?;
         }
         Ok(view)
     }
