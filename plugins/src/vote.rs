@@ -82,16 +82,13 @@ struct Ballots {
 
 /// The ballots of a vote's state (`{"ballots": {...}}`), made where missing.
 fn ballots_mut(state: &mut Value) -> &mut serde_json::Map<String, Value> {
-    if !state.is_object() {
-        *state = json!({});
+    if !state.get("ballots").is_some_and(Value::is_object) {
+        if !state.is_object() {
+            *state = json!({});
+        }
+        state["ballots"] = json!({});
     }
-    let Value::Object(st) = state else { unreachable!("made an object above") };
-    let cast = st.entry("ballots").or_insert_with(|| json!({}));
-    if !cast.is_object() {
-        *cast = json!({});
-    }
-    let Value::Object(cast) = cast else { unreachable!("made an object above") };
-    cast
+    state["ballots"].as_object_mut().expect("made an object above")
 }
 
 #[derive(Clone, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //! A step kind keeps its own state as one JSON document (a vote's ballots, a rating's scores),
 //! and every action changes a little of it: a fiftieth ballot among forty-nine. Recording the
 //! whole document each time made a case's history grow with the square of its actions (a
-//! 50-voter vote wrote 1,300 ballots into its events). A merge patch names only the members
+//! 50-voter vote wrote 1 + 2 + ... + 50 = 1,275 ballots into its events). A merge patch names only the members
 //! that changed: an object member is patched member by member, `null` removes a member, any
 //! other value replaces what was there.
 //!
