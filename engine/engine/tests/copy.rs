@@ -45,6 +45,7 @@ async fn filled(path: &std::path::Path) -> AnyStore {
             create: Some(("u".into(), "u/w".into())),
             version: v.id,
             base_revision: 0,
+            stored: None,
             state: Some(state),
             events: (0..3)
                 .map(|n| (Event::Cancelled { reason: format!("第 {n} 条 \"引号\" \\ {id}") }, 1_700_000_000_000 + n))
@@ -64,7 +65,7 @@ async fn filled(path: &std::path::Path) -> AnyStore {
             c.outbox.clear();
             c.idempotency = None;
         }
-        store.commit(vec![c]).await.unwrap();
+        store.commit(&[c]).await.unwrap();
     }
     let items = store.claim_outbox(i64::MAX - 1, 2, std::time::Duration::from_secs(30)).await.unwrap();
     store.outbox_result(items[0].id, true, None, 0, 2_000).await.unwrap();

@@ -43,6 +43,7 @@ fn create(id: i64, unit: &str, version: i64, step: &str) -> Commit {
         create: Some((unit.into(), format!("{unit}/w"))),
         version,
         base_revision: 0,
+        stored: None,
         state: Some(state(step, json!({"n": id}))),
         events: vec![(
             Event::Started { workflow: format!("{unit}/w"), hash: "h".into(), data: Default::default(), urgency: None },
@@ -57,13 +58,15 @@ fn create(id: i64, unit: &str, version: i64, step: &str) -> Commit {
     }
 }
 
-/// A commit moving instance `id` from `base` revision (with `last_seq` events) to `step`.
+/// A commit moving instance `id` from `base` revision (with `last_seq` events) to `step`,
+/// active on `version` before and after.
 fn change(id: i64, version: i64, base: i64, last_seq: i64, step: &str) -> Commit {
     Commit {
         instance_id: id,
         create: None,
         version,
         base_revision: base,
+        stored: Some((Status::Active, version)),
         state: Some(state(step, json!({"n": id, "step": step}))),
         events: vec![(Event::Left { token: 1, step: "a".into(), outcome: "done".into() }, 9)],
         first_seq: last_seq + 1,
@@ -113,7 +116,7 @@ async fn a_commit_round_trips_hostile_text_exactly(store: AnyStore) {
     c.timers = vec![TimerChange::Set { token: 1, step: nasty.into(), name: nasty.into(), due_at: 9 }];
     c.idempotency = Some((nasty.into(), "fingerprint".into(), nasty.into()));
     c.outbox = vec![json!({ "n": document })];
-    store.commit(vec![c]).await.unwrap();
+    store.commit(&[c]).await.unwrap();
     let row = store.load(1).await.unwrap();
     assert_eq!(row.state.data["x"], json!(document));
     assert_eq!(row.state.data["big"], json!(i64::MAX), "integers stay integers");
@@ -137,25 +140,56 @@ async fn a_commit_round_trips_hostile_text_exactly(store: AnyStore) {
 
 async fn a_stale_revision_aborts_the_whole_unit(store: AnyStore) {
     let v = version(&store, "u/w", "h").await;
-    store.commit(vec![create(1, "u", v.id, "a"), create(2, "u", v.id, "a")]).await.unwrap();
-    let err = store.commit(vec![change(1, v.id, 1, 1, "b"), change(2, v.id, 7, 1, "b")]).await.unwrap_err();
+    store.commit(&[create(1, "u", v.id, "a"), create(2, "u", v.id, "a")]).await.unwrap();
+    let err = store.commit(&[change(1, v.id, 1, 1, "b"), change(2, v.id, 7, 1, "b")]).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.load(1).await.unwrap().revision, 1, "nothing of the unit was kept");
     assert_eq!(store.history(1).await.unwrap().len(), 1);
-    store.commit(vec![change(1, v.id, 1, 1, "b")]).await.unwrap();
+    store.commit(&[change(1, v.id, 1, 1, "b")]).await.unwrap();
     let row = store.load(1).await.unwrap();
     assert_eq!((row.revision, row.last_seq), (2, 2), "the store is usable after the rollback");
     assert_eq!(row.state.data["step"], "b");
     // The same change again is stale now.
-    assert!(matches!(store.commit(vec![change(1, v.id, 1, 1, "c")]).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.commit(&[change(1, v.id, 1, 1, "c")]).await, Err(StoreError::Conflict(_))));
     // A second instance with an id already taken is a conflict, not an overwrite.
-    assert!(matches!(store.commit(vec![create(2, "u", v.id, "z")]).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.commit(&[create(2, "u", v.id, "z")]).await, Err(StoreError::Conflict(_))));
     assert_eq!(store.load(2).await.unwrap().state.tokens[0].step, "a");
+}
+
+/// Listings find a case by its status and version after every kind of change: one that keeps
+/// both (written without touching their indexes on SQLite), one that ends the case, one that
+/// moves it to another version.
+async fn cases_are_listed_by_what_each_change_left(store: AnyStore) {
+    let (v1, v2) = (version(&store, "u/w", "h1").await, version(&store, "u/w", "h2").await);
+    store.commit(&(1..=3).map(|id| create(id, "u", v1.id, "a")).collect::<Vec<_>>()).await.unwrap();
+    let completed = Commit {
+        state: Some(InstanceState { status: Status::Completed, ..state("b", json!({})) }),
+        ..change(2, v1.id, 1, 1, "b")
+    };
+    let migrated = Commit { stored: Some((Status::Active, v1.id)), ..change(3, v2.id, 1, 1, "b") };
+    store.commit(&[change(1, v1.id, 1, 1, "b"), completed, migrated]).await.unwrap();
+    let ids = |filter: ListFilter| {
+        let store = &store;
+        async move {
+            let mut ids: Vec<i64> = store.list(&filter).await.unwrap().iter().map(|r| r.id).collect();
+            ids.sort();
+            ids
+        }
+    };
+    let status = |s: &str| ListFilter { status: Some(s.into()), limit: 10, ..Default::default() };
+    assert_eq!(ids(status("active")).await, vec![1, 3]);
+    assert_eq!(ids(status("completed")).await, vec![2]);
+    let on =
+        |seq: i64| ListFilter { workflow: Some("u/w".into()), version: Some(seq), limit: 10, ..Default::default() };
+    assert_eq!((ids(on(1)).await, ids(on(2)).await), (vec![1, 2], vec![3]));
+    assert_eq!(store.active_counts().await.unwrap(), BTreeMap::from([(v1.id, 1), (v2.id, 1)]));
+    let row = store.load(1).await.unwrap();
+    assert_eq!((row.revision, row.last_seq, row.state.data["step"].as_str()), (2, 2, Some("b")));
 }
 
 async fn refusals_record_events_without_changing_state(store: AnyStore) {
     let v = version(&store, "u/w", "h").await;
-    store.commit(vec![create(1, "u", v.id, "a")]).await.unwrap();
+    store.commit(&[create(1, "u", v.id, "a")]).await.unwrap();
     let refusal = Commit {
         state: None,
         events: vec![(
@@ -171,7 +205,7 @@ async fn refusals_record_events_without_changing_state(store: AnyStore) {
         )],
         ..change(1, v.id, 1, 1, "ignored")
     };
-    store.commit(vec![refusal]).await.unwrap();
+    store.commit(&[refusal]).await.unwrap();
     let row = store.load(1).await.unwrap();
     assert_eq!((row.revision, row.last_seq), (1, 2));
     assert_eq!(row.state.tokens[0].step, "a");
@@ -182,7 +216,7 @@ async fn timers_fire_once_and_only_when_due(store: AnyStore) {
     let v = version(&store, "u/w", "h").await;
     let mut c = create(1, "u", v.id, "a");
     c.timers = vec![set_timer("deadline", 100), set_timer("remind:0", 50), set_timer("later", 10_000)];
-    store.commit(vec![c]).await.unwrap();
+    store.commit(&[c]).await.unwrap();
     assert_eq!(store.next_due().await.unwrap(), Some(50));
     assert!(store.claim_due(49, 10, LEASE).await.unwrap().is_empty(), "never early");
     let due = store.claim_due(100, 10, LEASE).await.unwrap();
@@ -193,8 +227,8 @@ async fn timers_fire_once_and_only_when_due(store: AnyStore) {
         timers: vec![TimerChange::Clear { token: 1, name: "deadline".into() }],
         ..change(1, v.id, base, seq, "b")
     };
-    store.commit(vec![fire(1, 1)]).await.unwrap();
-    let again = store.commit(vec![fire(2, 2)]).await.unwrap_err();
+    store.commit(&[fire(1, 1)]).await.unwrap();
+    let again = store.commit(&[fire(2, 2)]).await.unwrap_err();
     assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
     assert_eq!(store.load(1).await.unwrap().revision, 2, "the second firing left nothing behind");
     let left: Vec<String> = store.timers_of(1).await.unwrap().into_iter().map(|t| t.name).collect();
@@ -206,12 +240,12 @@ async fn timers_fire_once_and_only_when_due(store: AnyStore) {
     // Clearing a token's timers, then all of them.
     let mut c = change(1, v.id, 2, 3, "c");
     c.timers = vec![set_timer("x", 20), TimerChange::ClearToken { token: 1 }, set_timer("y", 30)];
-    store.commit(vec![c]).await.unwrap();
+    store.commit(&[c]).await.unwrap();
     let left: Vec<String> = store.timers_of(1).await.unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(left, vec!["y"]);
     let mut c = change(1, v.id, 3, 4, "d");
     c.timers = vec![TimerChange::ClearAll];
-    store.commit(vec![c]).await.unwrap();
+    store.commit(&[c]).await.unwrap();
     assert_eq!(store.next_due().await.unwrap(), None);
 }
 
@@ -325,7 +359,7 @@ async fn the_outbox_hands_out_due_items_until_delivered(store: AnyStore) {
     let v = version(&store, "u/w", "h").await;
     let mut c = create(1, "u", v.id, "a");
     c.outbox = vec![json!({"kind": "webhook", "n": 1}), json!({"kind": "webhook", "n": 2})];
-    store.commit(vec![c]).await.unwrap();
+    store.commit(&[c]).await.unwrap();
     let items = store.claim_outbox(5, 10, LEASE).await.unwrap();
     assert_eq!(items.len(), 2);
     assert_eq!((items[0].instance_id, items[0].attempts), (1, 0));
@@ -341,7 +375,7 @@ async fn dead_letters_are_listed_retried_and_discarded(store: AnyStore) {
     let v = version(&store, "u/w", "h").await;
     let mut c = create(1, "u", v.id, "a");
     c.outbox = (1..=3).map(|n| json!({"kind": "webhook", "n": n})).collect();
-    store.commit(vec![c]).await.unwrap();
+    store.commit(&[c]).await.unwrap();
     let items = store.claim_outbox(5, 10, LEASE).await.unwrap();
     for it in &items {
         store.outbox_result(it.id, false, Some("connection refused"), GIVEN_UP, 6).await.unwrap();
@@ -365,9 +399,9 @@ async fn gauges_count_active_cases_timers_and_outbox(store: AnyStore) {
     let mut a = create(1, "u", v.id, "a");
     a.timers = vec![set_timer("soon", 10), set_timer("later", 100)];
     a.outbox = vec![json!({"kind": "webhook", "n": 1}), json!({"kind": "webhook", "n": 2})];
-    store.commit(vec![a, create(2, "u", v.id, "a"), create(3, "u", v.id, "b")]).await.unwrap();
+    store.commit(&[a, create(2, "u", v.id, "a"), create(3, "u", v.id, "b")]).await.unwrap();
     store
-        .commit(vec![Commit {
+        .commit(&[Commit {
             state: Some(InstanceState { status: Status::Completed, ..InstanceState::default() }),
             ..change(3, v.id, 1, 1, "x")
         }])
@@ -386,10 +420,10 @@ async fn purges_remove_closed_cases_whole_and_keep_their_figures(store: AnyStore
     let v = version(&store, "u/w", "h").await;
     let mut active = create(1, "u", v.id, "a");
     active.timers = vec![set_timer("t", 100)];
-    store.commit(vec![active, create(2, "u", v.id, "a"), create(3, "u", v.id, "a")]).await.unwrap();
+    store.commit(&[active, create(2, "u", v.id, "a"), create(3, "u", v.id, "a")]).await.unwrap();
     for id in [2, 3] {
         store
-            .commit(vec![Commit {
+            .commit(&[Commit {
                 state: Some(InstanceState { status: Status::Completed, ..InstanceState::default() }),
                 ..change(id, v.id, 1, 1, "x")
             }])
@@ -466,9 +500,9 @@ async fn listings_filter_and_page(store: AnyStore) {
         }
         unit.push(c);
     }
-    store.commit(unit).await.unwrap();
+    store.commit(&unit).await.unwrap();
     store
-        .commit(vec![Commit {
+        .commit(&[Commit {
             state: Some(InstanceState { status: Status::Completed, ..InstanceState::default() }),
             ..change(4, v1.id, 1, 1, "x")
         }])
@@ -565,7 +599,7 @@ async fn commits_that_wait_together_share_transactions_and_fail_alone(store: Any
     let v = version(&store, "u/w", "h").await;
     let before = store.commit_stats().transactions.load(std::sync::atomic::Ordering::Relaxed);
     let units: Vec<Vec<Commit>> = (1..=60).map(|id| vec![create(id, "u", v.id, "a")]).collect();
-    for r in futures_join(units.into_iter().map(|u| store.commit(u)).collect()).await {
+    for r in futures_join(units.iter().map(|u| store.commit(u)).collect()).await {
         r.unwrap();
     }
     let transactions = store.commit_stats().transactions.load(std::sync::atomic::Ordering::Relaxed) - before;
@@ -573,7 +607,7 @@ async fn commits_that_wait_together_share_transactions_and_fail_alone(store: Any
     // 20 changes waiting at once, one of them stale: that one fails, alone.
     let mut units: Vec<Vec<Commit>> = (1..=20).map(|id| vec![change(id, v.id, 1, 1, "b")]).collect();
     units.insert(10, vec![change(30, v.id, 7, 1, "b")]);
-    let results = futures_join(units.into_iter().map(|u| store.commit(u)).collect()).await;
+    let results = futures_join(units.iter().map(|u| store.commit(u)).collect()).await;
     for (i, r) in results.iter().enumerate() {
         if i == 10 {
             assert!(matches!(r, Err(StoreError::Conflict(_))), "the stale change fails: {r:?}");
@@ -621,6 +655,7 @@ conformance!(
     versions_are_content_numbered_per_workflow,
     a_commit_round_trips_hostile_text_exactly,
     a_stale_revision_aborts_the_whole_unit,
+    cases_are_listed_by_what_each_change_left,
     refusals_record_events_without_changing_state,
     timers_fire_once_and_only_when_due,
     numbers_and_ids_are_never_handed_out_twice,
@@ -648,7 +683,8 @@ mod sqlite_only {
             yishi_engine::store::open(&StoreOptions::new(dir.path().join("y.db").display().to_string())).await.unwrap();
         let v = version(&store, "u/w", "h").await;
         let before = store.commit_stats().transactions.load(std::sync::atomic::Ordering::Relaxed);
-        let commits: Vec<_> = (1..=50).map(|id| store.commit(vec![create(id, "u", v.id, "a")])).collect();
+        let units: Vec<Commit> = (1..=50).map(|id| create(id, "u", v.id, "a")).collect();
+        let commits: Vec<_> = units.iter().map(|u| store.commit(std::slice::from_ref(u))).collect();
         for r in futures_join(commits).await {
             r.unwrap();
         }
@@ -656,6 +692,22 @@ mod sqlite_only {
         let transactions = stats.transactions.load(std::sync::atomic::Ordering::Relaxed) - before;
         assert!(transactions < 10, "50 commits that waited together took {transactions} transactions");
         assert_eq!(store.list(&ListFilter { limit: 100, ..Default::default() }).await.unwrap().len(), 50);
+    }
+
+    /// A change that says it keeps the stored status and version is written without them; if
+    /// the claim is wrong, the commit is a conflict and nothing of it is kept (PostgreSQL
+    /// reads every change whole and needs no claim).
+    #[tokio::test]
+    async fn a_wrong_claim_about_the_stored_row_is_a_conflict() {
+        let store = crate::common::backends::sqlite().await;
+        let (v1, v2) = (version(&store, "u/w", "h1").await, version(&store, "u/w", "h2").await);
+        store.commit(&[create(1, "u", v1.id, "a")]).await.unwrap();
+        let claims_v2 = change(1, v2.id, 1, 1, "b"); // stored: v1
+        let err = store.commit(&[claims_v2]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let row = store.load(1).await.unwrap();
+        assert_eq!((row.version, row.revision, row.last_seq), (v1.id, 1, 1));
+        assert_eq!(row.state.tokens[0].step, "a");
     }
 
     #[tokio::test]
@@ -690,7 +742,7 @@ mod sqlite_only {
         let path = dir.path().join("y.db");
         let store = yishi_engine::store::open(&StoreOptions::new(path.display().to_string())).await.unwrap();
         let v = version(&store, "u/w", "h").await;
-        store.commit(vec![create(1, "u", v.id, "a")]).await.unwrap();
+        store.commit(&[create(1, "u", v.id, "a")]).await.unwrap();
         for name in ["y.db", "y.db-wal"] {
             let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{name}: {mode:o}");
@@ -749,13 +801,14 @@ mod postgres_only {
     async fn two_nodes_changing_one_case_at_once_one_wins() {
         let Some((db, a, b)) = two_nodes("one_wins").await else { return };
         let v = version(&a, "u/w", "h").await;
-        a.commit(vec![create(1, "u", v.id, "a")]).await.unwrap();
+        a.commit(&[create(1, "u", v.id, "a")]).await.unwrap();
         for round in 0..20 {
             let base = a.load(1).await.unwrap();
-            let (ra, rb) = tokio::join!(
-                a.commit(vec![change(1, v.id, base.revision, base.last_seq, "x")]),
-                b.commit(vec![change(1, v.id, base.revision, base.last_seq, "y")])
+            let (x, y) = (
+                change(1, v.id, base.revision, base.last_seq, "x"),
+                change(1, v.id, base.revision, base.last_seq, "y"),
             );
+            let (ra, rb) = tokio::join!(a.commit(std::slice::from_ref(&x)), b.commit(std::slice::from_ref(&y)));
             let won = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
             assert_eq!(won, 1, "round {round}: {ra:?} {rb:?}");
             let lost = if ra.is_err() { ra } else { rb };
@@ -774,7 +827,7 @@ mod postgres_only {
         let mut c = create(1, "u", v.id, "a");
         c.timers = vec![set_timer("deadline", 100)];
         c.outbox = vec![json!({"kind": "webhook"})];
-        a.commit(vec![c]).await.unwrap();
+        a.commit(&[c]).await.unwrap();
         assert_eq!(a.claim_due(1_000, 10, LEASE).await.unwrap().len(), 1);
         assert!(b.claim_due(1_000, 10, LEASE).await.unwrap().is_empty(), "leased to the first node");
         assert_eq!(a.claim_outbox(1_000, 10, LEASE).await.unwrap().len(), 1);
@@ -786,7 +839,7 @@ mod postgres_only {
             c.outbox = vec![json!({"kind": "webhook"})];
             c
         };
-        a.commit(vec![c2]).await.unwrap();
+        a.commit(&[c2]).await.unwrap();
         let short = Duration::from_millis(50);
         assert_eq!(a.claim_due(1_000, 10, short).await.unwrap()[0].instance_id, 2);
         assert_eq!(a.claim_outbox(1_000, 10, short).await.unwrap()[0].instance_id, 2);
@@ -827,7 +880,7 @@ mod postgres_only {
         let in_an_hour = chrono::Utc::now().timestamp_millis() + 3_600_000;
         let mut c = create(1, "u", v.id, "a");
         c.timers = vec![set_timer("deadline", in_an_hour)];
-        store.commit(vec![c]).await.unwrap();
+        store.commit(&[c]).await.unwrap();
         let fast_clock = in_an_hour + 1;
         assert!(store.claim_due(fast_clock, 10, LEASE).await.unwrap().is_empty(), "a node whose clock runs fast");
         db.drop_now().await;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use yishi_core::i18n::Message;
 use yishi_core::kind::{Actor, Field};
 use yishi_core::msg;
-use yishi_core::runtime::{self, ActionRequest, Event, Status, TimerChange, Transition};
+use yishi_core::runtime::{self, ActionRequest, Event, InstanceState, Status, TimerChange, Transition};
 
 use super::{Engine, EngineError, InstanceView, Slot, SlotGuard, run_error};
 use crate::store::{Commit, EventRow, InstanceRow, InstanceSummary, ListFilter, Store, StoreError, VersionRow};
@@ -168,26 +168,31 @@ impl Engine {
                 },
             );
         }
-        let view_row = InstanceRow {
+        let placed = placed_on(&t);
+        let mut view_row = InstanceRow {
             id,
             unit: def.unit.clone(),
             workflow: def.key.clone(),
             version: row.id,
             revision: 1,
             last_seq: t.events.len() as i64,
-            state: t.state.clone(),
+            state: InstanceState::default(),
             created_at: now,
             updated_at: now,
         };
-        let view = InstanceView::of(&view_row, &row);
-        let placed = placed_on(&t);
         let mut commit = self.commit_of(&view_row, 0, 1, t, now);
         commit.create = Some((def.unit.clone(), def.key.clone()));
+        commit.stored = None;
+        // The new state moves between the commit and the cached row; it is never copied.
+        view_row.state = commit.state.take().expect("a new case commits its state");
+        let view = InstanceView::of(&view_row, &row);
         commit.idempotency = idem.map(|i| remembered(i, &view));
+        commit.state = Some(std::mem::take(&mut view_row.state));
         let slot = self.slot(id);
         let mut guard = slot.lock().await;
-        match self.write(&mut guard, commit).await {
+        match self.write(&mut guard, &commit).await {
             Ok(()) => {
+                view_row.state = commit.state.take().expect("the commit holds the state");
                 guard.row = Some(view_row);
                 self.count(|| super::metrics::started(&def.key));
                 self.count(|| super::metrics::transition(&def.key, &def.steps[at].kind, began.elapsed()));
@@ -255,6 +260,7 @@ impl Engine {
             create: None,
             version: row.version,
             base_revision,
+            stored: Some((row.state.status, row.version)),
             state: Some(t.state),
             events: t.events.into_iter().map(|e| (e, now)).collect(),
             first_seq,
@@ -432,6 +438,7 @@ impl Engine {
             create: None,
             version: row.version,
             base_revision: row.revision,
+            stored: None,
             state: None,
             events: vec![(ev, now)],
             first_seq: row.last_seq + 1,
@@ -441,7 +448,7 @@ impl Engine {
             outbox: Vec::new(),
             now,
         };
-        match self.write(guard, commit).await {
+        match self.write(guard, &commit).await {
             Ok(()) => {
                 if let Some(r) = guard.row.as_mut() {
                     r.last_seq += 1;
@@ -560,7 +567,7 @@ impl Engine {
         ];
         g_into.unsettled = true;
         g_from.unsettled = true;
-        let result = self.store.commit(unit).await;
+        let result = self.store.commit(&unit).await;
         g_into.unsettled = false;
         g_from.unsettled = false;
         if let Err(e) = result {
@@ -582,6 +589,23 @@ impl Engine {
         &self,
         guard: &mut Slot,
         row: InstanceRow,
+        t: Transition,
+        now: i64,
+        idem: Option<&Idempotency>,
+        consumes: Option<(u32, String)>,
+    ) -> Result<InstanceView, EngineError> {
+        let stored_version = row.version;
+        self.apply_transition_from(guard, row, stored_version, t, now, idem, consumes).await
+    }
+
+    /// [`Engine::apply_transition`] of a `row` whose version is not the stored one: the case
+    /// moves from `stored_version` to `row.version` (a migration).
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_transition_from(
+        &self,
+        guard: &mut Slot,
+        row: InstanceRow,
+        stored_version: i64,
         mut t: Transition,
         now: i64,
         idem: Option<&Idempotency>,
@@ -596,18 +620,21 @@ impl Engine {
         let has_outbox = !t.spawns.is_empty() || t.notices.iter().any(|n| n.webhook.is_some());
         let events = t.events.len() as i64;
         let mut commit = self.commit_of(&row, row.revision, row.last_seq + 1, t, now);
-        // The cached copy is the row read, moved on: one copy of the new state (the commit
-        // holds the other), none of the old.
+        commit.stored = Some((row.state.status, stored_version));
+        // The cached copy is the row read, moved on, with the new state the commit held: the
+        // state moves between them and is never copied.
         let id = row.id;
         let mut next = row;
-        next.state = commit.state.clone().expect("a transition commits its state");
+        next.state = commit.state.take().expect("a transition commits its state");
         next.revision += 1;
         next.last_seq += events;
         next.updated_at = now;
         let view = InstanceView::of(&next, &version);
         commit.idempotency = idem.map(|i| remembered(i, &view));
         commit.consumes = consumes;
-        self.write(guard, commit).await?;
+        commit.state = Some(std::mem::take(&mut next.state));
+        self.write(guard, &commit).await?;
+        next.state = commit.state.take().expect("the commit holds the state");
         guard.row = Some(next);
         self.count(|| super::metrics::transition(&version.workflow, kind, began.elapsed()));
         self.timer_wake.notify_one();
@@ -689,8 +716,9 @@ impl Engine {
         let mut timers = vec![TimerChange::ClearAll];
         timers.extend(runtime::rearm(&to, &s, id).map_err(run_error)?);
         let t = Transition::plain(s, events, timers);
+        let stored_version = row.version;
         let moved = InstanceRow { version: to_row.id, ..row };
-        self.apply_transition(&mut guard, moved, t, now, None, None).await?;
+        self.apply_transition_from(&mut guard, moved, stored_version, t, now, None, None).await?;
         Ok(MigrationPlan { applied: true, ..plan })
     }
 

@@ -264,7 +264,7 @@ impl Engine {
         for g in &mut guards {
             g.unsettled = true;
         }
-        let result = self.store.commit(unit).await;
+        let result = self.store.commit(&unit).await;
         guard.unsettled = false;
         for g in &mut guards {
             g.unsettled = false;

@@ -372,9 +372,9 @@ impl Engine {
 
     /// Commits one change of the instance whose slot is `slot`, marking it unsettled meanwhile;
     /// on failure the cached copy is dropped.
-    async fn write(&self, slot: &mut Slot, commit: Commit) -> Result<(), StoreError> {
+    async fn write(&self, slot: &mut Slot, commit: &Commit) -> Result<(), StoreError> {
         slot.unsettled = true;
-        let result = self.store.commit(vec![commit]).await;
+        let result = self.store.commit(std::slice::from_ref(commit)).await;
         slot.unsettled = false;
         if let Err(e) = &result {
             slot.row = None;

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use yishi_core::runtime::{Event, InstanceState, TimerChange};
+use yishi_core::runtime::{Event, InstanceState, Status, TimerChange};
 
 /// Errors split by what the caller does next.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -195,6 +195,12 @@ pub struct Commit {
     /// The revision the change was computed from (0 for a new instance). The commit fails
     /// with a conflict if the stored revision differs.
     pub base_revision: i64,
+    /// The status and version stored at `base_revision`, when the caller knows them (ignored
+    /// for a new instance). A change that keeps both is written without touching the indexes
+    /// over them: SQLite rewrites an index entry whenever its column is assigned, even to the
+    /// value it holds (three index pages per change). A claim that does not match what is
+    /// stored fails the commit as a conflict; it never leaves an index wrong.
+    pub stored: Option<(Status, i64)>,
     /// The new state; `None` records events only (a refused action) and keeps the revision.
     pub state: Option<InstanceState>,
     /// Events with their times, numbered from `first_seq`.
@@ -587,8 +593,10 @@ pub trait Store: Send + Sync + 'static {
     fn load(&self, id: i64) -> impl Future<Output = StoreResult<InstanceRow>> + Send;
     fn history(&self, id: i64) -> impl Future<Output = StoreResult<Vec<EventRow>>> + Send;
     fn list(&self, filter: &ListFilter) -> impl Future<Output = StoreResult<Vec<InstanceSummary>>> + Send;
-    /// Applies a unit of changes atomically (see the module's contract).
-    fn commit(&self, unit: Vec<Commit>) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Applies a unit of changes atomically (see the module's contract). The unit is encoded
+    /// for the database on the caller's task before anything waits, and stays the caller's:
+    /// after the commit, the caller keeps the state it committed without having copied it.
+    fn commit(&self, unit: &[Commit]) -> impl Future<Output = StoreResult<()>> + Send;
     /// Returns once every commit sent before it has been applied or has failed.
     fn barrier(&self) -> impl Future<Output = StoreResult<()>> + Send;
     /// The response kept for an idempotency key.
@@ -877,7 +885,7 @@ impl Store for AnyStore {
     async fn list(&self, filter: &ListFilter) -> StoreResult<Vec<InstanceSummary>> {
         each!(self, s => s.list(filter).await)
     }
-    async fn commit(&self, unit: Vec<Commit>) -> StoreResult<()> {
+    async fn commit(&self, unit: &[Commit]) -> StoreResult<()> {
         each!(self, s => s.commit(unit).await)
     }
     async fn barrier(&self) -> StoreResult<()> {

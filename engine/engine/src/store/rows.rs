@@ -109,6 +109,11 @@ impl<T: Serialize> Serialize for Doc<T> {
 pub(crate) trait RowEncoding {
     /// One part of a batch (every row of one kind).
     type Part;
+    /// Whether changes that keep an instance's status and version go in a part of their own,
+    /// which the database updates without assigning the columns its indexes cover (SQLite
+    /// rewrites an index entry whenever one of its columns is assigned; PostgreSQL compares
+    /// the values itself and leaves the indexes alone when they are equal).
+    const MOVED_APART: bool;
     /// Encodes `rows`; `expected` is a hint of how many there are.
     fn part<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Self::Part;
 }
@@ -119,6 +124,7 @@ pub(crate) struct Json;
 
 impl RowEncoding for Json {
     type Part = Option<String>;
+    const MOVED_APART: bool = false;
     fn part<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Option<String> {
         json_rows(expected, rows)
     }
@@ -135,6 +141,7 @@ pub(crate) struct Jsonb;
 
 impl RowEncoding for Jsonb {
     type Part = Vec<u8>;
+    const MOVED_APART: bool = true;
     fn part<T: Serialize>(_expected: usize, rows: impl Iterator<Item = T>) -> Vec<u8> {
         let mut out = Vec::new();
         for row in rows {
@@ -179,13 +186,18 @@ pub(crate) fn jsonb_array<'a>(payloads: impl Iterator<Item = &'a [u8]> + Clone) 
     Some(out)
 }
 
+/// How many parts [`commit_rows`] makes.
+pub(crate) const PARTS: usize = 12;
+
 /// The parts of a batch of commits, in this order: created, changed, refused, events,
-/// clear_all, clear_token, clear_one, timers, idempotency, outbox, consumed, each encoded as
-/// `E` says. The row layouts are documented where they are read (the SQLite migration that
-/// defines `commit_batch` last, and PostgreSQL's `yishi_commit`).
+/// clear_all, clear_token, clear_one, timers, idempotency, outbox, consumed, moved, each
+/// encoded as `E` says. `moved` holds the changes that keep the instance's status and version
+/// (see [`Commit::stored`]) when [`RowEncoding::MOVED_APART`], in the layout of `changed`. The
+/// row layouts are documented where they are read (the SQLite migration that defines
+/// `commit_batch` last, and PostgreSQL's `yishi_commit`).
 /// The statement's text never changes, so the database prepares it once per connection,
 /// whatever the size of the batch.
-pub(crate) fn commit_rows<E: RowEncoding>(batch: &[Commit]) -> [E::Part; 11] {
+pub(crate) fn commit_rows<E: RowEncoding>(batch: &[Commit]) -> [E::Part; PARTS] {
     let n = batch.len();
     let n_events: usize = batch.iter().map(|c| c.events.len()).sum();
     let created = E::part(
@@ -208,24 +220,12 @@ pub(crate) fn commit_rows<E: RowEncoding>(batch: &[Commit]) -> [E::Part; 11] {
             ))
         }),
     );
-    let changed = E::part(
-        n,
-        batch.iter().filter(|c| c.create.is_none()).filter_map(|c| {
-            let s = c.state.as_ref()?;
-            Some((
-                c.instance_id,
-                c.base_revision,
-                s.status.as_str(),
-                &s.outcome,
-                s.active_steps(),
-                Doc(&s.data),
-                Doc(stored_state(s)),
-                c.last_seq(),
-                c.now,
-                c.version,
-            ))
-        }),
-    );
+    // Changed instances, those that keep their status and version apart when `E` says so.
+    let keeps_indexed =
+        |c: &&Commit| E::MOVED_APART && c.state.as_ref().is_some_and(|s| c.stored == Some((s.status, c.version)));
+    let changes = || batch.iter().filter(|c| c.create.is_none());
+    let changed = E::part(n, changes().filter(|c| !keeps_indexed(c)).filter_map(change_row));
+    let moved = E::part(n, changes().filter(keeps_indexed).filter_map(change_row));
     // Events-only commits (refused actions) still move last_seq.
     let refused = E::part(
         0,
@@ -296,7 +296,26 @@ pub(crate) fn commit_rows<E: RowEncoding>(batch: &[Commit]) -> [E::Part; 11] {
         idempotency,
         outbox,
         consumed,
+        moved,
     ]
+}
+
+/// A changed instance's row: [id, base_revision, status, outcome, active_steps, data, state,
+/// last_seq, now, version].
+fn change_row(c: &Commit) -> Option<impl Serialize + '_> {
+    let s = c.state.as_ref()?;
+    Some((
+        c.instance_id,
+        c.base_revision,
+        s.status.as_str(),
+        &s.outcome,
+        s.active_steps(),
+        Doc(&s.data),
+        Doc(stored_state(s)),
+        c.last_seq(),
+        c.now,
+        c.version,
+    ))
 }
 
 /// Rows as one JSON array of arrays, or `None` when there are none. With `expected` rows,

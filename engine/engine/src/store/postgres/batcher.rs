@@ -7,6 +7,9 @@
 //! fails on a conflict (one stale revision, or a timer another node fired, sinks the
 //! statement), each of its units is tried again on its own, so one bad change never sinks the
 //! others.
+//!
+//! Each caller encodes its own unit's rows (JSON text) before it queues, on its own task: a
+//! batch joins the units' arrays, so the dispatcher and the batch's task only append text.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +18,7 @@ use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::map_err;
-use crate::store::rows::{Json, commit_rows};
+use crate::store::rows::{Json, PARTS, commit_rows};
 use crate::store::{Commit, CommitStats, StoreError, StoreResult};
 
 /// Most commit units in one transaction.
@@ -26,9 +29,48 @@ const IN_FLIGHT: usize = 4;
 const COMMIT_SQL: &str = "SELECT yishi_commit($1::jsonb, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb, \
      $8::jsonb, $9::jsonb, $10::jsonb, $11::jsonb)";
 
+/// The parts `yishi_commit` takes (every part of [`commit_rows`] but `moved`, which
+/// PostgreSQL does not use).
+const ARGS: usize = PARTS - 1;
+
+/// A commit unit as its caller encoded it: each part a JSON array of rows (or `None`), and what
+/// is needed to tell whether the unit went stale.
+struct Encoded {
+    parts: [Option<String>; ARGS],
+    /// Per commit: the instance, whether it is new, whether it changes the state, the revision
+    /// and the last event it was computed from.
+    checks: Vec<Check>,
+}
+
+struct Check {
+    instance_id: i64,
+    create: bool,
+    changes_state: bool,
+    base_revision: i64,
+    first_seq: i64,
+}
+
+impl Encoded {
+    fn new(unit: &[Commit]) -> Encoded {
+        let [parts @ .., moved] = commit_rows::<Json>(unit);
+        debug_assert!(moved.is_none(), "PostgreSQL reads every change from the changed part");
+        let checks = unit
+            .iter()
+            .map(|c| Check {
+                instance_id: c.instance_id,
+                create: c.create.is_some(),
+                changes_state: c.state.is_some(),
+                base_revision: c.base_revision,
+                first_seq: c.first_seq,
+            })
+            .collect();
+        Encoded { parts, checks }
+    }
+}
+
 enum Request {
     Commit {
-        unit: Vec<Commit>,
+        unit: Box<Encoded>,
         done: oneshot::Sender<StoreResult<()>>,
     },
     /// Answered once every batch handed out before it has finished.
@@ -51,7 +93,11 @@ impl Batcher {
 
     /// Commits a unit (in a batch with whatever else is waiting); returns once it is applied
     /// or has failed.
-    pub(super) async fn commit(&self, unit: Vec<Commit>) -> StoreResult<()> {
+    pub(super) async fn commit(&self, unit: &[Commit]) -> StoreResult<()> {
+        if unit.is_empty() {
+            return Ok(());
+        }
+        let unit = Box::new(Encoded::new(unit));
         let (done, answer) = oneshot::channel();
         self.queue
             .send(Request::Commit { unit, done })
@@ -112,65 +158,61 @@ async fn dispatch(mut rx: mpsc::UnboundedReceiver<Request>, pool: PgPool, stats:
 }
 
 /// Applies a batch as one statement; after a conflict, each unit on its own.
-async fn apply(pool: &PgPool, stats: &CommitStats, batch: Vec<(Vec<Commit>, oneshot::Sender<StoreResult<()>>)>) {
-    let mut all = Vec::new();
-    let mut spans = Vec::with_capacity(batch.len());
-    for (unit, done) in batch {
-        let start = all.len();
-        all.extend(unit);
-        spans.push((start..all.len(), done));
-    }
+async fn apply(pool: &PgPool, stats: &CommitStats, batch: Vec<(Box<Encoded>, oneshot::Sender<StoreResult<()>>)>) {
+    let (units, dones): (Vec<Box<Encoded>>, Vec<_>) = batch.into_iter().unzip();
+    let all: Vec<&Encoded> = units.iter().map(|u| &**u).collect();
     let started = Instant::now();
     match execute(pool, &all).await {
-        Ok(()) => {
-            stats.record(all.len(), started.elapsed());
-            for (_, done) in spans {
+        Ok(n) => {
+            stats.record(n, started.elapsed());
+            for done in dones {
                 let _ = done.send(Ok(()));
             }
         }
-        Err(StoreError::Conflict(_)) if spans.len() > 1 => {
+        Err(StoreError::Conflict(_)) if all.len() > 1 => {
             // Find the stale units by reading the revisions they were computed from (one
             // statement), fail them, and commit the rest together again; one by one only if
             // that still conflicts (a race, or a timer another node fired).
-            let stale = match stale_units(pool, &all, &spans).await {
+            let stale = match stale_units(pool, &all).await {
                 Ok(stale) => stale,
                 Err(e) => {
-                    for (_, done) in spans {
+                    for done in dones {
                         let _ = done.send(Err(e.clone()));
                     }
                     return;
                 }
             };
             let mut rest = Vec::new();
-            for ((span, done), stale) in spans.into_iter().zip(stale) {
+            for ((unit, done), stale) in all.into_iter().zip(dones).zip(stale) {
                 if stale {
                     let _ =
                         done.send(Err(StoreError::Conflict("the case changed since this change was computed".into())));
                 } else {
-                    rest.push((span, done));
+                    rest.push((unit, done));
                 }
             }
-            let retry: Vec<Commit> = rest.iter().flat_map(|(span, _)| all[span.clone()].iter().cloned()).collect();
+            let retry: Vec<&Encoded> = rest.iter().map(|(unit, _)| *unit).collect();
             let started = Instant::now();
-            if !retry.is_empty() && rest.len() > 1 && execute(pool, &retry).await.is_ok() {
-                stats.record(retry.len(), started.elapsed());
+            if rest.len() > 1
+                && let Ok(n) = execute(pool, &retry).await
+            {
+                stats.record(n, started.elapsed());
                 for (_, done) in rest {
                     let _ = done.send(Ok(()));
                 }
                 return;
             }
-            for (span, done) in rest {
+            for (unit, done) in rest {
                 let started = Instant::now();
-                let unit = &all[span];
-                let result = execute(pool, unit).await;
-                if result.is_ok() {
-                    stats.record(unit.len(), started.elapsed());
+                let result = execute(pool, &[unit]).await;
+                if let Ok(n) = result {
+                    stats.record(n, started.elapsed());
                 }
-                let _ = done.send(result);
+                let _ = done.send(result.map(|_| ()));
             }
         }
         Err(e) => {
-            for (_, done) in spans {
+            for done in dones {
                 let _ = done.send(Err(e.clone()));
             }
         }
@@ -179,12 +221,9 @@ async fn apply(pool: &PgPool, stats: &CommitStats, batch: Vec<(Vec<Commit>, ones
 
 /// For each unit, whether a case it changes is no longer at the revision (or the last event)
 /// the change was computed from.
-async fn stale_units(
-    pool: &PgPool,
-    all: &[Commit],
-    spans: &[(std::ops::Range<usize>, oneshot::Sender<StoreResult<()>>)],
-) -> StoreResult<Vec<bool>> {
-    let ids: Vec<i64> = all.iter().filter(|c| c.create.is_none()).map(|c| c.instance_id).collect();
+async fn stale_units(pool: &PgPool, units: &[&Encoded]) -> StoreResult<Vec<bool>> {
+    let ids: Vec<i64> =
+        units.iter().flat_map(|u| u.checks.iter()).filter(|c| !c.create).map(|c| c.instance_id).collect();
     let stored: std::collections::HashMap<i64, (i64, i64)> =
         sqlx::query_as::<_, (i64, i64, i64)>("SELECT id, revision, last_seq FROM instances WHERE id = ANY($1)")
             .bind(&ids)
@@ -194,12 +233,12 @@ async fn stale_units(
             .into_iter()
             .map(|(id, revision, last_seq)| (id, (revision, last_seq)))
             .collect();
-    Ok(spans
+    Ok(units
         .iter()
-        .map(|(span, _)| {
-            all[span.clone()].iter().filter(|c| c.create.is_none()).any(|c| match stored.get(&c.instance_id) {
+        .map(|u| {
+            u.checks.iter().filter(|c| !c.create).any(|c| match stored.get(&c.instance_id) {
                 Some(&(revision, last_seq)) => {
-                    (c.state.is_some() && revision != c.base_revision) || last_seq != c.first_seq - 1
+                    (c.changes_state && revision != c.base_revision) || last_seq != c.first_seq - 1
                 }
                 None => true,
             })
@@ -207,14 +246,53 @@ async fn stale_units(
         .collect())
 }
 
-async fn execute(pool: &PgPool, unit: &[Commit]) -> StoreResult<()> {
-    if unit.is_empty() {
-        return Ok(());
-    }
+/// Applies `units` as one call of `yishi_commit`, each part the units' arrays joined; returns
+/// how many commits it held.
+async fn execute(pool: &PgPool, units: &[&Encoded]) -> StoreResult<usize> {
     let mut q = sqlx::query(COMMIT_SQL);
-    for part in commit_rows::<Json>(unit) {
-        q = q.bind(part);
+    for part in 0..ARGS {
+        q = q.bind(join_arrays(units.iter().map(|u| u.parts[part].as_deref())));
     }
     q.execute(pool).await.map_err(map_err)?;
-    Ok(())
+    Ok(units.iter().map(|u| u.checks.len()).sum())
+}
+
+/// JSON arrays joined into one (`[a,b]` and `[c]` make `[a,b,c]`), or `None` when there are none.
+fn join_arrays<'a>(arrays: impl Iterator<Item = Option<&'a str>> + Clone) -> Option<String> {
+    let size: usize = arrays.clone().flatten().map(str::len).sum();
+    let mut out: Option<String> = None;
+    for a in arrays.flatten() {
+        let inner = &a[1..a.len() - 1];
+        match &mut out {
+            None => {
+                let mut s = String::with_capacity(size);
+                s.push('[');
+                s.push_str(inner);
+                out = Some(s);
+            }
+            Some(s) => {
+                s.push(',');
+                s.push_str(inner);
+            }
+        }
+    }
+    if let Some(s) = &mut out {
+        s.push(']');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn arrays_join_into_one() {
+        let join = |parts: &[Option<&str>]| super::join_arrays(parts.iter().copied());
+        assert_eq!(join(&[None, None]), None);
+        assert_eq!(
+            join(&[Some("[[1,\"a\"]]"), None, Some("[[2,null],[3,{}]]")]).as_deref(),
+            Some("[[1,\"a\"],[2,null],[3,{}]]")
+        );
+        let joined = join(&[Some("[1]"), Some("[[\"]\"]]")]).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&joined).unwrap(), serde_json::json!([1, ["]"]]));
+    }
 }

@@ -378,7 +378,7 @@ impl Store for PgStore {
         rows.iter().map(decode::summary).collect::<Result<_, _>>().map_err(map_err)
     }
 
-    async fn commit(&self, unit: Vec<Commit>) -> StoreResult<()> {
+    async fn commit(&self, unit: &[Commit]) -> StoreResult<()> {
         self.inner.batcher.commit(unit).await
     }
 

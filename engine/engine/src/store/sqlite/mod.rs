@@ -424,12 +424,12 @@ impl Store for SqliteStore {
         rows.iter().map(decode::summary).collect::<Result<_, _>>().map_err(map_err)
     }
 
-    async fn commit(&self, unit: Vec<Commit>) -> StoreResult<()> {
+    async fn commit(&self, unit: &[Commit]) -> StoreResult<()> {
         self.inner.writer.commit(unit).await
     }
 
     async fn barrier(&self) -> StoreResult<()> {
-        self.inner.writer.commit(Vec::new()).await
+        self.inner.writer.commit(&[]).await
     }
 
     async fn idempotent_response(&self, key: &str) -> StoreResult<Option<Remembered>> {
@@ -455,14 +455,7 @@ impl Store for SqliteStore {
     }
 
     async fn next_number(&self, counter: &str) -> StoreResult<i64> {
-        sqlx::query_scalar(
-            "INSERT INTO counters (name, value) VALUES (?, 1) \
-             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
-        )
-        .bind(counter)
-        .fetch_one(self.pool())
-        .await
-        .map_err(map_err)
+        self.inner.writer.next_number(counter).await
     }
 
     async fn claim_due(&self, now: i64, limit: u32, _lease: Duration) -> StoreResult<Vec<TimerRow>> {

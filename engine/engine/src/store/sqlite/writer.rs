@@ -20,7 +20,7 @@ use sqlx::{Connection, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::map_err;
-use crate::store::rows::{Jsonb, commit_rows, jsonb_array};
+use crate::store::rows::{Jsonb, PARTS, commit_rows, jsonb_array};
 use crate::store::{Commit, CommitStats, StoreError, StoreResult};
 
 /// WAL pages after which the writer checkpoints by itself, should the checkpointer fall behind.
@@ -33,7 +33,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// Most commit units in one transaction.
 const MAX_BATCH: usize = 1024;
 
-const COMMIT_SQL: &str = "INSERT INTO commit_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const COMMIT_SQL: &str = "INSERT INTO commit_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// Where commits are executed.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ enum Target {
 }
 
 /// A commit unit's rows, encoded by its caller: each part's elements without the array's header.
-struct Encoded([Vec<u8>; 11]);
+struct Encoded([Vec<u8>; PARTS]);
 
 impl Encoded {
     fn new(unit: &[Commit]) -> Encoded {
@@ -106,8 +106,8 @@ impl Writer {
 
     /// Commits one unit; returns once it is durable (or failed, with nothing kept). An empty
     /// unit is a barrier: it returns once every commit queued before it has been made.
-    pub(super) async fn commit(&self, unit: Vec<Commit>) -> StoreResult<()> {
-        let unit = Encoded::new(&unit);
+    pub(super) async fn commit(&self, unit: &[Commit]) -> StoreResult<()> {
+        let unit = Encoded::new(unit);
         if self.queued.load(Ordering::Acquire) == 0
             && let Ok(mut target) = self.target.try_lock()
         {
@@ -130,20 +130,14 @@ impl Writer {
         }
         let started = Instant::now();
         let mut query = sqlx::query(COMMIT_SQL);
-        for part in 0..11 {
+        for part in 0..PARTS {
             query = query.bind(jsonb_array(units.iter().map(|u| u.0[part].as_slice())));
         }
         let result = match target {
             Target::Pool(pool) => query.execute(&*pool).await,
             Target::Own(conn) => {
-                if conn.is_none() {
-                    let options = self.file.as_ref().expect("a file database has its options");
-                    *conn = Some(connect(options).await.map_err(map_err)?);
-                }
-                let result = query.execute(conn.as_mut().expect("connected above")).await;
-                if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)) = &result {
-                    *conn = None;
-                }
+                let result = query.execute(self.connected(conn).await?).await;
+                forget_if_broken(conn, &result);
                 result
             }
         };
@@ -162,6 +156,38 @@ impl Writer {
         }
     }
 
+    /// The next number of `counter`, counted on the writer's connection, one transaction of its
+    /// own between batches. On a connection of the pool it would wait for the writer's lock
+    /// (SQLite's busy handler sleeps a millisecond and more at a time) and leave the writer's
+    /// page cache stale, so that the writer's next commit read again every page it touched.
+    pub(super) async fn next_number(&self, counter: &str) -> StoreResult<i64> {
+        const SQL: &str = "INSERT INTO counters (name, value) VALUES (?, 1) \
+                           ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value";
+        let mut target = self.target.lock().await;
+        let query = sqlx::query_scalar(SQL).bind(counter);
+        let result = match &mut *target {
+            Target::Pool(pool) => query.fetch_one(&*pool).await,
+            Target::Own(conn) => {
+                let result = query.fetch_one(self.connected(conn).await?).await;
+                forget_if_broken(conn, &result);
+                result
+            }
+        };
+        if result.is_ok() {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        result.map_err(map_err)
+    }
+
+    /// The writer's own connection, opened if it is not.
+    async fn connected<'c>(&self, conn: &'c mut Option<SqliteConnection>) -> StoreResult<&'c mut SqliteConnection> {
+        if conn.is_none() {
+            let options = self.file.as_ref().expect("a file database has its options");
+            *conn = Some(connect(options).await.map_err(map_err)?);
+        }
+        Ok(conn.as_mut().expect("connected above"))
+    }
+
     /// Closes the writer's own connection.
     pub(super) async fn close(&self) {
         if let Target::Own(conn) = &mut *self.target.lock().await
@@ -169,6 +195,14 @@ impl Writer {
         {
             let _ = c.close().await;
         }
+    }
+}
+
+/// Drops the writer's connection after an error that may have left it unusable; the next
+/// commit connects again.
+fn forget_if_broken<T>(conn: &mut Option<SqliteConnection>, result: &Result<T, sqlx::Error>) {
+    if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)) = result {
+        *conn = None;
     }
 }
 
@@ -265,11 +299,11 @@ mod tests {
         let held = writer.target.lock().await; // a commit under way
         let queued = tokio::spawn({
             let w = writer.clone();
-            async move { w.commit(Vec::new()).await }
+            async move { w.commit(&[]).await }
         });
         let barrier = tokio::spawn({
             let w = writer.clone();
-            async move { w.commit(Vec::new()).await }
+            async move { w.commit(&[]).await }
         });
         for _ in 0..20 {
             tokio::task::yield_now().await;
