@@ -147,6 +147,47 @@ async fn sighup_reloads_files_copied_in() {
     assert_eq!(r["last"]["trigger"], "SIGHUP");
 }
 
+/// A token made with the CLI beside a running server works at once; one revoked with the CLI
+/// is refused within the server's token bound (1 s), and one revoked through the server at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_made_and_revoked_beside_a_running_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("workflows/t")).unwrap();
+    std::fs::write(tmp.path().join("workflows/t/timed.toml"), TIMED).unwrap();
+    let s = Server::start(tmp.path(), None).await;
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_yishi"))
+            .args(args)
+            .current_dir(tmp.path())
+            .env("YISHI_LANG", "en")
+            .output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let make = |name: &str| {
+        let out = run(&["token", "create", "--name", name, "--role", "viewer"]);
+        out.split_whitespace().find(|w| w.starts_with("yishi_")).unwrap().to_owned()
+    };
+    let whoami = async |secret: &str| common::http(&s.base, secret, "GET", "/api/v1/whoami", None).await.unwrap().0;
+    let (zhao, qian) = (make("zhao"), make("qian"));
+    assert_eq!((whoami(&zhao).await, whoami(&qian).await), (200, 200), "new tokens work at once");
+    let listed = run(&["token", "list"]);
+    let id = |name: &str| {
+        listed.lines().find(|l| l.contains(name)).and_then(|l| l.split_whitespace().next()).unwrap().to_owned()
+    };
+    run(&["token", "revoke", &id("zhao")]);
+    let revoked = Instant::now();
+    poll("the token revoked with the CLI refused", Duration::from_secs(30), async || {
+        (whoami(&zhao).await == 401).then_some(())
+    })
+    .await;
+    eprintln!("refused {} ms after `yishi token revoke`", revoked.elapsed().as_millis());
+    let (st, _) = s.call("POST", &format!("/api/v1/tokens/{}/revoke", id("qian")), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(whoami(&qian).await, 401, "revoked through the server: refused at once");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_server_gracefully() {
     let tmp = tempfile::tempdir().unwrap();
