@@ -196,7 +196,7 @@ impl Engine {
                 guard.row = Some(view_row);
                 self.count(|| super::metrics::started(&def.key));
                 self.count(|| super::metrics::transition(&def.key, &def.steps[at].kind, began.elapsed()));
-                self.timer_wake.notify_one();
+                self.timers_set(&commit.timers);
                 if let Some(g) = placed {
                     self.recheck_placed(&mut guard, id, g).await?;
                 }
@@ -579,7 +579,7 @@ impl Engine {
         let views = (InstanceView::of(&next_a, &va), InstanceView::of(&next_b, &vb));
         g_into.row = Some(next_a);
         g_from.row = Some(next_b);
-        self.timer_wake.notify_one();
+        self.timers_set(unit.iter().flat_map(|c| &c.timers));
         Ok(views)
     }
 
@@ -637,7 +637,7 @@ impl Engine {
         next.state = commit.state.take().expect("the commit holds the state");
         guard.row = Some(next);
         self.count(|| super::metrics::transition(&version.workflow, kind, began.elapsed()));
-        self.timer_wake.notify_one();
+        self.timers_set(&commit.timers);
         if has_outbox {
             self.outbox_wake.notify_one();
         }

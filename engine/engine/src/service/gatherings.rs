@@ -285,7 +285,7 @@ impl Engine {
         let version = self.version(row.version).await?.0;
         let view = InstanceView::of(&host_next, &version);
         guard.row = Some(host_next);
-        self.timer_wake.notify_one();
+        self.timers_set(unit.iter().flat_map(|c| &c.timers));
         self.outbox_wake.notify_one();
         if ended {
             self.sweep_ended(row.id, &row.unit).await?;

@@ -240,11 +240,14 @@ pub struct Engine {
     last_reload: Mutex<Option<ReloadStatus>>,
     /// The last activations this process made, newest last (see [`Engine::reload_history`]).
     reload_history: Mutex<std::collections::VecDeque<ReloadStatus>>,
-    /// Token rows by key id, with when they were read (on a shared database only).
+    /// Token rows by key id, with when they were read.
     token_cache: Mutex<HashMap<String, (crate::store::TokenRow, std::time::Instant)>>,
     /// The epoch of the database's active set this engine runs (see [`Engine::follow`]).
     followed: std::sync::atomic::AtomicI64,
     timer_wake: Notify,
+    /// When the timer loop means to look for due timers next (engine clock, ms); `i64::MAX`
+    /// while it is reading them. A commit wakes it only for a timer due before that.
+    timer_wake_at: std::sync::atomic::AtomicI64,
     outbox_wake: Notify,
     config: Config,
 }
@@ -273,6 +276,7 @@ impl Engine {
             followed: std::sync::atomic::AtomicI64::new(0),
             token_cache: Mutex::new(HashMap::new()),
             timer_wake: Notify::new(),
+            timer_wake_at: std::sync::atomic::AtomicI64::new(i64::MAX),
             outbox_wake: Notify::new(),
             config,
         })
