@@ -85,9 +85,9 @@ impl Engine {
     /// A token's row, from a cache kept for [`super::Config::token_ttl`]: a revocation through
     /// this server takes effect at once (it clears the cache), one through another process (a
     /// node sharing the database, `yishi token revoke` beside a server on SQLite) within that
-    /// bound. Without it every request would wait for a read of the database first (HTTP reads of
-    /// a case on SQLite: about 11,000 requests/s with it, see docs/benchmarks.md). Unknown keys
-    /// are never cached: a new token works at once.
+    /// bound. Without it every request waited for a read of the database first (HTTP reads of a
+    /// case on SQLite: 11,700 requests/s then, 15,600 to 16,700 with it; docs/benchmarks.md).
+    /// Unknown keys are never cached: a new token works at once.
     async fn token_row(&self, key_id: &str) -> Result<Option<TokenRow>, EngineError> {
         let ttl = self.config.token_ttl;
         if ttl.is_zero() {
