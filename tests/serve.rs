@@ -163,7 +163,7 @@ async fn tokens_made_and_revoked_beside_a_running_server() {
             .output();
         let out = out.unwrap();
         assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&out.stdout).into_owned() + &*String::from_utf8_lossy(&out.stderr)
     };
     let make = |name: &str| {
         let out = run(&["token", "create", "--name", name, "--role", "viewer"]);
@@ -176,7 +176,8 @@ async fn tokens_made_and_revoked_beside_a_running_server() {
     let id = |name: &str| {
         listed.lines().find(|l| l.contains(name)).and_then(|l| l.split_whitespace().next()).unwrap().to_owned()
     };
-    run(&["token", "revoke", &id("zhao")]);
+    let said = run(&["token", "revoke", &id("zhao")]);
+    assert!(said.contains("a running server refuses it within a second"), "{said}");
     let revoked = Instant::now();
     poll("the token revoked with the CLI refused", Duration::from_secs(30), async || {
         (whoami(&zhao).await == 401).then_some(())

@@ -1222,7 +1222,7 @@ section(
      "`{ $workflow }` 的版本 { $version } 中没有文件 `{ $file }`；它包含：{ $files }"),
     ("cli-token-created", "token { $id } for `{ $name }` ({ $role }, scope { $scope }); keep it secret, it is not shown again:",
      "已为 `{ $name }` 创建令牌 { $id }（{ $role }，范围 { $scope }）；请妥善保管，它不会再次显示："),
-    ("cli-token-revoked", "token { $id } revoked", "令牌 { $id } 已吊销"),
+    ("cli-token-revoked", "token { $id } revoked; a running server refuses it within a second", "令牌 { $id } 已吊销；正在运行的服务器会在一秒内拒绝它"),
     ("cli-no-active-token", "no active token { $id }", "没有有效的令牌 { $id }"),
     ("cli-token-active-state", "active", "有效"),
     ("cli-token-revoked-state", "revoked", "已吊销"),
