@@ -243,7 +243,17 @@ async fn timers_fire_once_and_only_when_due(store: AnyStore) {
     store.commit(&[c]).await.unwrap();
     let left: Vec<String> = store.timers_of(1).await.unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(left, vec!["y"]);
+    // A timer cleared and set again in one change is there afterwards, whichever way it was
+    // cleared (the deletes are applied before the new timers).
     let mut c = change(1, v.id, 3, 4, "d");
+    c.timers = vec![TimerChange::ClearAll, set_timer("z", 40)];
+    store.commit(&[c]).await.unwrap();
+    let mut c = change(1, v.id, 4, 5, "e");
+    c.timers = vec![TimerChange::Clear { token: 1, name: "z".into() }, set_timer("z", 45)];
+    store.commit(&[c]).await.unwrap();
+    let left: Vec<(String, i64)> = store.timers_of(1).await.unwrap().into_iter().map(|t| (t.name, t.due_at)).collect();
+    assert_eq!(left, vec![("z".to_owned(), 45)]);
+    let mut c = change(1, v.id, 5, 6, "f");
     c.timers = vec![TimerChange::ClearAll];
     store.commit(&[c]).await.unwrap();
     assert_eq!(store.next_due().await.unwrap(), None);
