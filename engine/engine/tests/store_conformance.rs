@@ -630,6 +630,46 @@ async fn commits_that_wait_together_share_transactions_and_fail_alone(store: Any
     store.barrier().await.unwrap();
 }
 
+/// Histories of every length land whole and in order, alone or with others in one unit; a
+/// unit that fails after thousands of its events were written leaves none of them, and the
+/// store goes on (SQLite writes events in statements of a few sizes, several for a long one).
+async fn histories_of_any_length_land_whole_and_in_order(store: AnyStore) {
+    let v = version(&store, "u/w", "h").await;
+    let with_events = |id: i64, n: usize| {
+        let mut c = create(id, "u", v.id, "a");
+        c.events = (0..n).map(|i| (Event::Cancelled { reason: format!("第{i}条 \"{id}\"") }, i as i64)).collect();
+        c
+    };
+    let lengths = [1, 2, 3, 16, 17, 1023, 1024, 1025, 2500];
+    for (i, n) in lengths.into_iter().enumerate() {
+        store.commit(&[with_events(i as i64 + 1, n)]).await.unwrap();
+    }
+    let together: Vec<Commit> = lengths.into_iter().enumerate().map(|(i, n)| with_events(i as i64 + 101, n)).collect();
+    store.commit(&together).await.unwrap();
+    for (i, n) in lengths.into_iter().enumerate() {
+        for id in [i as i64 + 1, i as i64 + 101] {
+            let history = store.history(id).await.unwrap();
+            let seqs: Vec<i64> = history.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, (1..=n as i64).collect::<Vec<_>>(), "case {id}");
+            let last = Event::Cancelled { reason: format!("第{}条 \"{id}\"", n - 1) };
+            assert_eq!((&history[n - 1].event, history[n - 1].at), (&last, n as i64 - 1), "case {id}");
+            assert_eq!(store.load(id).await.unwrap().last_seq, n as i64);
+        }
+    }
+    // 3,000 events of a new case, then in the same unit an event numbered as one case 1 has
+    // (the last rows written): nothing of the unit is kept.
+    let mut numbered_twice = change(1, v.id, 1, 1, "b");
+    (numbered_twice.state, numbered_twice.first_seq) = (None, 1);
+    let err = store.commit(&[with_events(500, 3000), numbered_twice]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.load(1).await.unwrap().last_seq, 1);
+    assert!(matches!(store.load(500).await, Err(StoreError::NotFound(_))));
+    assert!(store.history(500).await.unwrap().is_empty());
+    store.commit(&[with_events(500, 1100)]).await.unwrap();
+    assert_eq!(store.history(500).await.unwrap().len(), 1100, "the store goes on after the rollback");
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+}
+
 async fn the_database_answers(store: AnyStore) {
     store.ping().await.unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
@@ -678,6 +718,7 @@ conformance!(
     listings_filter_and_page,
     the_active_set_and_nodes_are_kept,
     commits_that_wait_together_share_transactions_and_fail_alone,
+    histories_of_any_length_land_whole_and_in_order,
     the_database_answers,
 );
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Map;
 use serde_json::Value;
 use yishi_core::i18n::Message;
-use yishi_core::runtime::{Figures, GatheringRef, InstanceState, Scope, Status, TimerChange, Token};
+use yishi_core::runtime::{Event, Figures, GatheringRef, InstanceState, Scope, Status, TimerChange, Token};
 
 use super::Commit;
 
@@ -114,6 +114,9 @@ pub(crate) trait RowEncoding {
     /// rewrites an index entry whenever one of its columns is assigned; PostgreSQL compares
     /// the values itself and leaves the indexes alone when they are equal).
     const MOVED_APART: bool;
+    /// Whether the events are left out of the parts (an empty `events` part), for the backend
+    /// to write from [`event_rows`] itself.
+    const EVENTS_APART: bool;
     /// Encodes `rows`; `expected` is a hint of how many there are.
     fn part<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Self::Part;
 }
@@ -125,6 +128,7 @@ pub(crate) struct Json;
 impl RowEncoding for Json {
     type Part = Option<String>;
     const MOVED_APART: bool = false;
+    const EVENTS_APART: bool = false;
     fn part<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Option<String> {
         json_rows(expected, rows)
     }
@@ -142,6 +146,7 @@ pub(crate) struct Jsonb;
 impl RowEncoding for Jsonb {
     type Part = Vec<u8>;
     const MOVED_APART: bool = true;
+    const EVENTS_APART: bool = true;
     fn part<T: Serialize>(_expected: usize, rows: impl Iterator<Item = T>) -> Vec<u8> {
         let mut out = Vec::new();
         for row in rows {
@@ -231,15 +236,8 @@ pub(crate) fn commit_rows<E: RowEncoding>(batch: &[Commit]) -> [E::Part; PARTS] 
         0,
         batch.iter().filter(|c| c.state.is_none() && !c.events.is_empty()).map(|c| (c.instance_id, c.last_seq())),
     );
-    let events = E::part(
-        n_events,
-        batch.iter().flat_map(|c| {
-            c.events
-                .iter()
-                .enumerate()
-                .map(move |(i, (e, at))| (c.instance_id, c.first_seq + i as i64, at, c.version, e.kind(), Doc(e)))
-        }),
-    );
+    let events =
+        if E::EVENTS_APART { E::part(0, std::iter::empty::<()>()) } else { E::part(n_events, event_rows(batch)) };
     // Timers: the net effect of each commit, deletes first. A new instance has none stored.
     let mut clear_all: Vec<i64> = Vec::new();
     let mut clear_token: Vec<(i64, u32)> = Vec::new();
@@ -298,6 +296,16 @@ pub(crate) fn commit_rows<E: RowEncoding>(batch: &[Commit]) -> [E::Part; PARTS] 
         consumed,
         moved,
     ]
+}
+
+/// The events of a batch of commits as rows: [instance_id, seq, at, version, type, body].
+pub(crate) fn event_rows(batch: &[Commit]) -> impl Iterator<Item = (i64, i64, i64, i64, &'static str, Doc<&Event>)> {
+    batch.iter().flat_map(|c| {
+        c.events
+            .iter()
+            .enumerate()
+            .map(move |(i, (e, at))| (c.instance_id, c.first_seq + i as i64, *at, c.version, e.kind(), Doc(e)))
+    })
 }
 
 /// A changed instance's row: [id, base_revision, status, outcome, active_steps, data, state,
