@@ -640,7 +640,7 @@ async fn histories_of_any_length_land_whole_and_in_order(store: AnyStore) {
         c.events = (0..n).map(|i| (Event::Cancelled { reason: format!("第{i}条 \"{id}\"") }, i as i64)).collect();
         c
     };
-    let lengths = [1, 2, 3, 16, 17, 1023, 1024, 1025, 2500];
+    let lengths = [1, 2, 3, 16, 17, 64, 65, 1023, 1024, 1025, 2500];
     for (i, n) in lengths.into_iter().enumerate() {
         store.commit(&[with_events(i as i64 + 1, n)]).await.unwrap();
     }

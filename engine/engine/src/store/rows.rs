@@ -1,7 +1,8 @@
 //! The rows of a commit unit as JSON arrays, one per part (new instances, changed
-//! instances, events, timers ...): the one encoding every backend's commit statement reads
+//! instances, events, timers ...): the encoding every backend's commit statement reads
 //! (SQLite's `commit_batch` trigger, PostgreSQL's `yishi_commit` function), so that a batch of
-//! any size is one statement with a fixed text, prepared once.
+//! any size is one statement with a fixed text, prepared once. SQLite takes the events apart,
+//! as values bound to statements of a few sizes ([`event_rows`], `store/sqlite/writer.rs`).
 
 use std::collections::BTreeMap;
 
