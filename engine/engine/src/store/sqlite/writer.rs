@@ -46,33 +46,32 @@ const EVENT_SIZES: usize = 11;
 /// Most events one statement inserts (6,144 bound values; SQLite allows 32,766).
 const EVENTS_PER_STATEMENT: usize = 1 << (EVENT_SIZES - 1);
 
-/// The SQL one command of a transaction runs: whether it begins the transaction (and writes
-/// the rows of one per instance), whether it ends it, and how many events rows it has room for
-/// (a power of two, or none). Rows past those bound are NULL and skipped, so a transaction is
-/// one command whenever it has at most [`EVENTS_PER_STATEMENT`] events, and the writer's
-/// connection prepares at most `4 * (EVENT_SIZES + 1)` texts, each once.
-fn command_sql(first: bool, last: bool, events: Option<usize>) -> &'static str {
+/// The SQL one command of a transaction with events runs: whether it begins the transaction
+/// (and writes the rows of one per instance), whether it ends it, and room for `rows` events
+/// (1 to [`EVENTS_PER_STATEMENT`]), rounded up to a power of two: rows past those bound are NULL
+/// and skipped. So a transaction is one command whenever it has at most
+/// [`EVENTS_PER_STATEMENT`] events, and the writer's connection prepares at most
+/// `4 * EVENT_SIZES` texts, each once.
+fn command_sql(first: bool, last: bool, rows: usize) -> &'static str {
     static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-        let mut texts = Vec::with_capacity(4 * (EVENT_SIZES + 1));
+        let mut texts = Vec::with_capacity(4 * EVENT_SIZES);
         for first in [false, true] {
             for last in [false, true] {
-                for size in std::iter::once(None).chain((0..EVENT_SIZES).map(|s| Some(1 << s))) {
+                for size in (0..EVENT_SIZES).map(|s| 1 << s) {
                     let mut sql = String::new();
                     if first {
                         sql.push_str("BEGIN IMMEDIATE; ");
                         sql.push_str(COMMIT_SQL);
                         sql.push_str("; ");
                     }
-                    if let Some(rows) = size {
-                        sql.push_str(
-                            "INSERT INTO events (instance_id, seq, at, version, type, body) \
-                             SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ",
-                        );
-                        for row in 0..rows {
-                            sql.push_str(if row == 0 { "(?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?)" });
-                        }
-                        sql.push_str(") WHERE column1 IS NOT NULL; ");
+                    sql.push_str(
+                        "INSERT INTO events (instance_id, seq, at, version, type, body) \
+                         SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ",
+                    );
+                    for row in 0..size {
+                        sql.push_str(if row == 0 { "(?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?)" });
                     }
+                    sql.push_str(") WHERE column1 IS NOT NULL; ");
                     if last {
                         sql.push_str("COMMIT");
                     }
@@ -82,8 +81,9 @@ fn command_sql(first: bool, last: bool, events: Option<usize>) -> &'static str {
         }
         texts
     });
-    let size = events.map_or(0, |rows| rows.next_power_of_two().trailing_zeros() as usize + 1);
-    TEXTS[(usize::from(first) * 2 + usize::from(last)) * (EVENT_SIZES + 1) + size].as_str()
+    debug_assert!((1..=EVENTS_PER_STATEMENT).contains(&rows), "{rows} events in one statement");
+    let size = rows.next_power_of_two().trailing_zeros() as usize;
+    TEXTS[(usize::from(first) * 2 + usize::from(last)) * EVENT_SIZES + size].as_str()
 }
 
 /// Where commits are executed.
@@ -287,12 +287,11 @@ async fn transaction(conn: &mut SqliteConnection, units: &[&Encoded]) -> Result<
     let total: usize = units.iter().map(|u| u.events.len()).sum();
     let mut events = units.iter().flat_map(|u| &u.events);
     let mut left = total;
-    let mut first = true;
     loop {
         let rows = left.min(EVENTS_PER_STATEMENT);
         left -= rows;
         let last = left == 0;
-        let sql = if total == 0 { COMMIT_SQL } else { command_sql(first, last, (rows > 0).then_some(rows)) };
+        let sql = if total == 0 { COMMIT_SQL } else { command_sql(parts.is_some(), last, rows) };
         let mut query = sqlx::query(sql);
         if let Some(parts) = parts.take() {
             for part in parts {
@@ -312,7 +311,6 @@ async fn transaction(conn: &mut SqliteConnection, units: &[&Encoded]) -> Result<
         if last {
             return Ok(());
         }
-        first = false;
     }
 }
 
