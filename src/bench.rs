@@ -140,11 +140,11 @@ pub async fn run(
             line("concurrent_commit_mean", micros / batches, "us");
             line("concurrent_commit_busy_share", micros / 1e6 / secs, "share");
             // CPU time during the run, by thread (Linux schedstat): the SQLite writer thread
-            // (sqlx's worker) against the whole process, as cores kept busy.
+            // against the whole process, as cores kept busy.
             let cpu = thread_cpu_since(&cpu_before);
             if !cpu.is_empty() {
                 let all: f64 = cpu.values().sum();
-                let writer: f64 = cpu.iter().filter(|(k, _)| k.1.starts_with("sqlx-sqlite")).map(|(_, v)| v).sum();
+                let writer: f64 = cpu.iter().filter(|(k, _)| k.1 == "sqlite-writer").map(|(_, v)| v).sum();
                 line("concurrent_process_cpu", all / secs, "cores");
                 line("concurrent_writer_thread_cpu", writer / secs, "cores");
                 line("concurrent_writer_share_of_cpu", if all > 0.0 { writer / all } else { 0.0 }, "share");

@@ -688,6 +688,15 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod sqlite_file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _dir) = crate::common::backends::sqlite_file().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
         mod postgres {
             $(
                 #[tokio::test]

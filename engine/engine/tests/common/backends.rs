@@ -16,6 +16,15 @@ pub async fn sqlite() -> AnyStore {
     AnyStore::Sqlite(SqliteStore::memory().await.expect("in-memory SQLite"))
 }
 
+/// A new SQLite database file, as a server keeps it (commits on the writer thread), in a
+/// folder removed when the returned guard is dropped.
+pub async fn sqlite_file() -> (AnyStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let url = dir.path().join("conformance.db").display().to_string();
+    let store = yishi_engine::store::open(&StoreOptions::new(url)).await.expect("a new SQLite file");
+    (store, dir)
+}
+
 /// The server the PostgreSQL tests use.
 pub fn postgres_server() -> String {
     std::env::var("YISHI_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())

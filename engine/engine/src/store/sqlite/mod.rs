@@ -14,13 +14,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::decode;
 use super::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a connection waits for another's lock before it reports the database busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The embedded SQLite store.
 #[derive(Clone, Debug)]
@@ -61,6 +64,57 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// How the store connects to a database file. The pool's connections (sqlx) and the writer's
+/// own ([`writer`]) take the same settings from here.
+#[derive(Clone, Debug)]
+pub struct FileOptions {
+    path: PathBuf,
+    create: bool,
+    sync: Durability,
+    read_only: bool,
+    /// Set by the caller of [`SqliteStore::open_file`], after the store's own.
+    pragmas: Vec<(String, String)>,
+}
+
+impl FileOptions {
+    /// Runs `PRAGMA key = value` on every connection, after the store's own settings.
+    #[must_use]
+    pub fn pragma(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.pragmas.push((key.into(), value.into()));
+        self
+    }
+
+    /// Opens the file read-only: every commit fails as SQLite reports it.
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// The pragmas every connection runs once it is open (the journal mode aside: the pool's
+    /// first connection sets WAL, which stays with the file).
+    fn pragmas(&self) -> impl Iterator<Item = (&str, &str)> {
+        let sync = match self.sync {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        [("synchronous", sync), ("foreign_keys", "ON"), ("temp_store", "memory"), ("cache_size", "-32000")]
+            .into_iter()
+            .chain(self.pragmas.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// The settings of the pool's connections (and the checkpointer's).
+    fn sqlx(&self) -> SqliteConnectOptions {
+        let options = SqliteConnectOptions::new()
+            .filename(&self.path)
+            .create_if_missing(self.create)
+            .read_only(self.read_only)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(BUSY_TIMEOUT);
+        self.pragmas().fold(options, |o, (k, v)| o.pragma(k.to_owned(), v.to_owned()))
+    }
+}
+
 impl SqliteStore {
     /// Opens the database `options.url` names (a path, `sqlite:PATH` or `sqlite::memory:`),
     /// creating it only when `options.create` is set, and applies migrations.
@@ -73,12 +127,12 @@ impl SqliteStore {
         Self::open_file(Path::new(path), options, |o| o).await
     }
 
-    /// Opens a database file with extra connection options (tests use them to make the disk
+    /// Opens a database file with extra connection settings (tests use them to make the disk
     /// "full" (`max_page_count`) or the file read-only, exactly as SQLite reports those).
     pub async fn open_file(
         path: &Path,
         options: &StoreOptions,
-        extra: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+        extra: impl FnOnce(FileOptions) -> FileOptions,
     ) -> StoreResult<Self> {
         if !options.create && !path.exists() {
             return Err(StoreError::NotFound(format!("no database at {}", path.display())));
@@ -96,27 +150,21 @@ impl SqliteStore {
                 return Err(StoreError::Unavailable(format!("{}: {e}", path.display())));
             }
         }
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(options.create)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match options.sync {
-                Durability::Full => SqliteSynchronous::Full,
-                Durability::Normal => SqliteSynchronous::Normal,
-            })
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5))
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000");
-        let opts = extra(opts);
+        let file = extra(FileOptions {
+            path: path.to_owned(),
+            create: options.create,
+            sync: options.sync,
+            read_only: false,
+            pragmas: Vec::new(),
+        });
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
             .test_before_acquire(false)
-            .connect_with(opts.clone())
+            .connect_with(file.sqlx())
             .await
             .map_err(map_err)?;
-        let writer = writer::Writer::start(Some(opts), pool.clone());
+        let writer = writer::Writer::start(Some(file), pool.clone())?;
         Self::ready(pool, writer, Some(path.to_owned())).await
     }
 
@@ -131,7 +179,7 @@ impl SqliteStore {
             .connect_with(opts)
             .await
             .map_err(map_err)?;
-        let writer = writer::Writer::start(None, pool.clone());
+        let writer = writer::Writer::start(None, pool.clone())?;
         Self::ready(pool, writer, None).await
     }
 
@@ -196,7 +244,7 @@ impl Store for SqliteStore {
     }
 
     fn commit_stats(&self) -> &CommitStats {
-        &self.inner.writer.stats
+        self.inner.writer.stats()
     }
 
     async fn put_version(&self, v: &NewVersion<'_>, now: i64) -> StoreResult<VersionRow> {

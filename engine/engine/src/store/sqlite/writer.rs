@@ -1,29 +1,39 @@
-//! SQLite's commit path: one writer connection, group commit, and checkpoints kept off it.
+//! SQLite's commit path: one writer connection on a thread of its own, group commit, and
+//! checkpoints kept off it.
 //!
 //! SQLite has one writer at a time, and a commit waits for the disk; so commits that arrive
-//! while another is under way wait in a queue, and the writer task applies everything waiting
-//! as one transaction. A lone commit, with nothing under way or waiting, runs on its caller's
-//! task, saving two hand-overs between tasks. When a batch fails (one stale revision sinks the
-//! transaction), each unit is retried on its own, so one bad change never sinks the others.
+//! while another is under way wait in a queue, and the writer applies everything waiting as one
+//! transaction. When a batch fails (one stale revision sinks the transaction), each unit is
+//! retried on its own, so one bad change never sinks the others.
 //!
-//! Each caller encodes its own commit unit before it queues, on its own task: the rows of one
-//! per instance (new, changed, timers ...) as SQLite's binary JSON (see
-//! [`crate::store::rows::Jsonb`]), read by the `commit_batch` trigger, and its events (most of
-//! the rows: a new case of the reference workflow writes one instance and ten events) as plain
-//! values, bound to multi-row `INSERT`s of a few fixed sizes. SQLite's thread neither parses
-//! text nor picks fields out of JSON for them: extracting each event's six fields with `->>`
-//! was a quarter of the writer thread's time under `bench concurrent`.
+//! The writer of a database file is a thread of its own holding its own connection
+//! ([`rusqlite`], over the same SQLite that sqlx links): it takes what waits in its queue, runs
+//! prepared statements with their values bound, and answers each caller once. Through sqlx's
+//! connection, a commit was a hand-over to sqlx's worker thread and one answer back per
+//! statement (four a commit), each waking the caller's task: one commit at a time, the process
+//! switched context 16 times per commit and spent more time in the kernel than in SQLite.
+//! Everything else happens on the callers' own tasks before they queue.
+//!
+//! Each caller encodes its own commit unit: the rows of one per instance (new, changed, timers
+//! ...) as SQLite's binary JSON (see [`crate::store::rows::Jsonb`]), read by the `commit_batch`
+//! trigger, and its events (most of the rows: a new case of the reference workflow writes one
+//! instance and ten events) as plain values, bound to multi-row `INSERT`s of a few fixed sizes.
+//! The writer neither parses text nor picks fields out of JSON for them: extracting each
+//! event's six fields with `->>` was a quarter of the writer's time under `bench concurrent`.
+//!
+//! An in-memory database (scenario rehearsals, tests) exists only in its pool's one connection,
+//! so its commits go through sqlx on that connection, one at a time.
 
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Weak, mpsc};
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool};
+use rusqlite::{ErrorCode, OpenFlags};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{Connection, Executor};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, oneshot};
 
-use super::map_err;
+use super::{BUSY_TIMEOUT, FileOptions, map_err};
 use crate::store::rows::{Jsonb, PARTS, commit_rows, event_rows, jsonb_array};
 use crate::store::{Commit, CommitStats, StoreError, StoreResult};
 
@@ -40,61 +50,59 @@ const MAX_BATCH: usize = 1024;
 /// The statement for the rows of one per instance, a single statement (and so its own
 /// transaction) when a transaction has no events.
 const COMMIT_SQL: &str = "INSERT INTO commit_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// The next number of a counter, in a transaction of its own.
+const NUMBER_SQL: &str = "INSERT INTO counters (name, value) VALUES (?, 1) \
+                          ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value";
 /// The sizes of the events statements (six values a row: instance_id, seq, at, version, type,
 /// body), powers of two: `1 << 0` to `1 << EVENT_SIZES - 1` rows.
 const EVENT_SIZES: usize = 11;
 /// Most events one statement inserts (6,144 bound values; SQLite allows 32,766).
 const EVENTS_PER_STATEMENT: usize = 1 << (EVENT_SIZES - 1);
 
-/// The SQL one command of a transaction with events runs: whether it begins the transaction
-/// (and writes the rows of one per instance), whether it ends it, and room for `rows` events
-/// (1 to [`EVENTS_PER_STATEMENT`]), rounded up to a power of two: rows past those bound are NULL
-/// and skipped. So a transaction is one command whenever it has at most
-/// [`EVENTS_PER_STATEMENT`] events, and the writer's connection prepares at most
-/// `4 * EVENT_SIZES` texts, each once.
+/// The statement that inserts `rows` events (1 to [`EVENTS_PER_STATEMENT`]), rounded up to a
+/// power of two: rows past those bound are NULL and skipped. So a connection prepares at most
+/// [`EVENT_SIZES`] of them, each once.
+fn events_sql(rows: usize) -> &'static str {
+    static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        (0..EVENT_SIZES)
+            .map(|s| {
+                let mut sql = String::from(
+                    "INSERT INTO events (instance_id, seq, at, version, type, body) \
+                     SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ",
+                );
+                for row in 0..1 << s {
+                    sql.push_str(if row == 0 { "(?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?)" });
+                }
+                sql.push_str(") WHERE column1 IS NOT NULL");
+                sql
+            })
+            .collect()
+    });
+    debug_assert!((1..=EVENTS_PER_STATEMENT).contains(&rows), "{rows} events in one statement");
+    TEXTS[rows.next_power_of_two().trailing_zeros() as usize].as_str()
+}
+
+/// The SQL one command of an in-memory transaction with events runs through sqlx: whether it
+/// begins the transaction (and writes the rows of one per instance), whether it ends it, and the
+/// events statement for `rows` events. Each statement of a command is a hand-over to sqlx's
+/// worker thread and back, so a transaction is one command whenever it has at most
+/// [`EVENTS_PER_STATEMENT`] events.
 fn command_sql(first: bool, last: bool, rows: usize) -> &'static str {
     static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         let mut texts = Vec::with_capacity(4 * EVENT_SIZES);
         for first in [false, true] {
             for last in [false, true] {
                 for size in (0..EVENT_SIZES).map(|s| 1 << s) {
-                    let mut sql = String::new();
-                    if first {
-                        sql.push_str("BEGIN IMMEDIATE; ");
-                        sql.push_str(COMMIT_SQL);
-                        sql.push_str("; ");
-                    }
-                    sql.push_str(
-                        "INSERT INTO events (instance_id, seq, at, version, type, body) \
-                         SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ",
-                    );
-                    for row in 0..size {
-                        sql.push_str(if row == 0 { "(?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?)" });
-                    }
-                    sql.push_str(") WHERE column1 IS NOT NULL; ");
-                    if last {
-                        sql.push_str("COMMIT");
-                    }
-                    texts.push(sql);
+                    let begin = if first { format!("BEGIN IMMEDIATE; {COMMIT_SQL}; ") } else { String::new() };
+                    let end = if last { "; COMMIT" } else { "" };
+                    texts.push(format!("{begin}{}{end}", events_sql(size)));
                 }
             }
         }
         texts
     });
-    debug_assert!((1..=EVENTS_PER_STATEMENT).contains(&rows), "{rows} events in one statement");
     let size = rows.next_power_of_two().trailing_zeros() as usize;
     TEXTS[(usize::from(first) * 2 + usize::from(last)) * EVENT_SIZES + size].as_str()
-}
-
-/// Where commits are executed.
-#[derive(Debug)]
-enum Target {
-    /// A connection of the writer's own, so that its page cache stays valid from one commit
-    /// to the next (a connection whose cache another connection's write made stale re-reads
-    /// every page it touches). `None` after a failure; the next commit reconnects.
-    Own(Option<SqliteConnection>),
-    /// The pool's one connection of an in-memory database (the database exists only there).
-    Pool(SqlitePool),
 }
 
 /// A commit unit's rows, encoded by its caller: each part's elements without the array's
@@ -112,6 +120,13 @@ struct EventRow {
     version: i64,
     kind: &'static str,
     body: String,
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = self.parts.iter().map(Vec::len).sum::<usize>();
+        f.debug_struct("Encoded").field("bytes", &bytes).field("events", &self.events.len()).finish()
+    }
 }
 
 impl Encoded {
@@ -134,106 +149,157 @@ impl Encoded {
     }
 }
 
-struct Request {
-    unit: Encoded,
-    done: oneshot::Sender<StoreResult<()>>,
+/// The units' rows of one per instance, each part the units' elements under one array header.
+fn joined_parts(units: &[&Encoded]) -> [Option<Vec<u8>>; PARTS] {
+    std::array::from_fn(|part| jsonb_array(units.iter().map(|u| u.parts[part].as_slice())))
 }
 
-/// The commit path of one SQLite database.
+/// A commit unit waiting for its transaction, and where its caller waits for the outcome.
+type Waiting = (Box<Encoded>, oneshot::Sender<StoreResult<()>>);
+
+/// What the writer thread is asked to do, in the order asked.
 #[derive(Debug)]
-pub(super) struct Writer {
-    /// How to connect to the database file (`None` for an in-memory database).
-    file: Option<SqliteConnectOptions>,
-    /// Held by whoever is committing: the writer task, or a caller committing alone.
-    target: Mutex<Target>,
-    queue: mpsc::UnboundedSender<Request>,
-    /// Requests sent to the writer task and not yet taken by it.
-    queued: AtomicUsize,
+enum Request {
+    Commit { unit: Box<Encoded>, done: oneshot::Sender<StoreResult<()>> },
+    Number { counter: String, done: oneshot::Sender<StoreResult<i64>> },
+    Close { done: oneshot::Sender<()> },
+}
+
+/// Where commits are executed.
+#[derive(Debug)]
+enum Lane {
+    /// The writer thread of a database file, fed by this queue. Its connection is its own, so
+    /// that its page cache stays valid from one commit to the next (a connection whose cache
+    /// another connection's write made stale re-reads every page it touches).
+    Thread(mpsc::Sender<Request>),
+    /// The pool's one connection of an in-memory database (the database exists only there).
+    /// Each caller adds its unit to `waiting`, then takes its turn; whoever has the turn
+    /// commits everything waiting as one transaction, so commits that wait together share one.
+    Pool { pool: SqlitePool, waiting: std::sync::Mutex<Vec<Waiting>>, turn: Arc<Mutex<()>> },
+}
+
+/// What the writer counts, shared with its thread.
+#[derive(Debug)]
+struct Counts {
     /// Commits so far; the checkpointer runs when it has moved.
     commits: AtomicU64,
-    pub(super) stats: CommitStats,
+    stats: CommitStats,
 }
 
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bytes = self.unit.parts.iter().map(Vec::len).sum::<usize>();
-        f.debug_struct("Request").field("bytes", &bytes).field("events", &self.unit.events.len()).finish()
-    }
-}
-
-impl Writer {
-    /// Starts the writer task (and, for a file, the checkpointer). Both end when the writer is
-    /// dropped.
-    pub(super) fn start(file: Option<SqliteConnectOptions>, pool: SqlitePool) -> Arc<Writer> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let has_file = file.is_some();
-        let target = if has_file { Target::Own(None) } else { Target::Pool(pool) };
-        let writer = Arc::new(Writer {
-            file,
-            target: Mutex::new(target),
-            queue: tx,
-            queued: AtomicUsize::new(0),
-            commits: AtomicU64::new(0),
-            // An in-memory database rehearses scenarios: its commits are not the server's.
-            stats: CommitStats { observed: has_file, ..CommitStats::default() },
-        });
-        tokio::spawn(writer_loop(Arc::downgrade(&writer), rx));
-        if has_file {
-            tokio::spawn(checkpointer(Arc::downgrade(&writer)));
-        }
-        writer
-    }
-
-    /// Commits one unit; returns once it is durable (or failed, with nothing kept). An empty
-    /// unit is a barrier: it returns once every commit queued before it has been made.
-    pub(super) async fn commit(&self, unit: &[Commit]) -> StoreResult<()> {
-        let unit = Encoded::new(unit);
-        if self.queued.load(Ordering::Acquire) == 0
-            && let Ok(mut target) = self.target.try_lock()
-        {
-            return self.apply(&mut target, &[&unit]).await;
-        }
-        let (done, answer) = oneshot::channel();
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        if self.queue.send(Request { unit, done }).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(StoreError::Unavailable("the store is closing".into()));
-        }
-        answer.await.map_err(|_| StoreError::Unavailable("the store is closing".into()))?
-    }
-
-    /// Applies `units` as one transaction on the target: each part of the rows of one per
-    /// instance is the units' rows appended under one array header; the events follow, bound
-    /// to statements of [`command_sql`], in as few commands as they fit.
-    async fn apply(&self, target: &mut Target, units: &[&Encoded]) -> StoreResult<()> {
-        if units.iter().all(|u| u.is_empty()) {
-            return Ok(()); // barriers only: nothing to write
-        }
-        let started = Instant::now();
-        let result = match target {
-            Target::Pool(pool) => match pool.acquire().await {
-                Ok(mut conn) => transaction(&mut conn, units).await,
-                Err(e) => Err(e),
-            },
-            Target::Own(conn) => {
-                let result = transaction(self.connected(conn).await?, units).await;
-                forget_if_broken(conn, &result);
-                result
-            }
-        };
-        self.stats.record(units.len(), started.elapsed());
+impl Counts {
+    /// Records a transaction of `units` that began at `started`, and says a stale revision in
+    /// the user's terms.
+    fn record(&self, units: usize, started: Instant, result: StoreResult<()>) -> StoreResult<()> {
+        self.stats.record(units, started.elapsed());
         match result {
             Ok(()) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(e) => Err(match map_err(e) {
-                StoreError::Conflict(m) if m.contains("instances.revision") => {
-                    StoreError::Conflict("an instance changed since it was read".into())
-                }
-                other => other,
-            }),
+            Err(StoreError::Conflict(m)) if m.contains("instances.revision") => {
+                Err(StoreError::Conflict("an instance changed since it was read".into()))
+            }
+            Err(e) => Err(e),
         }
+    }
+}
+
+/// The commit path of one SQLite database.
+#[derive(Debug)]
+pub(super) struct Writer {
+    lane: Lane,
+    counts: Arc<Counts>,
+}
+
+fn closing() -> StoreError {
+    StoreError::Unavailable("the store is closing".into())
+}
+
+impl Writer {
+    /// Starts the writer (for a file, its thread and the checkpointer). Both end when the writer
+    /// is dropped or closed.
+    pub(super) fn start(file: Option<FileOptions>, pool: SqlitePool) -> StoreResult<Arc<Writer>> {
+        // An in-memory database rehearses scenarios: its commits are not the server's.
+        let counts = Arc::new(Counts {
+            commits: AtomicU64::new(0),
+            stats: CommitStats { observed: file.is_some(), ..CommitStats::default() },
+        });
+        let Some(file) = file else {
+            let lane = Lane::Pool { pool, waiting: std::sync::Mutex::default(), turn: Arc::default() };
+            return Ok(Arc::new(Writer { lane, counts }));
+        };
+        let (queue, requests) = mpsc::channel();
+        let checkpoints = file.sqlx();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into()) // short enough for Linux to show whole (15 bytes)
+            .spawn({
+                let counts = counts.clone();
+                move || run(&file, &requests, &counts)
+            })
+            .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
+        let writer = Arc::new(Writer { lane: Lane::Thread(queue), counts });
+        tokio::spawn(checkpointer(Arc::downgrade(&writer), checkpoints));
+        Ok(writer)
+    }
+
+    pub(super) fn stats(&self) -> &CommitStats {
+        &self.counts.stats
+    }
+
+    /// Commits one unit; returns once it is durable (or failed, with nothing kept). An empty
+    /// unit is a barrier: it returns once every commit asked for before it has been made.
+    pub(super) async fn commit(self: &Arc<Self>, unit: &[Commit]) -> StoreResult<()> {
+        let unit = Encoded::new(unit);
+        match &self.lane {
+            Lane::Thread(queue) => {
+                let (done, answer) = oneshot::channel();
+                queue.send(Request::Commit { unit: Box::new(unit), done }).map_err(|_| closing())?;
+                answer.await.map_err(|_| closing())?
+            }
+            Lane::Pool { pool, waiting, turn } => {
+                let (done, answer) = oneshot::channel();
+                waiting.lock().expect("never poisoned").push((Box::new(unit), done));
+                let turn = turn.clone().lock_owned().await;
+                let batch = std::mem::take(&mut *waiting.lock().expect("never poisoned"));
+                if !batch.is_empty() {
+                    // On a task of its own, holding the turn: should this caller leave, the
+                    // others in the batch still get their answers, and nobody passes them.
+                    let (writer, pool) = (self.clone(), pool.clone());
+                    tokio::spawn(async move {
+                        writer.pool_flush(&pool, batch).await;
+                        drop(turn);
+                    });
+                }
+                answer.await.map_err(|_| closing())?
+            }
+        }
+    }
+
+    /// Commits `batch` on an in-memory database as one transaction and answers its callers;
+    /// when that fails, each unit on its own.
+    async fn pool_flush(&self, pool: &SqlitePool, batch: Vec<Waiting>) {
+        let result = self.pool_apply(pool, &batch.iter().map(|(u, _)| &**u).collect::<Vec<_>>()).await;
+        match result {
+            Ok(()) => batch.into_iter().for_each(|(_, done)| drop(done.send(Ok(())))),
+            Err(e) if batch.len() == 1 => batch.into_iter().for_each(|(_, done)| drop(done.send(Err(e.clone())))),
+            Err(_) => {
+                for (unit, done) in batch {
+                    let _ = done.send(self.pool_apply(pool, &[&unit]).await);
+                }
+            }
+        }
+    }
+
+    async fn pool_apply(&self, pool: &SqlitePool, units: &[&Encoded]) -> StoreResult<()> {
+        if units.iter().all(|u| u.is_empty()) {
+            return Ok(()); // barriers only: nothing to write
+        }
+        let started = Instant::now();
+        let result = match pool.acquire().await {
+            Ok(mut conn) => pool_transaction(&mut conn, units).await,
+            Err(e) => Err(e),
+        };
+        self.counts.record(units.len(), started, result.map_err(map_err))
     }
 
     /// The next number of `counter`, counted on the writer's connection, one transaction of its
@@ -241,49 +307,229 @@ impl Writer {
     /// (SQLite's busy handler sleeps a millisecond and more at a time) and leave the writer's
     /// page cache stale, so that the writer's next commit read again every page it touched.
     pub(super) async fn next_number(&self, counter: &str) -> StoreResult<i64> {
-        const SQL: &str = "INSERT INTO counters (name, value) VALUES (?, 1) \
-                           ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value";
-        let mut target = self.target.lock().await;
-        let query = sqlx::query_scalar(SQL).bind(counter);
-        let result = match &mut *target {
-            Target::Pool(pool) => query.fetch_one(&*pool).await,
-            Target::Own(conn) => {
-                let result = query.fetch_one(self.connected(conn).await?).await;
-                forget_if_broken(conn, &result);
-                result
+        let result = match &self.lane {
+            Lane::Thread(queue) => {
+                let (done, answer) = oneshot::channel();
+                queue.send(Request::Number { counter: counter.to_owned(), done }).map_err(|_| closing())?;
+                return answer.await.map_err(|_| closing())?;
+            }
+            Lane::Pool { pool, turn, .. } => {
+                let _turn = turn.lock().await;
+                sqlx::query_scalar(NUMBER_SQL).bind(counter).fetch_one(pool).await.map_err(map_err)
             }
         };
         if result.is_ok() {
-            self.commits.fetch_add(1, Ordering::Relaxed);
+            self.counts.commits.fetch_add(1, Ordering::Relaxed);
         }
-        result.map_err(map_err)
+        result
     }
 
-    /// The writer's own connection, opened if it is not.
-    async fn connected<'c>(&self, conn: &'c mut Option<SqliteConnection>) -> StoreResult<&'c mut SqliteConnection> {
-        if conn.is_none() {
-            let options = self.file.as_ref().expect("a file database has its options");
-            *conn = Some(connect(options).await.map_err(map_err)?);
-        }
-        Ok(conn.as_mut().expect("connected above"))
-    }
-
-    /// Closes the writer's own connection.
+    /// Ends the writer thread once everything asked before has been done, closing its
+    /// connection; later commits are refused.
     pub(super) async fn close(&self) {
-        if let Target::Own(conn) = &mut *self.target.lock().await
-            && let Some(c) = conn.take()
-        {
-            let _ = c.close().await;
+        if let Lane::Thread(queue) = &self.lane {
+            let (done, answer) = oneshot::channel();
+            if queue.send(Request::Close { done }).is_ok() {
+                let _ = answer.await;
+            }
         }
     }
 }
 
-/// Writes `units` in one transaction on `conn`: a single statement when they have no events;
-/// else commands of [`command_sql`], the first beginning the transaction, the last committing
-/// it. After a failure the transaction is rolled back, so the connection is left as it was.
-async fn transaction(conn: &mut SqliteConnection, units: &[&Encoded]) -> Result<(), sqlx::Error> {
-    let mut parts =
-        Some(std::array::from_fn::<_, PARTS, _>(|part| jsonb_array(units.iter().map(|u| u.parts[part].as_slice()))));
+/// The writer thread: takes whatever waits, up to [`MAX_BATCH`] commit units, and commits it as
+/// one transaction; numbers and closing come in their turn.
+fn run(file: &FileOptions, requests: &mpsc::Receiver<Request>, counts: &Counts) {
+    let mut thread = WriterThread { file, counts, conn: None, batch: Vec::with_capacity(MAX_BATCH) };
+    while let Ok(first) = requests.recv() {
+        let mut next = Some(first);
+        while let Some(request) = next {
+            match request {
+                Request::Commit { unit, done } => thread.batch.push((unit, done)),
+                Request::Number { counter, done } => {
+                    thread.flush();
+                    let _ = done.send(thread.next_number(&counter));
+                }
+                Request::Close { done } => {
+                    thread.flush();
+                    if let Some(conn) = thread.conn.take()
+                        && let Err((_, e)) = conn.close()
+                    {
+                        tracing::debug!(error = %e, "closing the writer's connection");
+                    }
+                    let _ = done.send(());
+                    return;
+                }
+            }
+            next = if thread.batch.len() < MAX_BATCH { requests.try_recv().ok() } else { None };
+        }
+        thread.flush();
+    }
+}
+
+/// The writer thread's state between requests.
+struct WriterThread<'a> {
+    file: &'a FileOptions,
+    counts: &'a Counts,
+    /// `None` after a failure that may have left it unusable; the next commit opens it again.
+    conn: Option<rusqlite::Connection>,
+    /// Commit units taken from the queue and not yet committed.
+    batch: Vec<Waiting>,
+}
+
+impl WriterThread<'_> {
+    /// Commits the batch as one transaction and answers its callers. When that fails, each unit
+    /// is committed on its own.
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let units: Vec<&Encoded> = batch.iter().map(|(u, _)| &**u).collect();
+        let result = self.apply(&units);
+        drop(units);
+        match result {
+            Ok(()) => batch.into_iter().for_each(|(_, done)| drop(done.send(Ok(())))),
+            Err(e) if batch.len() == 1 => batch.into_iter().for_each(|(_, done)| drop(done.send(Err(e.clone())))),
+            Err(e) => {
+                tracing::debug!(error = %e, units = batch.len(), "batch commit failed; retrying unit by unit");
+                for (unit, done) in batch {
+                    let _ = done.send(self.apply(&[&unit]));
+                }
+            }
+        }
+        self.batch = Vec::with_capacity(MAX_BATCH);
+    }
+
+    /// Applies `units` as one transaction.
+    fn apply(&mut self, units: &[&Encoded]) -> StoreResult<()> {
+        if units.iter().all(|u| u.is_empty()) {
+            return Ok(()); // barriers only: nothing to write
+        }
+        let started = Instant::now();
+        let result = self.on_connection(|conn| transaction(conn, units));
+        self.counts.record(units.len(), started, result)
+    }
+
+    fn next_number(&mut self, counter: &str) -> StoreResult<i64> {
+        let result = self.on_connection(|conn| conn.prepare_cached(NUMBER_SQL)?.query_row([counter], |r| r.get(0)));
+        if result.is_ok() {
+            self.counts.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Runs `work` on the writer's connection, opened if it is not. After a failure other than
+    /// a broken constraint (a stale revision), or with a transaction left open, the connection
+    /// is dropped: the next request opens it again.
+    fn on_connection<T>(
+        &mut self,
+        work: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        if self.conn.is_none() {
+            self.conn = Some(open(self.file).map_err(store_error)?);
+        }
+        let conn = self.conn.as_mut().expect("opened above");
+        let result = work(conn);
+        if let Err(e) = &result
+            && (e.sqlite_error_code() != Some(ErrorCode::ConstraintViolation) || !conn.is_autocommit())
+        {
+            self.conn = None;
+        }
+        result.map_err(store_error)
+    }
+}
+
+/// Opens the writer's connection with the settings of the pool's.
+fn open(file: &FileOptions) -> rusqlite::Result<rusqlite::Connection> {
+    let access = if file.read_only { OpenFlags::SQLITE_OPEN_READ_ONLY } else { OpenFlags::SQLITE_OPEN_READ_WRITE };
+    let conn = rusqlite::Connection::open_with_flags(&file.path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // COMMIT_SQL, NUMBER_SQL, BEGIN, COMMIT, ROLLBACK and the events statements.
+    conn.set_prepared_statement_cache_capacity(EVENT_SIZES + 5);
+    let mut pragmas = String::new();
+    for (key, value) in file.pragmas().chain([("wal_autocheckpoint", &*WRITER_CHECKPOINT_BACKSTOP.to_string())]) {
+        pragmas.push_str(&format!("PRAGMA {key} = {value}; "));
+    }
+    conn.execute_batch(&pragmas)?;
+    Ok(conn)
+}
+
+/// SQLite's error as the store's: what the caller does next.
+fn store_error(e: rusqlite::Error) -> StoreError {
+    let message = match &e {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+        other => other.to_string(),
+    };
+    match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::ReadOnly
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen,
+        ) => StoreError::Unavailable(message),
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(message),
+        _ => StoreError::Fatal(message),
+    }
+}
+
+/// Writes `units` in one transaction on the writer's connection: a single statement when they
+/// have no events; else `BEGIN IMMEDIATE`, the rows of one per instance, the events in
+/// statements of [`events_sql`], `COMMIT`. After a failure the transaction is rolled back.
+fn transaction(conn: &mut rusqlite::Connection, units: &[&Encoded]) -> rusqlite::Result<()> {
+    let parts = joined_parts(units);
+    let total: usize = units.iter().map(|u| u.events.len()).sum();
+    if total == 0 {
+        return insert_parts(conn, &parts);
+    }
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let result = (|| {
+        insert_parts(conn, &parts)?;
+        let mut events = units.iter().flat_map(|u| &u.events);
+        let mut left = total;
+        while left > 0 {
+            let rows = left.min(EVENTS_PER_STATEMENT);
+            left -= rows;
+            let mut statement = conn.prepare_cached(events_sql(rows))?;
+            for (row, e) in events.by_ref().take(rows).enumerate() {
+                let at = row * 6;
+                statement.raw_bind_parameter(at + 1, e.instance_id)?;
+                statement.raw_bind_parameter(at + 2, e.seq)?;
+                statement.raw_bind_parameter(at + 3, e.at)?;
+                statement.raw_bind_parameter(at + 4, e.version)?;
+                statement.raw_bind_parameter(at + 5, e.kind)?;
+                statement.raw_bind_parameter(at + 6, e.body.as_str())?;
+            }
+            statement.raw_execute()?;
+        }
+        conn.prepare_cached("COMMIT")?.execute([])
+    })();
+    if let Err(e) = result {
+        if !conn.is_autocommit() {
+            // Should this fail too, the transaction stays open and the caller drops the connection.
+            let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The `commit_batch` statement with the rows of one per instance.
+fn insert_parts(conn: &rusqlite::Connection, parts: &[Option<Vec<u8>>; PARTS]) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare_cached(COMMIT_SQL)?;
+    for (i, part) in parts.iter().enumerate() {
+        statement.raw_bind_parameter(i + 1, part.as_deref())?;
+    }
+    statement.raw_execute().map(drop)
+}
+
+/// Writes `units` in one transaction on an in-memory database's connection: a single statement
+/// when they have no events; else commands of [`command_sql`], the first beginning the
+/// transaction, the last committing it. After a failure the transaction is rolled back, so the
+/// connection is left as it was.
+async fn pool_transaction(conn: &mut SqliteConnection, units: &[&Encoded]) -> Result<(), sqlx::Error> {
+    let mut parts = Some(joined_parts(units));
     let total: usize = units.iter().map(|u| u.events.len()).sum();
     let mut events = units.iter().flat_map(|u| &u.events);
     let mut left = total;
@@ -314,73 +560,20 @@ async fn transaction(conn: &mut SqliteConnection, units: &[&Encoded]) -> Result<
     }
 }
 
-/// Drops the writer's connection after an error that may have left it unusable; the next
-/// commit connects again.
-fn forget_if_broken<T>(conn: &mut Option<SqliteConnection>, result: &Result<T, sqlx::Error>) {
-    if let Err(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)) = result {
-        *conn = None;
-    }
-}
-
-async fn connect(options: &SqliteConnectOptions) -> Result<SqliteConnection, sqlx::Error> {
-    let mut conn = SqliteConnection::connect_with(options).await?;
-    conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_BACKSTOP}"))).await?;
-    Ok(conn)
-}
-
-/// Takes whatever is waiting, up to [`MAX_BATCH`] units, and commits it as one statement.
-async fn writer_loop(writer: Weak<Writer>, mut rx: mpsc::UnboundedReceiver<Request>) {
-    let mut requests: Vec<Request> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        let Some(w) = writer.upgrade() else { return };
-        let mut target = w.target.lock().await;
-        requests.push(first);
-        while requests.len() < MAX_BATCH
-            && let Ok(r) = rx.try_recv()
-        {
-            requests.push(r);
-        }
-        w.queued.fetch_sub(requests.len(), Ordering::AcqRel);
-        let units: Vec<&Encoded> = requests.iter().map(|r| &r.unit).collect();
-        let result = w.apply(&mut target, &units).await;
-        drop(units);
-        match result {
-            Ok(()) => {
-                for r in requests.drain(..) {
-                    let _ = r.done.send(Ok(()));
-                }
-            }
-            Err(e) if requests.len() == 1 => {
-                if let Some(r) = requests.pop() {
-                    let _ = r.done.send(Err(e));
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, units = requests.len(), "batch commit failed; retrying unit by unit");
-                for r in requests.drain(..) {
-                    let result = w.apply(&mut target, &[&r.unit]).await;
-                    let _ = r.done.send(result);
-                }
-            }
-        }
-    }
-}
-
 /// Copies committed pages from the WAL into the database file, on a connection of its own, so
 /// that commits do not wait for it: left to itself, the committing connection checkpoints every
 /// 1,000 pages (4 MB), writing and syncing them while every caller in its batch waits.
-async fn checkpointer(writer: Weak<Writer>) {
+async fn checkpointer(writer: Weak<Writer>, options: sqlx::sqlite::SqliteConnectOptions) {
     let mut conn: Option<SqliteConnection> = None;
     let mut seen = 0;
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         let Some(w) = writer.upgrade() else { return };
-        let commits = w.commits.load(Ordering::Relaxed);
+        let commits = w.counts.commits.load(Ordering::Relaxed);
+        drop(w);
         if commits == seen {
             continue;
         }
-        let Some(options) = w.file.clone() else { return };
-        drop(w);
         if conn.is_none() {
             conn = SqliteConnection::connect_with(&options).await.ok();
         }
@@ -411,8 +604,9 @@ mod tests {
     #[tokio::test]
     async fn an_empty_unit_waits_for_the_commit_under_way() {
         let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
-        let writer = super::Writer::start(None, pool);
-        let held = writer.target.lock().await; // a commit under way
+        let writer = super::Writer::start(None, pool).unwrap();
+        let super::Lane::Pool { turn, .. } = &writer.lane else { unreachable!("an in-memory writer") };
+        let held = turn.lock().await; // a commit under way
         let queued = tokio::spawn({
             let w = writer.clone();
             async move { w.commit(&[]).await }
@@ -428,6 +622,37 @@ mod tests {
         drop(held);
         queued.await.unwrap().unwrap();
         barrier.await.unwrap().unwrap();
+    }
+
+    /// The writer thread answers in the order asked: a barrier asked while a write waits for
+    /// SQLite's lock (held here by another connection) returns only after that write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_thread_answers_in_the_order_asked() {
+        use sqlx::Executor;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let store =
+            super::super::SqliteStore::open_file(&path, &crate::store::StoreOptions::new(""), |o| o).await.unwrap();
+        let writer = store.inner.writer.clone();
+        let mut other = SqliteConnection::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+        other.execute("BEGIN IMMEDIATE").await.unwrap(); // SQLite's write lock, held
+        // Asked first: one poll sends the request.
+        let mut number = std::pin::pin!(writer.next_number("n"));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(number.as_mut().poll(&mut cx).is_pending(), "a write waits for the lock");
+        let mut barrier = tokio::spawn({
+            let w = writer.clone();
+            async move { w.commit(&[]).await }
+        });
+        let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut barrier).await;
+        assert!(early.is_err(), "the barrier passed a write still waiting for the lock");
+        other.execute("COMMIT").await.unwrap();
+        assert_eq!(number.await.unwrap(), 1);
+        barrier.await.unwrap().unwrap();
+        assert_eq!(writer.next_number("n").await.unwrap(), 2);
+        writer.close().await;
+        let err = writer.commit(&[]).await.unwrap_err();
+        assert!(matches!(err, crate::store::StoreError::Unavailable(_)), "{err:?}");
     }
 
     fn rows(from: usize, to: usize) -> impl Iterator<Item = Row> + Clone {
