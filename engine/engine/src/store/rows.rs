@@ -1,8 +1,9 @@
 //! The rows of a commit unit as JSON arrays, one per part (new instances, changed
 //! instances, events, timers ...): the encoding every backend's commit statement reads
-//! (SQLite's `commit_batch` trigger, PostgreSQL's `yishi_commit` function), so that a batch of
-//! any size is one statement with a fixed text, prepared once. SQLite takes the events apart,
-//! as values bound to statements of a few sizes ([`event_rows`], `store/sqlite/writer.rs`).
+//! (SQLite's statement for each part, PostgreSQL's `yishi_commit` function), so that a batch of
+//! any size is a fixed text, prepared once. SQLite takes the new instances and the events
+//! apart, as values bound to statements of a few sizes ([`created_rows`], [`event_rows`],
+//! `store/sqlite/writer.rs`).
 
 use std::collections::BTreeMap;
 
@@ -115,9 +116,9 @@ pub(crate) trait RowEncoding {
     /// rewrites an index entry whenever one of its columns is assigned; PostgreSQL compares
     /// the values itself and leaves the indexes alone when they are equal).
     const MOVED_APART: bool;
-    /// Whether the events are left out of the parts (an empty `events` part), for the backend
-    /// to write from [`event_rows`] itself.
-    const EVENTS_APART: bool;
+    /// Whether the new instances and the events are left out of the parts (empty `created` and
+    /// `events` parts), for the backend to write from [`created_rows`] and [`event_rows`] itself.
+    const VALUES_APART: bool;
     /// Encodes `rows`; `expected` is a hint of how many there are.
     fn part<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Self::Part;
 }
@@ -129,7 +130,7 @@ pub(crate) struct Json;
 impl RowEncoding for Json {
     type Part = Option<String>;
     const MOVED_APART: bool = false;
-    const EVENTS_APART: bool = false;
+    const VALUES_APART: bool = false;
     fn part<T: Serialize>(expected: usize, rows: impl Iterator<Item = T>) -> Option<String> {
         json_rows(expected, rows)
     }
@@ -147,7 +148,7 @@ pub(crate) struct Jsonb;
 impl RowEncoding for Jsonb {
     type Part = Vec<u8>;
     const MOVED_APART: bool = true;
-    const EVENTS_APART: bool = true;
+    const VALUES_APART: bool = true;
     fn part<T: Serialize>(_expected: usize, rows: impl Iterator<Item = T>) -> Vec<u8> {
         let mut out = Vec::new();
         for row in rows {
@@ -199,33 +200,14 @@ pub(crate) const PARTS: usize = 12;
 /// clear_all, clear_token, clear_one, timers, idempotency, outbox, consumed, moved, each
 /// encoded as `E` says. `moved` holds the changes that keep the instance's status and version
 /// (see [`Commit::stored`]) when [`RowEncoding::MOVED_APART`], in the layout of `changed`. The
-/// row layouts are documented where they are read (the SQLite migration that defines
-/// `commit_batch` last, and PostgreSQL's `yishi_commit`).
+/// row layouts are documented where they are read (SQLite's statements in
+/// `store/sqlite/writer.rs`, and PostgreSQL's `yishi_commit`).
 /// The statement's text never changes, so the database prepares it once per connection,
 /// whatever the size of the batch.
 pub(crate) fn commit_rows<E: RowEncoding>(batch: &[Commit]) -> [E::Part; PARTS] {
     let n = batch.len();
     let n_events: usize = batch.iter().map(|c| c.events.len()).sum();
-    let created = E::part(
-        n,
-        batch.iter().filter(|c| c.create.is_some()).filter_map(|c| {
-            let s = c.state.as_ref()?;
-            let (unit, workflow) = c.create.as_ref()?;
-            Some((
-                c.instance_id,
-                unit,
-                workflow,
-                c.version,
-                s.status.as_str(),
-                &s.outcome,
-                s.active_steps(),
-                Doc(&s.data),
-                Doc(stored_state(s)),
-                c.last_seq(),
-                c.now,
-            ))
-        }),
-    );
+    let created = if E::VALUES_APART { E::part(0, std::iter::empty::<()>()) } else { E::part(n, created_rows(batch)) };
     // Changed instances, those that keep their status and version apart when `E` says so.
     let keeps_indexed =
         |c: &&Commit| E::MOVED_APART && c.state.as_ref().is_some_and(|s| c.stored == Some((s.status, c.version)));
@@ -238,7 +220,7 @@ pub(crate) fn commit_rows<E: RowEncoding>(batch: &[Commit]) -> [E::Part; PARTS] 
         batch.iter().filter(|c| c.state.is_none() && !c.events.is_empty()).map(|c| (c.instance_id, c.last_seq())),
     );
     let events =
-        if E::EVENTS_APART { E::part(0, std::iter::empty::<()>()) } else { E::part(n_events, event_rows(batch)) };
+        if E::VALUES_APART { E::part(0, std::iter::empty::<()>()) } else { E::part(n_events, event_rows(batch)) };
     // Timers: the net effect of each commit, deletes first. A new instance has none stored.
     let mut clear_all: Vec<i64> = Vec::new();
     let mut clear_token: Vec<(i64, u32)> = Vec::new();
@@ -297,6 +279,43 @@ pub(crate) fn commit_rows<E: RowEncoding>(batch: &[Commit]) -> [E::Part; PARTS] 
         consumed,
         moved,
     ]
+}
+
+/// A new instance's row: [id, unit, workflow, version, status, outcome, active_steps, data,
+/// state, last_seq, now].
+pub(crate) type CreatedRow<'a> = (
+    i64,
+    &'a str,
+    &'a str,
+    i64,
+    &'static str,
+    &'a Option<String>,
+    Vec<&'a str>,
+    Doc<&'a Map<String, Value>>,
+    Doc<StoredState<'a>>,
+    i64,
+    i64,
+);
+
+/// The new instances of a batch of commits as rows.
+pub(crate) fn created_rows(batch: &[Commit]) -> impl Iterator<Item = CreatedRow<'_>> {
+    batch.iter().filter(|c| c.create.is_some()).filter_map(|c| {
+        let s = c.state.as_ref()?;
+        let (unit, workflow) = c.create.as_ref()?;
+        Some((
+            c.instance_id,
+            unit.as_str(),
+            workflow.as_str(),
+            c.version,
+            s.status.as_str(),
+            &s.outcome,
+            s.active_steps(),
+            Doc(&s.data),
+            Doc(stored_state(s)),
+            c.last_seq(),
+            c.now,
+        ))
+    })
 }
 
 /// The events of a batch of commits as rows: [instance_id, seq, at, version, type, body].

@@ -14,15 +14,20 @@
 //! switched context 16 times per commit and spent more time in the kernel than in SQLite.
 //! Everything else happens on the callers' own tasks before they queue.
 //!
-//! Each caller encodes its own commit unit: the rows of one per instance (new, changed, timers
-//! ...) as SQLite's binary JSON (see [`crate::store::rows::Jsonb`]), read by the `commit_batch`
-//! trigger, and its events (most of the rows: a new case of the reference workflow writes one
-//! instance and ten events) as plain values, bound to multi-row `INSERT`s of a few fixed sizes.
-//! The writer neither parses text nor picks fields out of JSON for them: extracting each
-//! event's six fields with `->>` was a quarter of the writer's time under `bench concurrent`.
+//! Each caller encodes its own commit unit on its own task: the new instances and the events
+//! (most of the rows: a new case of the reference workflow writes one instance and ten events)
+//! as plain values, bound to multi-row `INSERT`s of a few fixed sizes, and the other parts
+//! (changed instances, timers ...) as SQLite's binary JSON (see [`crate::store::rows::Jsonb`]),
+//! one statement per part that has rows. The writer neither parses text nor picks fields out
+//! of JSON for the bulk of the rows: extracting each event's six fields with `->>` was a
+//! quarter of the writer's time under `bench concurrent`. The statements run directly, not as
+//! the triggers of a view (one statement per batch saved hand-overs to sqlx's worker, which the
+//! writer thread no longer makes; an `INSERT` into a view fills a temporary table and runs every
+//! trigger's `WHEN`, about 40 µs of a lone commit).
 //!
 //! An in-memory database (scenario rehearsals, tests) exists only in its pool's one connection,
-//! so its commits go through sqlx on that connection, one at a time.
+//! so its commits go through sqlx on that connection, the same statements as one command; its
+//! callers combine, whoever takes the turn committing everything waiting as one transaction.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Weak, mpsc};
@@ -34,7 +39,7 @@ use sqlx::{Connection, Executor};
 use tokio::sync::{Mutex, oneshot};
 
 use super::{BUSY_TIMEOUT, FileOptions, map_err};
-use crate::store::rows::{Jsonb, PARTS, commit_rows, event_rows, jsonb_array};
+use crate::store::rows::{Jsonb, PARTS, commit_rows, created_rows, event_rows, jsonb_array};
 use crate::store::{Commit, CommitStats, StoreError, StoreResult};
 
 /// WAL pages after which the writer checkpoints by itself, should the checkpointer fall behind.
@@ -47,69 +52,171 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// Most commit units in one transaction.
 const MAX_BATCH: usize = 1024;
 
-/// The statement for the rows of one per instance, a single statement (and so its own
-/// transaction) when a transaction has no events.
-const COMMIT_SQL: &str = "INSERT INTO commit_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 /// The next number of a counter, in a transaction of its own.
 const NUMBER_SQL: &str = "INSERT INTO counters (name, value) VALUES (?, 1) \
                           ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value";
-/// The sizes of the events statements (six values a row: instance_id, seq, at, version, type,
-/// body), powers of two: `1 << 0` to `1 << EVENT_SIZES - 1` rows.
-const EVENT_SIZES: usize = 11;
-/// Most events one statement inserts (6,144 bound values; SQLite allows 32,766).
-const EVENTS_PER_STATEMENT: usize = 1 << (EVENT_SIZES - 1);
 
-/// The statement that inserts `rows` events (1 to [`EVENTS_PER_STATEMENT`]), rounded up to a
-/// power of two: rows past those bound are NULL and skipped. So a connection prepares at most
-/// [`EVENT_SIZES`] of them, each once.
-fn events_sql(rows: usize) -> &'static str {
-    static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-        (0..EVENT_SIZES)
-            .map(|s| {
-                let mut sql = String::from(
-                    "INSERT INTO events (instance_id, seq, at, version, type, body) \
-                     SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ",
-                );
-                for row in 0..1 << s {
-                    sql.push_str(if row == 0 { "(?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?)" });
-                }
-                sql.push_str(") WHERE column1 IS NOT NULL");
-                sql
-            })
-            .collect()
-    });
-    debug_assert!((1..=EVENTS_PER_STATEMENT).contains(&rows), "{rows} events in one statement");
-    TEXTS[rows.next_power_of_two().trailing_zeros() as usize].as_str()
+// Where each part sits in what `commit_rows` returns (store/rows.rs).
+const CHANGED: usize = 1;
+const REFUSED: usize = 2;
+const CLEAR_ALL: usize = 4;
+const CLEAR_TOKEN: usize = 5;
+const CLEAR_ONE: usize = 6;
+const TIMERS: usize = 7;
+const IDEMPOTENCY: usize = 8;
+const OUTBOX: usize = 9;
+const CONSUMED: usize = 10;
+const MOVED: usize = 11;
+
+/// The check that the timers a commit fires are still there: a trigger
+/// (`migrations/sqlite/0011_commit_statements.sql`) for its `RAISE`. [instance_id, token, name]
+const CONSUMED_SQL: &str = "INSERT INTO commit_consumed VALUES (?)";
+
+/// The statements that write the parts SQLite reads as binary JSON (each part its one
+/// parameter, the rows laid out as the comments say), in the order they run, after the fired
+/// timers' check and the new instances; a part without rows runs nothing.
+const PART_STATEMENTS: [(usize, &str); 9] = [
+    // [key, instance_id, response, now, fingerprint]
+    (
+        IDEMPOTENCY,
+        "INSERT INTO idempotency (key, instance_id, response, created_at, fingerprint) \
+         SELECT value->>'$[0]', value->>'$[1]', value->>'$[2]', value->>'$[3]', value->>'$[4]' FROM jsonb_each(?)",
+    ),
+    // [instance_id, notice, now]
+    (
+        OUTBOX,
+        "INSERT INTO outbox (instance_id, notice, next_at) \
+         SELECT value->>'$[0]', value->>'$[1]', value->>'$[2]' FROM jsonb_each(?)",
+    ),
+    // Timers: deletes first, they may name the timers set. [instance_id]
+    (CLEAR_ALL, "DELETE FROM timers WHERE instance_id IN (SELECT value FROM jsonb_each(?))"),
+    // [instance_id, token]
+    (
+        CLEAR_TOKEN,
+        "DELETE FROM timers WHERE (instance_id, token) IN (SELECT value->>'$[0]', value->>'$[1]' FROM jsonb_each(?))",
+    ),
+    // [instance_id, token, name]
+    (
+        CLEAR_ONE,
+        "DELETE FROM timers WHERE (instance_id, token, name) IN \
+         (SELECT value->>'$[0]', value->>'$[1]', value->>'$[2]' FROM jsonb_each(?))",
+    ),
+    // [instance_id, token, name, step, due_at]
+    (
+        TIMERS,
+        "INSERT OR REPLACE INTO timers (instance_id, token, name, step, due_at) \
+         SELECT value->>'$[0]', value->>'$[1]', value->>'$[2]', value->>'$[3]', value->>'$[4]' FROM jsonb_each(?)",
+    ),
+    // Changed instances: [id, base_revision, status, outcome, active_steps, data, state,
+    // last_seq, now, version]. A stale base revision sets `revision` to NULL: the NOT NULL
+    // constraint then fails the statement, and with it the transaction.
+    (
+        CHANGED,
+        "UPDATE instances \
+         SET status = v.status, outcome = v.outcome, active_steps = v.active_steps, data = v.data, state = v.state, \
+             revision = CASE WHEN instances.revision = v.base THEN instances.revision + 1 END, \
+             last_seq = v.last_seq, updated_at = v.now, version = v.version \
+         FROM (SELECT value->>'$[0]' AS id, value->>'$[1]' AS base, value->>'$[2]' AS status, value->>'$[3]' AS outcome, \
+                      value->>'$[4]' AS active_steps, value->>'$[5]' AS data, value->>'$[6]' AS state, \
+                      value->>'$[7]' AS last_seq, value->>'$[8]' AS now, value->>'$[9]' AS version \
+               FROM jsonb_each(?)) AS v \
+         WHERE instances.id = v.id",
+    ),
+    // Refused actions record events only: [id, last_seq]
+    (
+        REFUSED,
+        "UPDATE instances SET last_seq = v.last_seq \
+         FROM (SELECT value->>'$[0]' AS id, value->>'$[1]' AS last_seq FROM jsonb_each(?)) AS v \
+         WHERE instances.id = v.id",
+    ),
+    // Changes that keep the status and version (`Commit::stored`), in the layout of `changed`,
+    // written without assigning the columns the indexes cover (SQLite rewrites an index entry
+    // whenever one of its columns is assigned, even to the value it holds); a row whose status
+    // or version is not the stored one fails as a stale one does.
+    (
+        MOVED,
+        "UPDATE instances \
+         SET outcome = v.outcome, active_steps = v.active_steps, data = v.data, state = v.state, \
+             revision = CASE WHEN instances.revision = v.base AND instances.status = v.status \
+                                  AND instances.version = v.version \
+                             THEN instances.revision + 1 END, \
+             last_seq = v.last_seq, updated_at = v.now \
+         FROM (SELECT value->>'$[0]' AS id, value->>'$[1]' AS base, value->>'$[2]' AS status, value->>'$[3]' AS outcome, \
+                      value->>'$[4]' AS active_steps, value->>'$[5]' AS data, value->>'$[6]' AS state, \
+                      value->>'$[7]' AS last_seq, value->>'$[8]' AS now, value->>'$[9]' AS version \
+               FROM jsonb_each(?)) AS v \
+         WHERE instances.id = v.id",
+    ),
+];
+
+/// The sizes of the statements of bound values, powers of two: `1 << 0` to
+/// `1 << (VALUE_SIZES - 1)` rows.
+const VALUE_SIZES: usize = 11;
+/// Most rows one statement of bound values inserts (11,264 values for new instances; SQLite
+/// allows 32,766).
+const ROWS_PER_STATEMENT: usize = 1 << (VALUE_SIZES - 1);
+
+/// The `INSERT` of `into` from `columns` values a row, selected as `select`, in each of the
+/// [`VALUE_SIZES`] sizes: rows past those bound are NULL and skipped. So a connection prepares
+/// at most [`VALUE_SIZES`] texts of each.
+fn values_texts(into: &str, columns: usize, select: &str) -> Vec<String> {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    (0..VALUE_SIZES)
+        .map(|size| {
+            let rows = vec![row.as_str(); 1 << size].join(", ");
+            format!("INSERT INTO {into} SELECT {select} FROM (VALUES {rows}) WHERE column1 IS NOT NULL")
+        })
+        .collect()
 }
 
-/// The SQL one command of an in-memory transaction with events runs through sqlx: whether it
-/// begins the transaction (and writes the rows of one per instance), whether it ends it, and the
-/// events statement for `rows` events. Each statement of a command is a hand-over to sqlx's
-/// worker thread and back, so a transaction is one command whenever it has at most
-/// [`EVENTS_PER_STATEMENT`] events.
-fn command_sql(first: bool, last: bool, rows: usize) -> &'static str {
-    static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-        let mut texts = Vec::with_capacity(4 * EVENT_SIZES);
-        for first in [false, true] {
-            for last in [false, true] {
-                for size in (0..EVENT_SIZES).map(|s| 1 << s) {
-                    let begin = if first { format!("BEGIN IMMEDIATE; {COMMIT_SQL}; ") } else { String::new() };
-                    let end = if last { "; COMMIT" } else { "" };
-                    texts.push(format!("{begin}{}{end}", events_sql(size)));
-                }
-            }
-        }
-        texts
-    });
-    let size = rows.next_power_of_two().trailing_zeros() as usize;
-    TEXTS[(usize::from(first) * 2 + usize::from(last)) * EVENT_SIZES + size].as_str()
+/// New instances: [id, unit, workflow, version, status, outcome, active_steps, data, state,
+/// last_seq, now].
+static CREATED_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+    values_texts(
+        "instances (id, unit, workflow, version, status, outcome, active_steps, data, state, revision, last_seq, \
+         created_at, updated_at)",
+        11,
+        "column1, column2, column3, column4, column5, column6, column7, column8, column9, 1, column10, column11, column11",
+    )
+});
+
+/// Events: [instance_id, seq, at, version, type, body].
+static EVENTS_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+    values_texts(
+        "events (instance_id, seq, at, version, type, body)",
+        6,
+        "column1, column2, column3, column4, column5, column6",
+    )
+});
+
+/// The text of `texts` for `rows` rows (1 to [`ROWS_PER_STATEMENT`]), rounded up to a power of two.
+fn sized(texts: &'static [String], rows: usize) -> &'static str {
+    debug_assert!((1..=ROWS_PER_STATEMENT).contains(&rows), "{rows} rows in one statement");
+    texts[rows.next_power_of_two().trailing_zeros() as usize].as_str()
 }
 
 /// A commit unit's rows, encoded by its caller: each part's elements without the array's
-/// header (`events` empty), and the events as the values to bind.
+/// header (`created` and `events` empty), and the new instances and events as the values to
+/// bind.
 struct Encoded {
     parts: [Vec<u8>; PARTS],
+    created: Vec<NewInstance>,
     events: Vec<EventRow>,
+}
+
+/// One row of `instances`, new.
+struct NewInstance {
+    id: i64,
+    unit: String,
+    workflow: String,
+    version: i64,
+    status: &'static str,
+    outcome: Option<String>,
+    active_steps: String,
+    data: String,
+    state: String,
+    last_seq: i64,
+    now: i64,
 }
 
 /// One row of `events`.
@@ -125,12 +232,37 @@ struct EventRow {
 impl std::fmt::Debug for Encoded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let bytes = self.parts.iter().map(Vec::len).sum::<usize>();
-        f.debug_struct("Encoded").field("bytes", &bytes).field("events", &self.events.len()).finish()
+        f.debug_struct("Encoded")
+            .field("bytes", &bytes)
+            .field("created", &self.created.len())
+            .field("events", &self.events.len())
+            .finish()
     }
+}
+
+fn json(value: impl serde::Serialize) -> String {
+    serde_json::to_string(&value).expect("rows serialise")
 }
 
 impl Encoded {
     fn new(unit: &[Commit]) -> Encoded {
+        let created = created_rows(unit)
+            .map(|(id, unit, workflow, version, status, outcome, active_steps, data, state, last_seq, now)| {
+                NewInstance {
+                    id,
+                    unit: unit.to_owned(),
+                    workflow: workflow.to_owned(),
+                    version,
+                    status,
+                    outcome: outcome.clone(),
+                    active_steps: json(active_steps),
+                    data: json(data.0),
+                    state: json(state.0),
+                    last_seq,
+                    now,
+                }
+            })
+            .collect();
         let events = event_rows(unit)
             .map(|(instance_id, seq, at, version, kind, body)| EventRow {
                 instance_id,
@@ -138,20 +270,63 @@ impl Encoded {
                 at,
                 version,
                 kind,
-                body: serde_json::to_string(body.0).expect("events serialise"),
+                body: json(body.0),
             })
             .collect();
-        Encoded { parts: commit_rows::<Jsonb>(unit), events }
+        Encoded { parts: commit_rows::<Jsonb>(unit), created, events }
     }
 
     fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.parts.iter().all(Vec::is_empty)
+        self.created.is_empty() && self.events.is_empty() && self.parts.iter().all(Vec::is_empty)
     }
 }
 
-/// The units' rows of one per instance, each part the units' elements under one array header.
-fn joined_parts(units: &[&Encoded]) -> [Option<Vec<u8>>; PARTS] {
-    std::array::from_fn(|part| jsonb_array(units.iter().map(|u| u.parts[part].as_slice())))
+/// The rows of the units of one transaction, joined: each part the units' elements under one
+/// array header, the new instances and events in order.
+struct Joined<'a> {
+    parts: [Option<Vec<u8>>; PARTS],
+    created: Vec<&'a NewInstance>,
+    events: Vec<&'a EventRow>,
+}
+
+/// One statement of a transaction, with what it binds.
+enum Statement<'a> {
+    /// A part SQLite reads as binary JSON.
+    Part(&'static str, &'a [u8]),
+    Created(&'a [&'a NewInstance]),
+    Events(&'a [&'a EventRow]),
+}
+
+impl<'a> Joined<'a> {
+    fn new(units: &[&'a Encoded]) -> Joined<'a> {
+        Joined {
+            parts: std::array::from_fn(|part| jsonb_array(units.iter().map(|u| u.parts[part].as_slice()))),
+            created: units.iter().flat_map(|u| &u.created).collect(),
+            events: units.iter().flat_map(|u| &u.events).collect(),
+        }
+    }
+
+    /// The statements that write the rows, in order: the fired timers' check, the new
+    /// instances, the other parts ([`PART_STATEMENTS`]), the events. Only those with rows.
+    fn statements(&self) -> Vec<Statement<'_>> {
+        let part = |i: usize| self.parts[i].as_deref();
+        let mut statements: Vec<Statement<'_>> =
+            part(CONSUMED).map(|p| Statement::Part(CONSUMED_SQL, p)).into_iter().collect();
+        statements.extend(self.created.chunks(ROWS_PER_STATEMENT).map(Statement::Created));
+        statements.extend(PART_STATEMENTS.iter().filter_map(|&(i, sql)| part(i).map(|p| Statement::Part(sql, p))));
+        statements.extend(self.events.chunks(ROWS_PER_STATEMENT).map(Statement::Events));
+        statements
+    }
+}
+
+impl Statement<'_> {
+    fn sql(&self) -> &'static str {
+        match self {
+            Statement::Part(sql, _) => sql,
+            Statement::Created(rows) => sized(&CREATED_SQL, rows.len()),
+            Statement::Events(rows) => sized(&EVENTS_SQL, rows.len()),
+        }
+    }
 }
 
 /// A commit unit waiting for its transaction, and where its caller waits for the outcome.
@@ -444,8 +619,9 @@ fn open(file: &FileOptions) -> rusqlite::Result<rusqlite::Connection> {
     let access = if file.read_only { OpenFlags::SQLITE_OPEN_READ_ONLY } else { OpenFlags::SQLITE_OPEN_READ_WRITE };
     let conn = rusqlite::Connection::open_with_flags(&file.path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // COMMIT_SQL, NUMBER_SQL, BEGIN, COMMIT, ROLLBACK and the events statements.
-    conn.set_prepared_statement_cache_capacity(EVENT_SIZES + 5);
+    // The parts' statements, the sizes of the values statements, CONSUMED_SQL, NUMBER_SQL,
+    // BEGIN, COMMIT and ROLLBACK.
+    conn.set_prepared_statement_cache_capacity(2 * VALUE_SIZES + PART_STATEMENTS.len() + 5);
     let mut pragmas = String::new();
     for (key, value) in file.pragmas().chain([("wal_autocheckpoint", &*WRITER_CHECKPOINT_BACKSTOP.to_string())]) {
         pragmas.push_str(&format!("PRAGMA {key} = {value}; "));
@@ -474,90 +650,132 @@ fn store_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Writes `units` in one transaction on the writer's connection: a single statement when they
-/// have no events; else `BEGIN IMMEDIATE`, the rows of one per instance, the events in
-/// statements of [`events_sql`], `COMMIT`. After a failure the transaction is rolled back.
+/// Writes `units` in one transaction on the writer's connection: `BEGIN IMMEDIATE`, the
+/// statements of [`Joined::statements`], `COMMIT` (a lone statement is a transaction of its
+/// own). After a failure the transaction is rolled back.
 fn transaction(conn: &mut rusqlite::Connection, units: &[&Encoded]) -> rusqlite::Result<()> {
-    let parts = joined_parts(units);
-    let total: usize = units.iter().map(|u| u.events.len()).sum();
-    if total == 0 {
-        return insert_parts(conn, &parts);
+    let joined = Joined::new(units);
+    let statements = joined.statements();
+    if let [only] = statements.as_slice() {
+        return execute(conn, only);
     }
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let result = (|| {
-        insert_parts(conn, &parts)?;
-        let mut events = units.iter().flat_map(|u| &u.events);
-        let mut left = total;
-        while left > 0 {
-            let rows = left.min(EVENTS_PER_STATEMENT);
-            left -= rows;
-            let mut statement = conn.prepare_cached(events_sql(rows))?;
-            for (row, e) in events.by_ref().take(rows).enumerate() {
-                let at = row * 6;
-                statement.raw_bind_parameter(at + 1, e.instance_id)?;
-                statement.raw_bind_parameter(at + 2, e.seq)?;
-                statement.raw_bind_parameter(at + 3, e.at)?;
-                statement.raw_bind_parameter(at + 4, e.version)?;
-                statement.raw_bind_parameter(at + 5, e.kind)?;
-                statement.raw_bind_parameter(at + 6, e.body.as_str())?;
+    let result = statements
+        .iter()
+        .try_for_each(|s| execute(conn, s))
+        .and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+    if result.is_err() && !conn.is_autocommit() {
+        // Should this fail too, the transaction stays open and the caller drops the connection.
+        let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+    }
+    result
+}
+
+/// Runs one statement with its values bound, prepared once per connection.
+fn execute(conn: &rusqlite::Connection, statement: &Statement<'_>) -> rusqlite::Result<()> {
+    let mut prepared = conn.prepare_cached(statement.sql())?;
+    match statement {
+        Statement::Part(_, rows) => prepared.raw_bind_parameter(1, *rows)?,
+        Statement::Created(rows) => {
+            for (row, i) in rows.iter().enumerate() {
+                let at = row * 11;
+                prepared.raw_bind_parameter(at + 1, i.id)?;
+                prepared.raw_bind_parameter(at + 2, i.unit.as_str())?;
+                prepared.raw_bind_parameter(at + 3, i.workflow.as_str())?;
+                prepared.raw_bind_parameter(at + 4, i.version)?;
+                prepared.raw_bind_parameter(at + 5, i.status)?;
+                prepared.raw_bind_parameter(at + 6, i.outcome.as_deref())?;
+                prepared.raw_bind_parameter(at + 7, i.active_steps.as_str())?;
+                prepared.raw_bind_parameter(at + 8, i.data.as_str())?;
+                prepared.raw_bind_parameter(at + 9, i.state.as_str())?;
+                prepared.raw_bind_parameter(at + 10, i.last_seq)?;
+                prepared.raw_bind_parameter(at + 11, i.now)?;
             }
-            statement.raw_execute()?;
         }
-        conn.prepare_cached("COMMIT")?.execute([])
-    })();
-    if let Err(e) = result {
-        if !conn.is_autocommit() {
-            // Should this fail too, the transaction stays open and the caller drops the connection.
-            let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        Statement::Events(rows) => {
+            for (row, e) in rows.iter().enumerate() {
+                let at = row * 6;
+                prepared.raw_bind_parameter(at + 1, e.instance_id)?;
+                prepared.raw_bind_parameter(at + 2, e.seq)?;
+                prepared.raw_bind_parameter(at + 3, e.at)?;
+                prepared.raw_bind_parameter(at + 4, e.version)?;
+                prepared.raw_bind_parameter(at + 5, e.kind)?;
+                prepared.raw_bind_parameter(at + 6, e.body.as_str())?;
+            }
+        }
+    }
+    prepared.raw_execute().map(drop)
+}
+
+/// Writes `units` in one transaction on an in-memory database's connection, the same
+/// statements as [`transaction`] sent as one command (each statement of a command through
+/// sqlx is a hand-over to its worker thread and back; sqlx binds the values across the
+/// statements in order). After a failure the transaction is rolled back, so the connection is
+/// left as it was.
+async fn pool_transaction(conn: &mut SqliteConnection, units: &[&Encoded]) -> Result<(), sqlx::Error> {
+    let joined = Joined::new(units);
+    let statements = joined.statements();
+    let lone = statements.len() == 1;
+    let mut sql = statements.iter().map(Statement::sql).collect::<Vec<_>>().join("; ");
+    if !lone {
+        sql = format!("BEGIN IMMEDIATE; {sql}; COMMIT");
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for statement in &statements {
+        match statement {
+            Statement::Part(_, rows) => query = query.bind(*rows),
+            Statement::Created(rows) => {
+                for i in *rows {
+                    query = query
+                        .bind(i.id)
+                        .bind(i.unit.as_str())
+                        .bind(i.workflow.as_str())
+                        .bind(i.version)
+                        .bind(i.status)
+                        .bind(i.outcome.as_deref())
+                        .bind(i.active_steps.as_str())
+                        .bind(i.data.as_str())
+                        .bind(i.state.as_str())
+                        .bind(i.last_seq)
+                        .bind(i.now);
+                }
+                query = pad(query, rows.len(), 11);
+            }
+            Statement::Events(rows) => {
+                for e in *rows {
+                    query = query
+                        .bind(e.instance_id)
+                        .bind(e.seq)
+                        .bind(e.at)
+                        .bind(e.version)
+                        .bind(e.kind)
+                        .bind(e.body.as_str());
+                }
+            }
+        }
+    }
+    if let Err(e) = query.execute(&mut *conn).await {
+        if !lone {
+            // Nothing to roll back when the transaction did not begin; then this fails too.
+            let _ = conn.execute("ROLLBACK").await;
         }
         return Err(e);
     }
     Ok(())
 }
 
-/// The `commit_batch` statement with the rows of one per instance.
-fn insert_parts(conn: &rusqlite::Connection, parts: &[Option<Vec<u8>>; PARTS]) -> rusqlite::Result<()> {
-    let mut statement = conn.prepare_cached(COMMIT_SQL)?;
-    for (i, part) in parts.iter().enumerate() {
-        statement.raw_bind_parameter(i + 1, part.as_deref())?;
+/// Binds NULL to the rows of a statement of bound values past its `rows`: sqlx binds a
+/// command's values across its statements in order, so the next statement's values must not
+/// fill them.
+fn pad<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    rows: usize,
+    columns: usize,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    for _ in 0..(rows.next_power_of_two() - rows) * columns {
+        query = query.bind(None::<i64>);
     }
-    statement.raw_execute().map(drop)
-}
-
-/// Writes `units` in one transaction on an in-memory database's connection: a single statement
-/// when they have no events; else commands of [`command_sql`], the first beginning the
-/// transaction, the last committing it. After a failure the transaction is rolled back, so the
-/// connection is left as it was.
-async fn pool_transaction(conn: &mut SqliteConnection, units: &[&Encoded]) -> Result<(), sqlx::Error> {
-    let mut parts = Some(joined_parts(units));
-    let total: usize = units.iter().map(|u| u.events.len()).sum();
-    let mut events = units.iter().flat_map(|u| &u.events);
-    let mut left = total;
-    loop {
-        let rows = left.min(EVENTS_PER_STATEMENT);
-        left -= rows;
-        let last = left == 0;
-        let sql = if total == 0 { COMMIT_SQL } else { command_sql(parts.is_some(), last, rows) };
-        let mut query = sqlx::query(sql);
-        if let Some(parts) = parts.take() {
-            for part in parts {
-                query = query.bind(part);
-            }
-        }
-        for e in events.by_ref().take(rows) {
-            query = query.bind(e.instance_id).bind(e.seq).bind(e.at).bind(e.version).bind(e.kind).bind(e.body.as_str());
-        }
-        if let Err(e) = query.execute(&mut *conn).await {
-            if total > 0 {
-                // Nothing to roll back when the transaction did not begin; then this fails too.
-                let _ = conn.execute("ROLLBACK").await;
-            }
-            return Err(e);
-        }
-        if last {
-            return Ok(());
-        }
-    }
+    query
 }
 
 /// Copies committed pages from the WAL into the database file, on a connection of its own, so
