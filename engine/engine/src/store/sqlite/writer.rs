@@ -558,21 +558,22 @@ impl WriterThread<'_> {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
+        // Taken while `apply` borrows the thread, and put back emptied: its room is reused.
+        let mut batch = std::mem::take(&mut self.batch);
         let units: Vec<&Encoded> = batch.iter().map(|(u, _)| &**u).collect();
         let result = self.apply(&units);
         drop(units);
         match result {
-            Ok(()) => batch.into_iter().for_each(|(_, done)| drop(done.send(Ok(())))),
-            Err(e) if batch.len() == 1 => batch.into_iter().for_each(|(_, done)| drop(done.send(Err(e.clone())))),
+            Ok(()) => batch.drain(..).for_each(|(_, done)| drop(done.send(Ok(())))),
+            Err(e) if batch.len() == 1 => batch.drain(..).for_each(|(_, done)| drop(done.send(Err(e.clone())))),
             Err(e) => {
                 tracing::debug!(error = %e, units = batch.len(), "batch commit failed; retrying unit by unit");
-                for (unit, done) in batch {
+                for (unit, done) in batch.drain(..) {
                     let _ = done.send(self.apply(&[&unit]));
                 }
             }
         }
-        self.batch = Vec::with_capacity(MAX_BATCH);
+        self.batch = batch;
     }
 
     /// Applies `units` as one transaction.
