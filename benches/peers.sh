@@ -4,7 +4,8 @@
 # run, and prints each figure and the ratio of Yishi to each peer, then one table with the floor
 # and every ratio, so that one run gives the whole picture. Release build.
 #
-# Usage: benches/peers.sh [N]     (N instances; default 20000)
+# Usage: benches/peers.sh [N]     (N instances; default 20000; ROUNDS=k rounds of Yishi and the
+#                                  floor, alternating, each figure their median; default 3)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -16,23 +17,38 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 yishi="$root/target/release/yishi"
 
 echo "# $(date -u +%FT%TZ) commit $(git -C "$root" rev-parse --short HEAD) $(nproc) cores"
-peer_lines=$("$peers/run.sh" "$N")
-echo "$peer_lines"
-ref_lines=$(cd "$root" && "$yishi" bench reference --n "$N")
+# SpiffWorkflow, the peer the aims are set against, runs in every round (below); the others once.
+other_peers=$("$peers/run.sh" "$N" bpmn-engine acts)
+echo "$other_peers"
+# Yishi's figures, the floor and SpiffWorkflow, in ROUNDS rounds that alternate them (default 3), each figure
+# the median of its rounds: on a shared machine the disk's speed moves from one minute to the
+# next, so one run of each, minutes apart, compares two different disks.
+rounds=${ROUNDS:-3}
 # Concurrent runs long enough (at least 100,000 instances) to measure the steady state.
 con_n=$(( N > 100000 ? N : 100000 ))
-con_lines=$(cd "$root" && "$yishi" bench concurrent --n "$con_n")
-echo "$ref_lines"
-echo "$con_lines"
-# The same reference with commits synced at checkpoints only, and raw SQLite writing the same
-# rows one transaction at a time (the floor under `reference` on this disk).
-normal_lines=$(cd "$root" && "$yishi" bench reference --n "$N" --sync normal | sed 's/^reference_/reference_sync_normal_/')
-echo "$normal_lines"
-floor_lines=$(python3 "$here/sqlite-floor.py" "$N")
-echo "$floor_lines"
-floor=$(echo "$floor_lines" | awk '$1=="sqlite_floor_full_instances_per_second"{print $2}')
-ref=$(echo "$ref_lines" | awk '$1=="reference_instances_per_second"{print $2}')
-con=$(echo "$con_lines" | awk '$1=="concurrent_instances_per_second"{print $2}')
+all=""
+for round in $(seq 1 "$rounds"); do
+  # The same reference with commits synced at checkpoints only, and raw SQLite writing the same
+  # rows one transaction at a time (the floor under `reference` on this disk).
+  lines=$(cd "$root" && "$yishi" bench reference --n "$N"
+    "$yishi" bench reference --n "$N" --sync normal | sed 's/^reference_/reference_sync_normal_/'
+    "$yishi" bench concurrent --n "$con_n"
+    python3 "$here/sqlite-floor.py" "$N"
+    "$peers/run.sh" "$N" spiffworkflow | awk '{print "peer_spiffworkflow_instances_per_second", $3, "inst/s"}')
+  echo "# round $round of $rounds"
+  echo "$lines"
+  all="$all$lines"$'\n'
+done
+# The median of a figure over the rounds.
+median() { echo "$all" | awk -v k="$1" '$1==k{print $2}' | sort -g | awk '{v[NR]=$1} END { if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2 }'; }
+floor=$(median sqlite_floor_full_instances_per_second)
+floor_normal=$(median sqlite_floor_normal_instances_per_second)
+ref=$(median reference_instances_per_second)
+normal=$(median reference_sync_normal_instances_per_second)
+con=$(median concurrent_instances_per_second)
+peer_lines="PEER spiffworkflow $(median peer_spiffworkflow_instances_per_second)"$'\n'"$other_peers"
+echo "# medians of $rounds rounds"
+echo "$peer_lines" | head -1
 echo "YISHI reference $ref"
 echo "YISHI concurrent $con"
 awk -v a="$ref" -v f="$floor" 'BEGIN { printf "ratio reference/sqlite-floor-full %.2f\n", a / f }'
@@ -43,8 +59,6 @@ done
 
 # One table: each of Yishi's figures, its share of the raw SQLite floor of the same durability,
 # and its ratio to each peer.
-floor_normal=$(echo "$floor_lines" | awk '$1=="sqlite_floor_normal_instances_per_second"{print $2}')
-normal=$(echo "$normal_lines" | awk '$1=="reference_sync_normal_instances_per_second"{print $2}')
 names=$(echo "$peer_lines" | awk 'NF >= 3 {print $2}')
 echo
 printf '| figure | instances/s | of the SQLite floor |'

@@ -269,35 +269,44 @@ async fn numbers_and_ids_are_never_handed_out_twice(store: AnyStore) {
     sorted.dedup();
     assert_eq!(sorted.len(), 50, "{ids:?}");
     assert!(ids.iter().all(|&i| i > 0));
-    let numbers: Vec<i64> = futures_join((0..20).map(|_| store.next_number("reg:2026")).collect())
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let asked = (0..20).map(|_| {
+        let store = store.clone();
+        async move { store.next_number("reg:2026").await }
+    });
+    let numbers: Vec<i64> = spawned(asked.collect()).await.into_iter().map(Result::unwrap).collect();
     let mut n = numbers.clone();
     n.sort();
     assert_eq!(n, (1..=20).collect::<Vec<_>>(), "a counter counts 1, 2, 3 ... with no number twice");
     assert_eq!(store.next_number("reg:2027").await.unwrap(), 1, "counters are separate");
 }
 
-async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
-    // Polls every future before awaiting any, as a server's concurrent requests would.
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = fs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in pinned.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *o = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    out.into_iter().map(|o| o.expect("all done")).collect()
+/// Runs each future as a task of its own, as a server runs its requests, all started before any
+/// is awaited; their outputs in order.
+async fn spawned<F>(fs: Vec<F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.expect("the task ran to its end"));
+    }
+    out
+}
+
+/// Commits each unit on a task of its own (see [`spawned`]).
+async fn commit_each(store: &AnyStore, units: Vec<Vec<Commit>>) -> Vec<Result<(), StoreError>> {
+    spawned(
+        units
+            .into_iter()
+            .map(|u| {
+                let store = store.clone();
+                async move { store.commit(&u).await }
+            })
+            .collect(),
+    )
+    .await
 }
 
 async fn tokens_are_found_by_key_and_revoked_once(store: AnyStore) {
@@ -609,7 +618,7 @@ async fn commits_that_wait_together_share_transactions_and_fail_alone(store: Any
     let v = version(&store, "u/w", "h").await;
     let before = store.commit_stats().transactions.load(std::sync::atomic::Ordering::Relaxed);
     let units: Vec<Vec<Commit>> = (1..=60).map(|id| vec![create(id, "u", v.id, "a")]).collect();
-    for r in futures_join(units.iter().map(|u| store.commit(u)).collect()).await {
+    for r in commit_each(&store, units).await {
         r.unwrap();
     }
     let transactions = store.commit_stats().transactions.load(std::sync::atomic::Ordering::Relaxed) - before;
@@ -617,7 +626,7 @@ async fn commits_that_wait_together_share_transactions_and_fail_alone(store: Any
     // 20 changes waiting at once, one of them stale: that one fails, alone.
     let mut units: Vec<Vec<Commit>> = (1..=20).map(|id| vec![change(id, v.id, 1, 1, "b")]).collect();
     units.insert(10, vec![change(30, v.id, 7, 1, "b")]);
-    let results = futures_join(units.iter().map(|u| store.commit(u)).collect()).await;
+    let results = commit_each(&store, units).await;
     for (i, r) in results.iter().enumerate() {
         if i == 10 {
             assert!(matches!(r, Err(StoreError::Conflict(_))), "the stale change fails: {r:?}");
@@ -743,9 +752,8 @@ mod sqlite_only {
             yishi_engine::store::open(&StoreOptions::new(dir.path().join("y.db").display().to_string())).await.unwrap();
         let v = version(&store, "u/w", "h").await;
         let before = store.commit_stats().transactions.load(std::sync::atomic::Ordering::Relaxed);
-        let units: Vec<Commit> = (1..=50).map(|id| create(id, "u", v.id, "a")).collect();
-        let commits: Vec<_> = units.iter().map(|u| store.commit(std::slice::from_ref(u))).collect();
-        for r in futures_join(commits).await {
+        let units: Vec<Vec<Commit>> = (1..=50).map(|id| vec![create(id, "u", v.id, "a")]).collect();
+        for r in commit_each(&store, units).await {
             r.unwrap();
         }
         let stats = store.commit_stats();

@@ -1,5 +1,5 @@
-//! SQLite's commit path: one writer connection on a thread of its own, group commit, and
-//! checkpoints kept off it.
+//! SQLite's commit path: one writer connection, its thread and group commit, lone commits made
+//! inline, and checkpoints kept off it.
 //!
 //! SQLite has one writer at a time, and a commit waits for the disk; so commits that arrive
 //! while another is under way wait in a queue, and the writer applies everything waiting as one
@@ -12,7 +12,10 @@
 //! connection, a commit was a hand-over to sqlx's worker thread and one answer back per
 //! statement (four a commit), each waking the caller's task: one commit at a time, the process
 //! switched context 16 times per commit and spent more time in the kernel than in SQLite.
-//! Everything else happens on the callers' own tasks before they queue.
+//! Everything else happens on the callers' own tasks before they queue. A caller that finds
+//! nothing pending does not queue: it takes the writer's connection and commits on its own
+//! thread (tokio's `block_in_place`), so that a lone commit wakes no other thread (see
+//! [`inline`]).
 //!
 //! Each caller encodes its own commit unit on its own task: the new instances and the events
 //! (most of the rows: a new case of the reference workflow writes one instance and ten events)
@@ -29,7 +32,7 @@
 //! so its commits go through sqlx on that connection, the same statements as one command; its
 //! callers combine, whoever takes the turn committing everything waiting as one transaction.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Weak, mpsc};
 use std::time::{Duration, Instant};
 
@@ -346,11 +349,37 @@ enum Lane {
     /// The writer thread of a database file, fed by this queue. Its connection is its own, so
     /// that its page cache stays valid from one commit to the next (a connection whose cache
     /// another connection's write made stale re-reads every page it touches).
-    Thread(mpsc::Sender<Request>),
+    Thread { queue: mpsc::Sender<Request>, shared: Arc<Shared> },
     /// The pool's one connection of an in-memory database (the database exists only there).
     /// Each caller adds its unit to `waiting`, then takes its turn; whoever has the turn
     /// commits everything waiting as one transaction, so commits that wait together share one.
     Pool { pool: SqlitePool, waiting: std::sync::Mutex<Vec<Waiting>>, turn: Arc<Mutex<()>> },
+}
+
+/// The writer's connection, shared by its thread and the callers that commit inline.
+#[derive(Debug)]
+struct Shared {
+    /// Requests queued for the thread, or being made inline, and not yet done. A caller that
+    /// finds none commits on its own thread (see [`Writer::inline`]).
+    pending: AtomicUsize,
+    state: std::sync::Mutex<WriterThread>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriterThread> {
+        // A panic inside SQLite's calls leaves nothing half-done that a later commit could see:
+        // an open transaction drops the connection (`on_connection`).
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Marks an inline request done, however it ends.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// What the writer counts, shared with its thread.
@@ -405,14 +434,24 @@ impl Writer {
         };
         let (queue, requests) = mpsc::channel();
         let checkpoints = file.sqlx();
+        let shared = Arc::new(Shared {
+            pending: AtomicUsize::new(0),
+            state: std::sync::Mutex::new(WriterThread {
+                file,
+                counts: counts.clone(),
+                conn: None,
+                batch: Vec::with_capacity(MAX_BATCH),
+                closed: false,
+            }),
+        });
         std::thread::Builder::new()
             .name("sqlite-writer".into()) // short enough for Linux to show whole (15 bytes)
             .spawn({
-                let counts = counts.clone();
-                move || run(&file, &requests, &counts)
+                let shared = shared.clone();
+                move || run(&shared, &requests)
             })
             .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
-        let writer = Arc::new(Writer { lane: Lane::Thread(queue), counts });
+        let writer = Arc::new(Writer { lane: Lane::Thread { queue, shared }, counts });
         tokio::spawn(checkpointer(Arc::downgrade(&writer), checkpoints));
         Ok(writer)
     }
@@ -426,9 +465,12 @@ impl Writer {
     pub(super) async fn commit(self: &Arc<Self>, unit: &[Commit]) -> StoreResult<()> {
         let unit = Encoded::new(unit);
         match &self.lane {
-            Lane::Thread(queue) => {
+            Lane::Thread { queue, shared } => {
+                if let Some(result) = inline(shared, |thread| thread.apply(&[&unit])) {
+                    return result;
+                }
                 let (done, answer) = oneshot::channel();
-                queue.send(Request::Commit { unit: Box::new(unit), done }).map_err(|_| closing())?;
+                enqueue(shared, queue, Request::Commit { unit: Box::new(unit), done })?;
                 answer.await.map_err(|_| closing())?
             }
             Lane::Pool { pool, waiting, turn } => {
@@ -483,9 +525,12 @@ impl Writer {
     /// page cache stale, so that the writer's next commit read again every page it touched.
     pub(super) async fn next_number(&self, counter: &str) -> StoreResult<i64> {
         let result = match &self.lane {
-            Lane::Thread(queue) => {
+            Lane::Thread { queue, shared } => {
+                if let Some(result) = inline(shared, |thread| thread.next_number(counter)) {
+                    return result;
+                }
                 let (done, answer) = oneshot::channel();
-                queue.send(Request::Number { counter: counter.to_owned(), done }).map_err(|_| closing())?;
+                enqueue(shared, queue, Request::Number { counter: counter.to_owned(), done })?;
                 return answer.await.map_err(|_| closing())?;
             }
             Lane::Pool { pool, turn, .. } => {
@@ -502,7 +547,7 @@ impl Writer {
     /// Ends the writer thread once everything asked before has been done, closing its
     /// connection; later commits are refused.
     pub(super) async fn close(&self) {
-        if let Lane::Thread(queue) = &self.lane {
+        if let Lane::Thread { queue, .. } = &self.lane {
             let (done, answer) = oneshot::channel();
             if queue.send(Request::Close { done }).is_ok() {
                 let _ = answer.await;
@@ -511,11 +556,52 @@ impl Writer {
     }
 }
 
+/// Makes a request on the caller's own thread when the writer has nothing to do, and says what
+/// came of it; `None` when it has (the caller queues the request), or when the caller is not on
+/// a worker of tokio's multi-threaded runtime.
+///
+/// One commit at a time, the hand-over to the writer thread and the answer back were two
+/// wake-ups of a thread that had gone idle during the previous commit's sync: on these virtual
+/// machines, where an idle core is halted, most of what a lone commit cost beyond SQLite's own
+/// work. Inline, the caller's thread writes and syncs, and goes on with its task when the sync
+/// returns; tokio hands its other tasks to another thread meanwhile (`block_in_place`). Under
+/// load the thread keeps the queue: a request finds others pending and joins them.
+fn inline<T>(shared: &Shared, work: impl FnOnce(&mut WriterThread) -> StoreResult<T>) -> Option<StoreResult<T>> {
+    let on_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if !on_worker {
+        return None;
+    }
+    // The connection first, then the count: whatever is pending once both are held was asked
+    // after this request and waits for it.
+    let mut thread = match shared.state.try_lock() {
+        Ok(thread) => thread,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return None,
+    };
+    if shared.pending.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        return None;
+    }
+    let _done = Done(&shared.pending);
+    Some(tokio::task::block_in_place(|| if thread.closed { Err(closing()) } else { work(&mut thread) }))
+}
+
+/// Queues a request for the writer thread, counted pending until the thread has made it.
+fn enqueue(shared: &Shared, queue: &mpsc::Sender<Request>, request: Request) -> StoreResult<()> {
+    shared.pending.fetch_add(1, Ordering::AcqRel);
+    queue.send(request).map_err(|_| {
+        shared.pending.fetch_sub(1, Ordering::Release);
+        closing()
+    })
+}
+
 /// The writer thread: takes whatever waits, up to [`MAX_BATCH`] commit units, and commits it as
-/// one transaction; numbers and closing come in their turn.
-fn run(file: &FileOptions, requests: &mpsc::Receiver<Request>, counts: &Counts) {
-    let mut thread = WriterThread { file, counts, conn: None, batch: Vec::with_capacity(MAX_BATCH) };
+/// one transaction; numbers and closing come in their turn. It holds the connection while it
+/// works, so a request made inline waits for it, and it waits for one made inline.
+fn run(shared: &Shared, requests: &mpsc::Receiver<Request>) {
     while let Ok(first) = requests.recv() {
+        let mut thread = shared.lock();
+        let mut taken = 0;
         let mut next = Some(first);
         while let Some(request) = next {
             match request {
@@ -526,6 +612,7 @@ fn run(file: &FileOptions, requests: &mpsc::Receiver<Request>, counts: &Counts) 
                 }
                 Request::Close { done } => {
                     thread.flush();
+                    thread.closed = true;
                     if let Some(conn) = thread.conn.take()
                         && let Err((_, e)) = conn.close()
                     {
@@ -535,23 +622,29 @@ fn run(file: &FileOptions, requests: &mpsc::Receiver<Request>, counts: &Counts) 
                     return;
                 }
             }
+            taken += 1;
             next = if thread.batch.len() < MAX_BATCH { requests.try_recv().ok() } else { None };
         }
         thread.flush();
+        drop(thread);
+        shared.pending.fetch_sub(taken, Ordering::Release);
     }
 }
 
-/// The writer thread's state between requests.
-struct WriterThread<'a> {
-    file: &'a FileOptions,
-    counts: &'a Counts,
+/// The writer's state between requests.
+#[derive(Debug)]
+struct WriterThread {
+    file: FileOptions,
+    counts: Arc<Counts>,
     /// `None` after a failure that may have left it unusable; the next commit opens it again.
     conn: Option<rusqlite::Connection>,
     /// Commit units taken from the queue and not yet committed.
     batch: Vec<Waiting>,
+    /// Closed: every later request is refused.
+    closed: bool,
 }
 
-impl WriterThread<'_> {
+impl WriterThread {
     /// Commits the batch as one transaction and answers its callers. When that fails, each unit
     /// is committed on its own.
     fn flush(&mut self) {
@@ -602,7 +695,7 @@ impl WriterThread<'_> {
         work: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> StoreResult<T> {
         if self.conn.is_none() {
-            self.conn = Some(open(self.file).map_err(store_error)?);
+            self.conn = Some(open(&self.file).map_err(store_error)?);
         }
         let conn = self.conn.as_mut().expect("opened above");
         let result = work(conn);
@@ -843,10 +936,11 @@ mod tests {
         barrier.await.unwrap().unwrap();
     }
 
-    /// The writer thread answers in the order asked: a barrier asked while a write waits for
-    /// SQLite's lock (held here by another connection) returns only after that write.
+    /// The writer answers in the order asked: a barrier asked while a write waits for SQLite's
+    /// lock (held here by another connection) returns only after that write, made inline on
+    /// the caller's thread or on the writer's own, and a closed writer refuses both ways.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_writer_thread_answers_in_the_order_asked() {
+    async fn the_writer_answers_in_the_order_asked() {
         use sqlx::Executor;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
@@ -854,24 +948,47 @@ mod tests {
             super::super::SqliteStore::open_file(&path, &crate::store::StoreOptions::new(""), |o| o).await.unwrap();
         let writer = store.inner.writer.clone();
         let mut other = SqliteConnection::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+        let super::Lane::Thread { shared, queue } = &writer.lane else { unreachable!("a file's writer") };
+        let pending = || shared.pending.load(std::sync::atomic::Ordering::Acquire);
+        let wait_for = |what: &str, until: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !until() {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::yield_now();
+            }
+        };
         other.execute("BEGIN IMMEDIATE").await.unwrap(); // SQLite's write lock, held
-        // Asked first: one poll sends the request.
-        let mut number = std::pin::pin!(writer.next_number("n"));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(number.as_mut().poll(&mut cx).is_pending(), "a write waits for the lock");
+        // Asked first, with nothing else pending: made inline, on the task's thread.
+        let number = tokio::spawn({
+            let w = writer.clone();
+            async move { w.next_number("n").await }
+        });
+        wait_for("the number was never asked", &|| pending() == 1);
+        // Asked next: queued for the writer thread, which waits for the connection.
+        let queued = {
+            let (done, answer) = tokio::sync::oneshot::channel();
+            super::enqueue(shared, queue, super::Request::Number { counter: "n".into(), done }).unwrap();
+            answer
+        };
         let mut barrier = tokio::spawn({
             let w = writer.clone();
             async move { w.commit(&[]).await }
         });
         let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut barrier).await;
         assert!(early.is_err(), "the barrier passed a write still waiting for the lock");
+        assert_eq!(pending(), 3, "two writes and the barrier are pending");
         other.execute("COMMIT").await.unwrap();
-        assert_eq!(number.await.unwrap(), 1);
+        assert_eq!(number.await.unwrap().unwrap(), 1);
         barrier.await.unwrap().unwrap();
-        assert_eq!(writer.next_number("n").await.unwrap(), 2);
+        assert_eq!(queued.await.unwrap().unwrap(), 2, "the writer thread took its turn");
+        wait_for("requests still pending", &|| pending() == 0);
+        assert_eq!(writer.next_number("n").await.unwrap(), 3, "made inline again");
         writer.close().await;
         let err = writer.commit(&[]).await.unwrap_err();
-        assert!(matches!(err, crate::store::StoreError::Unavailable(_)), "{err:?}");
+        assert!(matches!(err, crate::store::StoreError::Unavailable(_)), "inline: {err:?}");
+        shared.pending.fetch_add(1, std::sync::atomic::Ordering::AcqRel); // as if busy: queued
+        let err = writer.commit(&[]).await.unwrap_err();
+        assert!(matches!(err, crate::store::StoreError::Unavailable(_)), "queued: {err:?}");
     }
 
     fn rows(from: usize, to: usize) -> impl Iterator<Item = Row> + Clone {
