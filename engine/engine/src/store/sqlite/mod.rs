@@ -524,15 +524,11 @@ impl Store for SqliteStore {
     }
 
     async fn drop_timer(&self, t: &TimerRow) -> StoreResult<()> {
-        sqlx::query("DELETE FROM timers WHERE instance_id = ? AND token = ? AND name = ? AND due_at = ?")
-            .bind(t.instance_id)
-            .bind(i64::from(t.token))
-            .bind(&t.name)
-            .bind(t.due_at)
-            .execute(self.pool())
-            .await
-            .map_err(map_err)?;
-        Ok(())
+        self.write(
+            "DELETE FROM timers WHERE instance_id = ? AND token = ? AND name = ? AND due_at = ?",
+            vec![t.instance_id.into(), i64::from(t.token).into(), t.name.as_str().into(), t.due_at.into()],
+        )
+        .await
     }
 
     async fn timers_of(&self, instance_id: i64) -> StoreResult<Vec<TimerRow>> {
@@ -729,18 +725,19 @@ impl Store for SqliteStore {
         retry_at: i64,
         now: i64,
     ) -> StoreResult<()> {
-        let q = if delivered {
-            sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
-                .bind(now)
-                .bind(id)
+        if delivered {
+            self.write(
+                "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                vec![now.into(), id.into()],
+            )
+            .await
         } else {
-            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ?")
-                .bind(error)
-                .bind(retry_at)
-                .bind(id)
-        };
-        q.execute(self.pool()).await.map_err(map_err)?;
-        Ok(())
+            self.write(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ?",
+                vec![error.into(), retry_at.into(), id.into()],
+            )
+            .await
+        }
     }
 
     async fn closed_before(&self, cutoff: i64, after_id: i64, limit: u32) -> StoreResult<Vec<InstanceRow>> {
@@ -1084,27 +1081,23 @@ impl Store for SqliteStore {
     }
 
     async fn heartbeat(&self, n: &NodeRow, now: i64) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO nodes (id, build, address, started_at, heartbeat_at, leader, doing) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, \
-             leader = excluded.leader, doing = excluded.doing, address = excluded.address",
-        )
-        .bind(&n.id)
-        .bind(&n.build)
-        .bind(&n.address)
-        .bind(n.started_at)
-        .bind(now)
-        .bind(n.leader)
-        .bind(&n.doing)
-        .execute(self.pool())
-        .await
-        .map_err(map_err)?;
-        sqlx::query("DELETE FROM nodes WHERE heartbeat_at < ?")
-            .bind(now - 86_400_000)
-            .execute(self.pool())
-            .await
-            .map_err(map_err)?;
-        Ok(())
+        let upsert = writer::Write {
+            sql: "INSERT INTO nodes (id, build, address, started_at, heartbeat_at, leader, doing) \
+                  VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, \
+                  leader = excluded.leader, doing = excluded.doing, address = excluded.address",
+            values: vec![
+                n.id.as_str().into(),
+                n.build.as_str().into(),
+                n.address.as_str().into(),
+                n.started_at.into(),
+                now.into(),
+                i64::from(n.leader).into(),
+                n.doing.as_str().into(),
+            ],
+        };
+        let forget =
+            writer::Write { sql: "DELETE FROM nodes WHERE heartbeat_at < ?", values: vec![(now - 86_400_000).into()] };
+        self.inner.writer.write(vec![upsert, forget]).await
     }
 
     async fn nodes(&self, now: i64) -> StoreResult<Vec<NodeRow>> {
@@ -1188,6 +1181,11 @@ fn raised_counts_query(prefix: &str, units: &[String], from: i64, to: i64) -> Qu
 }
 
 impl SqliteStore {
+    /// One statement on the writer's connection (see [`writer::Writer::write`]).
+    async fn write(&self, sql: &'static str, values: Vec<writer::Value>) -> StoreResult<()> {
+        self.inner.writer.write(vec![writer::Write { sql, values }]).await
+    }
+
     /// How SQLite runs the statistics query (`EXPLAIN QUERY PLAN`), one line per step: for
     /// operators and the test that it reads its index.
     pub async fn plan_of_raised_counts(&self, units: &[String], from: i64, to: i64) -> StoreResult<String> {

@@ -340,7 +340,42 @@ type Waiting = (Box<Encoded>, oneshot::Sender<StoreResult<()>>);
 enum Request {
     Commit { unit: Box<Encoded>, done: oneshot::Sender<StoreResult<()>> },
     Number { counter: String, done: oneshot::Sender<StoreResult<i64>> },
+    Write { statements: Vec<Write>, done: oneshot::Sender<StoreResult<()>> },
     Close { done: oneshot::Sender<()> },
+}
+
+/// A value bound to a statement of [`Write`].
+#[derive(Clone, Debug)]
+pub(super) enum Value {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<Option<&str>> for Value {
+    fn from(v: Option<&str>) -> Value {
+        v.map_or(Value::Null, Value::from)
+    }
+}
+
+/// A statement the writer makes besides commits (a node's heartbeat, a delivery's outcome),
+/// with its values in order.
+#[derive(Debug)]
+pub(super) struct Write {
+    pub(super) sql: &'static str,
+    pub(super) values: Vec<Value>,
 }
 
 /// Where commits are executed.
@@ -544,6 +579,32 @@ impl Writer {
         result
     }
 
+    /// Makes `statements` as one transaction on the writer's connection, in their turn with
+    /// the commits. Writes through another connection would wait for SQLite's lock in its
+    /// sleeping busy handler, and each would empty the writer's page cache (SQLite drops a
+    /// connection's cache when another has written), so that its next commits read again every
+    /// page they touch.
+    pub(super) async fn write(&self, statements: Vec<Write>) -> StoreResult<()> {
+        let result = match &self.lane {
+            Lane::Thread { queue, shared } => {
+                if let Some(result) = inline(shared, |thread| thread.write(&statements)) {
+                    return result;
+                }
+                let (done, answer) = oneshot::channel();
+                enqueue(shared, queue, Request::Write { statements, done })?;
+                return answer.await.map_err(|_| closing())?;
+            }
+            Lane::Pool { pool, turn, .. } => {
+                let _turn = turn.lock().await;
+                pool_write(pool, &statements).await.map_err(map_err)
+            }
+        };
+        if result.is_ok() {
+            self.counts.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
     /// Ends the writer thread once everything asked before has been done, closing its
     /// connection; later commits are refused.
     pub(super) async fn close(&self) {
@@ -609,6 +670,10 @@ fn run(shared: &Shared, requests: &mpsc::Receiver<Request>) {
                 Request::Number { counter, done } => {
                     thread.flush();
                     let _ = done.send(thread.next_number(&counter));
+                }
+                Request::Write { statements, done } => {
+                    thread.flush();
+                    let _ = done.send(thread.write(&statements));
                 }
                 Request::Close { done } => {
                     thread.flush();
@@ -687,6 +752,36 @@ impl WriterThread {
         result
     }
 
+    fn write(&mut self, statements: &[Write]) -> StoreResult<()> {
+        let result = self.on_connection(|conn| {
+            let lone = statements.len() == 1;
+            if !lone {
+                conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            }
+            let result = statements.iter().try_for_each(|w| {
+                let mut prepared = conn.prepare_cached(w.sql)?;
+                for (i, value) in w.values.iter().enumerate() {
+                    match value {
+                        Value::Int(v) => prepared.raw_bind_parameter(i + 1, v)?,
+                        Value::Text(v) => prepared.raw_bind_parameter(i + 1, v.as_str())?,
+                        Value::Null => prepared.raw_bind_parameter(i + 1, rusqlite::types::Null)?,
+                    }
+                }
+                prepared.raw_execute().map(drop)
+            });
+            let result =
+                if lone { result } else { result.and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop)) };
+            if result.is_err() && !conn.is_autocommit() {
+                let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+            }
+            result
+        });
+        if result.is_ok() {
+            self.counts.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
     /// Runs `work` on the writer's connection, opened if it is not. After a failure other than
     /// a broken constraint (a stale revision), or with a transaction left open, the connection
     /// is dropped: the next request opens it again.
@@ -714,8 +809,8 @@ fn open(file: &FileOptions) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open_with_flags(&file.path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // The parts' statements, the sizes of the values statements, CONSUMED_SQL, NUMBER_SQL,
-    // BEGIN, COMMIT and ROLLBACK.
-    conn.set_prepared_statement_cache_capacity(2 * VALUE_SIZES + PART_STATEMENTS.len() + 5);
+    // BEGIN, COMMIT and ROLLBACK, and room for the store's other writes.
+    conn.set_prepared_statement_cache_capacity(2 * VALUE_SIZES + PART_STATEMENTS.len() + 5 + 8);
     let mut pragmas = String::new();
     for (key, value) in file.pragmas().chain([("wal_autocheckpoint", &*WRITER_CHECKPOINT_BACKSTOP.to_string())]) {
         pragmas.push_str(&format!("PRAGMA {key} = {value}; "));
@@ -872,6 +967,23 @@ fn pad<'q>(
     query
 }
 
+/// Makes `statements` as one transaction on an in-memory database's connection.
+async fn pool_write(pool: &SqlitePool, statements: &[Write]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for w in statements {
+        let mut q = sqlx::query(w.sql);
+        for value in &w.values {
+            q = match value {
+                Value::Int(v) => q.bind(*v),
+                Value::Text(v) => q.bind(v.clone()),
+                Value::Null => q.bind(None::<i64>),
+            };
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
 /// Copies committed pages from the WAL into the database file, on a connection of its own, so
 /// that commits do not wait for it: left to itself, the committing connection checkpoints every
 /// 1,000 pages (4 MB), writing and syncing them while every caller in its batch waits.
@@ -989,6 +1101,46 @@ mod tests {
         shared.pending.fetch_add(1, std::sync::atomic::Ordering::AcqRel); // as if busy: queued
         let err = writer.commit(&[]).await.unwrap_err();
         assert!(matches!(err, crate::store::StoreError::Unavailable(_)), "queued: {err:?}");
+    }
+
+    /// A serving store writes only through the writer's connection: a heartbeat, a delivery's
+    /// outcome and a dropped timer leave the writer's page cache as it was (SQLite empties a
+    /// connection's cache when another connection has written: `PRAGMA data_version` moves).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_stores_own_writes_keep_the_writers_page_cache() {
+        use crate::store::{NodeRow, Store, TimerRow};
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            super::super::SqliteStore::open_file(&dir.path().join("w.db"), &crate::store::StoreOptions::new(""), |o| o)
+                .await
+                .unwrap();
+        let super::Lane::Thread { shared, .. } = &store.inner.writer.lane else { unreachable!("a file's writer") };
+        let data_version = || {
+            let mut thread = shared.lock();
+            let conn = thread.on_connection(|c| c.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)));
+            conn.unwrap()
+        };
+        let before = data_version();
+        let node = NodeRow {
+            id: "n1".into(),
+            build: "test".into(),
+            address: "127.0.0.1:1".into(),
+            started_at: 1,
+            heartbeat_at: 0,
+            silent_ms: 0,
+            alive: true,
+            leader: true,
+            doing: "serving".into(),
+        };
+        store.heartbeat(&node, 1_000).await.unwrap();
+        store.outbox_result(1, true, None, 0, 1_000).await.unwrap();
+        let timer = TimerRow { instance_id: 1, token: 1, name: "t".into(), step: "s".into(), due_at: 5 };
+        store.drop_timer(&timer).await.unwrap();
+        assert_eq!(store.nodes(1_000).await.unwrap().len(), 1, "the heartbeat was written");
+        assert_eq!(data_version(), before, "another connection wrote: the writer's cache was emptied");
+        // The test's own check: a write through a pool connection does move it.
+        sqlx::query("DELETE FROM nodes").execute(&store.inner.pool).await.unwrap();
+        assert_ne!(data_version(), before);
     }
 
     fn rows(from: usize, to: usize) -> impl Iterator<Item = Row> + Clone {
