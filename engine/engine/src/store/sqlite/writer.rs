@@ -395,7 +395,7 @@ enum Lane {
 #[derive(Debug)]
 struct Shared {
     /// Requests queued for the thread, or being made inline, and not yet done. A caller that
-    /// finds none commits on its own thread (see [`Writer::inline`]).
+    /// finds none commits on its own thread (see [`inline`]).
     pending: AtomicUsize,
     state: std::sync::Mutex<WriterThread>,
 }
