@@ -14,7 +14,7 @@ use yishi_core::kind::Actor;
 use yishi_core::msg;
 use yishi_core::runtime::ActionRequest;
 use yishi_engine::service::{Idempotency, InstanceView, Intake};
-use yishi_engine::store::{InstanceRow, ListFilter};
+use yishi_engine::store::ListFilter;
 
 use super::AppState;
 use super::auth::{ApiRole, Principal};
@@ -167,10 +167,10 @@ pub async fn start(
     Ok(with_header(with_header(resp, header::LOCATION, &location), header::ETAG, &etag(revision)))
 }
 
-async fn visible(st: &AppState, p: &Principal, id: i64) -> ApiResult<InstanceRow> {
-    let row = st.engine.get(id).await?;
-    p.require_unit(&row.unit)?;
-    Ok(row)
+/// Refuses a case outside the caller's communities (or that does not exist); reads its unit
+/// only, not a copy of its state.
+async fn visible(st: &AppState, p: &Principal, id: i64) -> ApiResult<()> {
+    p.require_unit(&st.engine.unit_of(id).await?)
 }
 
 pub async fn get(
@@ -179,7 +179,8 @@ pub async fn get(
     P(id): P<i64>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let row = visible(&st, &p, id).await?;
+    let row = st.engine.get(id).await?;
+    p.require_unit(&row.unit)?;
     let tag = etag(row.revision);
     if none_match(&headers, &tag) {
         return Ok(with_header(StatusCode::NOT_MODIFIED.into_response(), header::ETAG, &tag));

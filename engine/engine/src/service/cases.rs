@@ -729,6 +729,13 @@ impl Engine {
         Ok(self.loaded(id, &mut guard).await?.clone())
     }
 
+    /// The community (unit) of a case, without copying the rest of it.
+    pub async fn unit_of(&self, id: i64) -> Result<String, EngineError> {
+        let slot = self.slot(id);
+        let mut guard = slot.lock().await;
+        Ok(self.loaded(id, &mut guard).await?.unit.clone())
+    }
+
     pub async fn view(&self, id: i64) -> Result<InstanceView, EngineError> {
         let row = self.get(id).await?;
         self.view_of(&row).await
