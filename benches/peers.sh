@@ -30,13 +30,21 @@ all=""
 for round in $(seq 1 "$rounds"); do
   # The same reference with commits synced at checkpoints only, and raw SQLite writing the same
   # rows one transaction at a time (the floor under `reference` on this disk).
+  # Each durability's floor right after Yishi's figure it divides.
   lines=$(cd "$root" && "$yishi" bench reference --n "$N"
+    python3 "$here/sqlite-floor.py" "$N" FULL
     "$yishi" bench reference --n "$N" --sync normal | sed 's/^reference_/reference_sync_normal_/'
+    python3 "$here/sqlite-floor.py" "$N" NORMAL
     "$yishi" bench concurrent --n "$con_n"
-    python3 "$here/sqlite-floor.py" "$N"
     "$peers/run.sh" "$N" spiffworkflow | awk '{print "peer_spiffworkflow_instances_per_second", $3, "inst/s"}')
   echo "# round $round of $rounds"
   echo "$lines"
+  # Each round's share of its floor, measured side by side.
+  shares=$(echo "$lines" | awk '{v[$1]=$2} END {
+    printf "round_reference_of_floor_full %.4f share\n", v["reference_instances_per_second"] / v["sqlite_floor_full_instances_per_second"]
+    printf "round_normal_of_floor_normal %.4f share\n", v["reference_sync_normal_instances_per_second"] / v["sqlite_floor_normal_instances_per_second"] }')
+  echo "$shares"
+  lines="$lines"$'\n'"$shares"
   all="$all$lines"$'\n'
 done
 # The median of a figure over the rounds.
@@ -46,12 +54,16 @@ floor_normal=$(median sqlite_floor_normal_instances_per_second)
 ref=$(median reference_instances_per_second)
 normal=$(median reference_sync_normal_instances_per_second)
 con=$(median concurrent_instances_per_second)
+# A share of the floor is the median of the rounds' shares (each figure over the floor measured
+# right after it), not the ratio of two medians: the disk's speed drifts between rounds.
+share_full=$(median round_reference_of_floor_full)
+share_normal=$(median round_normal_of_floor_normal)
 peer_lines="PEER spiffworkflow $(median peer_spiffworkflow_instances_per_second)"$'\n'"$other_peers"
 echo "# medians of $rounds rounds"
 echo "$peer_lines" | head -1
 echo "YISHI reference $ref"
 echo "YISHI concurrent $con"
-awk -v a="$ref" -v f="$floor" 'BEGIN { printf "ratio reference/sqlite-floor-full %.2f\n", a / f }'
+echo "ratio reference/sqlite-floor-full $share_full (median of the rounds)"
 echo "$peer_lines" | while read -r _ name rate _; do
   [ -n "${rate:-}" ] || continue
   awk -v p="$name" -v r="$rate" -v a="$ref" -v b="$con" 'BEGIN { printf "ratio reference/%s %.2f\nratio concurrent/%s %.2f\n", p, a / r, p, b / r }'
@@ -66,15 +78,15 @@ for p in $names; do printf ' vs %s |' "$p"; done
 printf '\n|---|---|---|'
 for _ in $names; do printf -- '---|'; done
 printf '\n'
-row() { # label, rate, floor (or empty)
+row() { # label, rate, share of the floor (or empty)
   printf '| %s | %.0f | ' "$1" "$2"
-  if [ -n "$3" ]; then awk -v a="$2" -v f="$3" 'BEGIN { printf "%.0f%%", 100 * a / f }'; fi
+  if [ -n "$3" ]; then awk -v s="$3" 'BEGIN { printf "%.0f%%", 100 * s }'; fi
   printf ' |'
   echo "$peer_lines" | awk 'NF >= 3 {print $3}' | while read -r r; do awk -v a="$2" -v r="$r" 'BEGIN { printf " %.2fx |", a / r }'; done
   printf '\n'
 }
-row "reference, durable (FULL), one at a time" "$ref" "$floor"
-row "reference --sync normal" "$normal" "$floor_normal"
+row "reference, durable (FULL), one at a time" "$ref" "$share_full"
+row "reference --sync normal" "$normal" "$share_normal"
 row "concurrent, durable, 256 in flight" "$con" ""
 printf '| raw SQLite floor, FULL / NORMAL | %.0f / %.0f | |' "$floor" "$floor_normal"
 for _ in $names; do printf ' |'; done

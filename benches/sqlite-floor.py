@@ -7,7 +7,7 @@ transaction per instance, one after another, from Python's built-in sqlite3 modu
 instances per second for `synchronous=FULL` (Yishi's default) and `NORMAL`. No engine that keeps
 this history durably, one instance at a time, can go faster on the same disk.
 
-Usage: benches/sqlite-floor.py [N]   (default 5000)
+Usage: benches/sqlite-floor.py [N] [FULL|NORMAL]   (default 5000, both)
 """
 
 import json
@@ -64,5 +64,5 @@ def run(sync):
 
 
 os.makedirs(os.path.join(ROOT, "target"), exist_ok=True)
-for sync in ("FULL", "NORMAL"):
+for sync in sys.argv[2:3] or ("FULL", "NORMAL"):
     print(f"sqlite_floor_{sync.lower()}_instances_per_second {run(sync):.2f} inst/s")
