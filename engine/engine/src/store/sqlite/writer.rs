@@ -378,6 +378,20 @@ pub(super) struct Write {
     pub(super) values: Vec<Value>,
 }
 
+impl Write {
+    fn execute(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+        let mut prepared = conn.prepare_cached(self.sql)?;
+        for (i, value) in self.values.iter().enumerate() {
+            match value {
+                Value::Int(v) => prepared.raw_bind_parameter(i + 1, v)?,
+                Value::Text(v) => prepared.raw_bind_parameter(i + 1, v.as_str())?,
+                Value::Null => prepared.raw_bind_parameter(i + 1, rusqlite::types::Null)?,
+            }
+        }
+        prepared.raw_execute().map(drop)
+    }
+}
+
 /// Where commits are executed.
 #[derive(Debug)]
 enum Lane {
@@ -753,28 +767,9 @@ impl WriterThread {
     }
 
     fn write(&mut self, statements: &[Write]) -> StoreResult<()> {
-        let result = self.on_connection(|conn| {
-            let lone = statements.len() == 1;
-            if !lone {
-                conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-            }
-            let result = statements.iter().try_for_each(|w| {
-                let mut prepared = conn.prepare_cached(w.sql)?;
-                for (i, value) in w.values.iter().enumerate() {
-                    match value {
-                        Value::Int(v) => prepared.raw_bind_parameter(i + 1, v)?,
-                        Value::Text(v) => prepared.raw_bind_parameter(i + 1, v.as_str())?,
-                        Value::Null => prepared.raw_bind_parameter(i + 1, rusqlite::types::Null)?,
-                    }
-                }
-                prepared.raw_execute().map(drop)
-            });
-            let result =
-                if lone { result } else { result.and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop)) };
-            if result.is_err() && !conn.is_autocommit() {
-                let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
-            }
-            result
+        let result = self.on_connection(|conn| match statements {
+            [only] => only.execute(conn),
+            _ => atomically(conn, |conn| statements.iter().try_for_each(|w| w.execute(conn))),
         });
         if result.is_ok() {
             self.counts.commits.fetch_add(1, Ordering::Relaxed);
@@ -848,11 +843,17 @@ fn transaction(conn: &mut rusqlite::Connection, units: &[&Encoded]) -> rusqlite:
     if let [only] = statements.as_slice() {
         return execute(conn, only);
     }
+    atomically(conn, |conn| statements.iter().try_for_each(|s| execute(conn, s)))
+}
+
+/// Runs `work` between `BEGIN IMMEDIATE` and `COMMIT`; after a failure the transaction is
+/// rolled back.
+fn atomically(
+    conn: &rusqlite::Connection,
+    work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let result = statements
-        .iter()
-        .try_for_each(|s| execute(conn, s))
-        .and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+    let result = work(conn).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
     if result.is_err() && !conn.is_autocommit() {
         // Should this fail too, the transaction stays open and the caller drops the connection.
         let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
